@@ -1,0 +1,59 @@
+"""Database credentials from Secrets Manager, in the JSON shape RDS and Redshift secrets use."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from pipeline.aws.clients import aws_client
+from pipeline.config import Secret, Settings
+from pipeline.errors import SecretNotFoundError, ServiceUnavailableError
+
+
+@dataclass(frozen=True)
+class DbCredentials:
+    """One database login, as read from a secret."""
+
+    engine: str
+    host: str
+    port: int
+    username: str
+    password: Secret
+    dbname: str
+
+    def to_secret_json(self) -> dict[str, Any]:
+        """The secret's JSON: RDS's keys (engine, host, port, username, password, dbname)."""
+        return {"engine": self.engine, "host": self.host, "port": self.port,
+                "username": self.username, "password": self.password.reveal(),
+                "dbname": self.dbname}
+
+
+def get_db_credentials(settings: Settings, secret_name: str) -> DbCredentials:
+    """Read a database secret; raises SecretNotFoundError when it was never provisioned."""
+    client = aws_client(settings, "secretsmanager")
+    try:
+        raw = client.get_secret_value(SecretId=secret_name)["SecretString"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            raise SecretNotFoundError(secret_name, settings.localstack.endpoint_url) from exc
+        raise
+    except EndpointConnectionError as exc:
+        raise ServiceUnavailableError(
+            f"Secrets Manager at {settings.localstack.endpoint_url} is not reachable",
+            service="localstack", port=settings.localstack.port,
+            hint="start the stack with `shoplake stack up`") from exc
+    data = json.loads(raw)
+    return DbCredentials(engine=data["engine"], host=data["host"], port=int(data["port"]),
+                         username=data["username"], password=Secret(data["password"]),
+                         dbname=data["dbname"])
+
+
+def mysql_credentials(settings: Settings) -> DbCredentials:
+    return get_db_credentials(settings, settings.mysql.secret_name)
+
+
+def warehouse_credentials(settings: Settings) -> DbCredentials:
+    return get_db_credentials(settings, settings.postgres.secret_name)

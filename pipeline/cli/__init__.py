@@ -1,0 +1,1 @@
+"""The `shoplake` command line: thin commands grouped by noun (stack, config, provision)."""

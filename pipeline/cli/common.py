@@ -1,0 +1,69 @@
+"""What every command shares: the context (settings built once), output, progress choice."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import Settings
+from pipeline.progress import LogProgress, Progress, RichProgress, SilentProgress
+
+OUT = Console()
+ERR = Console(stderr=True)
+
+format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]),
+                             default="table", show_default=True, help="Output format.")
+
+
+@dataclass
+class CliContext:
+    settings: Settings
+    debug: bool = False
+    quiet: bool = False
+
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+
+@contextlib.contextmanager
+def progress_for(ctx: CliContext) -> Iterator[Progress]:
+    """Live bars on a terminal, plain lines otherwise (CI, pipes), nothing with --quiet."""
+    if ctx.quiet:
+        yield SilentProgress()
+    elif sys.stderr.isatty():
+        with RichProgress() as progress:
+            yield progress
+    else:
+        yield LogProgress(sys.stderr)
+
+
+def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str,
+               title: str | None = None) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(list(rows), indent=2, default=str))
+        return
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    OUT.print(table)
+
+
+def human_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

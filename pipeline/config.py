@@ -1,0 +1,237 @@
+"""The single source of truth for shoplake's endpoints, ports, names and folders.
+
+Every value comes from a ``SHOPLAKE_...`` environment variable when set, else from a default
+that depends on the mode: ``native`` (child processes on 127.0.0.1, non-standard ports) or
+``compose`` (containers reached by service name on their standard ports). Settings are built
+once, at the CLI edge (or by a test fixture), and passed down; no other module reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+MODES = ("native", "compose")
+ENV_PREFIX = "SHOPLAKE_"
+
+
+class Secret:
+    """A value that must not show up in logs, reprs or `config show` output."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The real value; call only where it is handed to a client library."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    def __str__(self) -> str:
+        return "****"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def setting(doc: str, native: Any, compose: Any = None) -> Any:
+    """Declare a field: its docstring and its default in each mode (compose defaults to native)."""
+    compose_default = native if compose is None else compose
+    return field(default=None, metadata={"doc": doc, "native": native, "compose": compose_default})
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """How shoplake runs its services."""
+
+    mode: str = setting("`native` starts child processes; `compose` expects containers.", "native")
+    state_dir: Path = setting(
+        "Folder for data dirs, logs, pid files and generated credentials.",
+        ".shoplake",
+        "/var/lib/shoplake",
+    )
+    tools_dir: Path = setting(
+        "Folder for downloaded tools (LocalStack venv, jars); survives `stack down --purge`.",
+        ".shoplake/tools",
+        "/opt/shoplake/tools",
+    )
+    startup_timeout: float = setting("Seconds to wait for a service to turn healthy.", 60.0)
+    stop_timeout: float = setting("Seconds between SIGTERM and SIGKILL on `stack down`.", 15.0)
+    compose_project: str = setting("Docker compose project name (compose mode status).", "shoplake")
+
+
+@dataclass(frozen=True)
+class MySQLSettings:
+    """The OLTP source: MariaDB natively, MySQL 8.4 in compose (stands in for RDS MySQL)."""
+
+    host: str = setting("Host the source database listens on.", "127.0.0.1", "mysql")
+    port: int = setting("TCP port of the source database.", 13306, 3306)
+    database: str = setting("Name of the OLTP schema.", "shop")
+    user: str = setting("Application user (owner of the `shop` schema).", "shoplake")
+    server_id: int = setting("Binlog server id of the source.", 1)
+    secret_name: str = setting("Secrets Manager secret holding the app user's credentials.",
+                               "shoplake/mysql")
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    """The warehouse: PostgreSQL standing in for Redshift."""
+
+    host: str = setting("Host the warehouse listens on.", "127.0.0.1", "postgres")
+    port: int = setting("TCP port of the warehouse.", 15432, 5432)
+    database: str = setting("Warehouse database name.", "warehouse")
+    user: str = setting("Warehouse owner (superuser of the native cluster).", "shoplake")
+    os_user: str = setting("OS user that runs postgres when shoplake runs as root.", "postgres")
+    bin_dir: str = setting("Folder of initdb/postgres; empty finds it on PATH or under "
+                           "/usr/lib/postgresql.", "")
+    secret_name: str = setting("Secrets Manager secret holding the warehouse credentials.",
+                               "shoplake/warehouse")
+
+
+@dataclass(frozen=True)
+class LocalStackSettings:
+    """LocalStack: S3, Secrets Manager, Step Functions, EventBridge and SQS."""
+
+    host: str = setting("Host of the LocalStack gateway.", "127.0.0.1", "localstack")
+    port: int = setting("Port of the LocalStack gateway.", 14566, 4566)
+    region: str = setting("AWS region every client uses.", "us-east-1")
+    access_key_id: str = setting("AWS access key id LocalStack accepts.", "test")
+    secret_access_key: Secret = setting("AWS secret key LocalStack accepts.", "test")
+    auth_token: Secret = setting("LocalStack auth token, passed through when set.", "")
+    services: str = setting("LocalStack services to start.", "s3,secretsmanager,stepfunctions,"
+                            "events,sqs")
+    python: str = setting("Python of LocalStack's own venv (3.13); empty uses the tools dir.", "")
+
+    @property
+    def endpoint_url(self) -> str:
+        """The gateway URL every boto3 client is pointed at."""
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    """S3 buckets of the lake (bronze, silver) and of job artifacts."""
+
+    bronze_bucket: str = setting("Raw layer written by the CDC service (DMS format).",
+                                 "shoplake-bronze")
+    silver_bucket: str = setting("Clean layer written by the Spark jobs (Parquet).",
+                                 "shoplake-silver")
+    artifacts_bucket: str = setting("Job scripts, bookmarks, catalog and run artifacts.",
+                                    "shoplake-artifacts")
+
+    @property
+    def buckets(self) -> tuple[str, ...]:
+        return (self.bronze_bucket, self.silver_bucket, self.artifacts_bucket)
+
+
+SECTIONS: dict[str, type] = {
+    "stack": StackSettings,
+    "mysql": MySQLSettings,
+    "postgres": PostgresSettings,
+    "localstack": LocalStackSettings,
+    "lake": LakeSettings,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every resolved value, one section per stand-in, plus where each value came from."""
+
+    stack: StackSettings
+    mysql: MySQLSettings
+    postgres: PostgresSettings
+    localstack: LocalStackSettings
+    lake: LakeSettings
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def mode(self) -> str:
+        return self.stack.mode
+
+    @property
+    def state_dir(self) -> Path:
+        return self.stack.state_dir
+
+    def describe(self) -> list[tuple[str, str, str, str]]:
+        """Rows of (key, value, source, doc) for `shoplake config show`; secrets masked."""
+        rows = []
+        for section_name in SECTIONS:
+            section = getattr(self, section_name)
+            for f in dataclasses.fields(section):
+                key = f"{section_name}.{f.name}"
+                value = getattr(section, f.name)
+                rows.append((key, str(value), self.sources.get(key, "default"), f.metadata["doc"]))
+        return rows
+
+
+def env_name(section: str, name: str) -> str:
+    """`mysql.port` is set by `SHOPLAKE_MYSQL_PORT`."""
+    return f"{ENV_PREFIX}{section}_{name}".upper()
+
+
+def _convert(raw: Any, annotation: str, key: str) -> Any:
+    try:
+        if annotation == "int":
+            return int(raw)
+        if annotation == "float":
+            return float(raw)
+        if annotation == "Path":
+            return Path(raw)
+        if annotation == "Secret":
+            return raw if isinstance(raw, Secret) else Secret(str(raw))
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"`{key}` must be {annotation}, got `{raw}`", key=key) from exc
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Resolve settings from overrides, then `SHOPLAKE_*` variables, then mode defaults.
+
+    `overrides` take dotted keys with `__` for the dot (``mysql__port=1``), which is how
+    test fixtures pin ports and folders without touching the process environment.
+    """
+    env = dict(os.environ if environ is None else environ)
+    flat = {k.replace("__", "."): v for k, v in overrides.items()}
+    mode = flat.get("stack.mode") or env.get(env_name("stack", "mode")) or "native"
+    if mode not in MODES:
+        raise ConfigError(f"`SHOPLAKE_STACK_MODE` must be one of {MODES}, got `{mode}`",
+                          key="stack.mode")
+    sources: dict[str, str] = {}
+    built: dict[str, Any] = {}
+    for section_name, cls in SECTIONS.items():
+        values = {}
+        for f in dataclasses.fields(cls):
+            key = f"{section_name}.{f.name}"
+            var = env_name(section_name, f.name)
+            if key in flat:
+                raw, sources[key] = flat[key], "override"
+            elif var in env:
+                raw, sources[key] = env[var], f"env {var}"
+            else:
+                raw, sources[key] = f.metadata[mode], f"default ({mode})"
+            values[f.name] = _convert(raw, str(f.type), key)
+        built[section_name] = cls(**values)
+    built["stack"] = _absolute_dirs(built["stack"])
+    return Settings(**built, sources=sources)
+
+
+def _absolute_dirs(stack: StackSettings) -> StackSettings:
+    """Relative folders are taken from the current directory, then fixed for the run."""
+    return dataclasses.replace(
+        stack,
+        state_dir=stack.state_dir.expanduser().absolute(),
+        tools_dir=stack.tools_dir.expanduser().absolute(),
+    )

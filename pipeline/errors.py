@@ -1,0 +1,100 @@
+"""Every error shoplake raises on purpose: one root, typed subclasses, messages that say what to do.
+
+Errors are either *transient* (worth retrying: a service still starting, a dropped
+connection) or *terminal* (retrying will not help: a missing binary, a bad setting). Loops
+such as the CDC service and the Step Functions workers decide retries by type, never by
+parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class ShoplakeError(Exception):
+    """Root of shoplake's errors. `hint` says what the user should do next."""
+
+    transient = False
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  -> {self.hint}" if self.hint else self.message
+
+
+class TerminalError(ShoplakeError):
+    """Retrying the same call will fail the same way."""
+
+
+class TransientError(ShoplakeError):
+    """The same call may succeed later (a service starting, a connection reset)."""
+
+    transient = True
+
+
+class ConfigError(TerminalError):
+    """A setting is missing or malformed."""
+
+    def __init__(self, message: str, *, key: str = "", hint: str = "") -> None:
+        super().__init__(message, hint=hint or "check `shoplake config show` and the "
+                         "SHOPLAKE_* environment variables")
+        self.key = key
+
+
+class MissingBinaryError(TerminalError):
+    """A program a native service needs is not installed."""
+
+    def __init__(self, binary: str, package: str, service: str) -> None:
+        super().__init__(
+            f"`{binary}` is not installed; the `{service}` service needs it",
+            hint=f"install it with `apt-get install {package}` or run `bash scripts/setup.sh`",
+        )
+        self.binary, self.package, self.service = binary, package, service
+
+
+class ServiceError(ShoplakeError):
+    """A native service failed to start, stop or answer its health check."""
+
+    def __init__(self, message: str, *, service: str, port: int | None = None,
+                 log_file: str = "", log_tail: str = "", hint: str = "") -> None:
+        detail = message
+        if log_file:
+            detail += f"\n  log: {log_file}"
+        if log_tail:
+            detail += "\n  last lines:\n" + "\n".join(f"    | {line}"
+                                                      for line in log_tail.splitlines())
+        super().__init__(detail, hint=hint or f"read the log with `shoplake stack logs {service}`")
+        self.service, self.port, self.log_file = service, port, log_file
+
+
+class ServiceStartError(ServiceError, TerminalError):
+    """A service exited or never turned healthy while starting."""
+
+
+class PortInUseError(ServiceError, TerminalError):
+    """Something that is not ours already listens on a service's port."""
+
+
+class ServiceUnavailableError(ServiceError, TransientError):
+    """A service is not reachable right now (not started, restarting)."""
+
+
+class ProvisioningError(TransientError):
+    """Creating buckets or secrets on LocalStack failed."""
+
+    def __init__(self, message: str, *, resource: str, hint: str = "") -> None:
+        super().__init__(message, hint=hint or "check `shoplake stack status`; then rerun "
+                         "`shoplake provision`")
+        self.resource = resource
+
+
+class SecretNotFoundError(TerminalError):
+    """A component asked Secrets Manager for credentials that were never provisioned."""
+
+    def __init__(self, secret_name: str, endpoint: str) -> None:
+        super().__init__(
+            f"secret `{secret_name}` does not exist in Secrets Manager at {endpoint}",
+            hint="run `shoplake stack up` (it provisions the secrets) or `shoplake provision`",
+        )
+        self.secret_name = secret_name

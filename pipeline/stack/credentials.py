@@ -1,0 +1,60 @@
+"""Database passwords, generated at first start and kept in the state folder (never the repo).
+
+Only the stack itself reads these files: it needs them to bootstrap the databases and to
+write them into Secrets Manager. Every other component reads the secrets from there.
+In compose mode the same files live on a shared volume and the mysql and postgres images
+read them through their `*_PASSWORD_FILE` variables.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.config import Secret, Settings
+
+# Names of the files under <state>/credentials/, one password each.
+MYSQL_ROOT = "mysql_root_password"
+MYSQL_APP = "mysql_password"
+POSTGRES = "postgres_password"
+ALL = (MYSQL_ROOT, MYSQL_APP, POSTGRES)
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class Credentials:
+    mysql_root: Secret
+    mysql_app: Secret
+    postgres: Secret
+
+
+def credentials_dir(settings: Settings) -> Path:
+    return settings.state_dir / "credentials"
+
+
+def ensure_credentials(settings: Settings) -> Credentials:
+    """Generate any missing password file (idempotent) and return all three."""
+    folder = credentials_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Containers read these as their own non-root users; on a laptop only we may read them.
+    mode = 0o644 if settings.mode == "compose" else 0o600
+    for name in ALL:
+        path = folder / name
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "w") as fh:
+                fh.write("".join(secrets.choice(_ALPHABET) for _ in range(24)))
+            tmp.replace(path)
+        path.chmod(mode)
+    return load_credentials(settings)
+
+
+def load_credentials(settings: Settings) -> Credentials:
+    folder = credentials_dir(settings)
+    read = {name: Secret((folder / name).read_text().strip()) for name in ALL}
+    return Credentials(read[MYSQL_ROOT], read[MYSQL_APP], read[POSTGRES])

@@ -1,0 +1,205 @@
+"""`stack up | down | status`: start, stop and inspect the native services, then provision."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from pipeline.aws.provision import Provisioned, provision
+from pipeline.aws.secrets import DbCredentials
+from pipeline.config import Settings, env_name
+from pipeline.errors import ConfigError, PortInUseError, ServiceStartError
+from pipeline.progress import Progress, SilentProgress
+from pipeline.stack.credentials import ensure_credentials
+from pipeline.stack.localstack import LocalStackService
+from pipeline.stack.mariadb import MariaDBService
+from pipeline.stack.postgres import PostgresService
+from pipeline.stack.process import ManagedProcess, port_in_use
+from pipeline.stack.service import NativeService
+
+LOG = logging.getLogger(__name__)
+
+# Gives a service that is running but not answering a moment before `up` restarts it.
+UNHEALTHY_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class UpResult:
+    service: str
+    action: str  # started | restarted | already running
+    pid: int
+    port: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: str
+    pid: int | None
+    port: int
+    healthy: bool
+    uptime_s: float | None
+    state: str  # running | unhealthy | stopped | crashed
+    log_file: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def native_services(settings: Settings) -> list[NativeService]:
+    """The stand-ins, in dependency order (databases first, then the AWS endpoints)."""
+    return [MariaDBService(settings), PostgresService(settings), LocalStackService(settings)]
+
+
+def process_of(settings: Settings, service: NativeService) -> ManagedProcess:
+    return ManagedProcess(service.name, settings.state_dir / "run", settings.state_dir / "logs")
+
+
+def service_named(settings: Settings, name: str) -> NativeService:
+    for svc in native_services(settings):
+        if svc.name == name:
+            return svc
+    names = ", ".join(s.name for s in native_services(settings))
+    raise ConfigError(f"unknown service `{name}`", hint=f"choose one of: {names}")
+
+
+def up(settings: Settings, progress: Progress | None = None) -> list[UpResult]:
+    """Start every service that is not running and healthy, wait for health, provision.
+
+    Idempotent: services that are already up are left alone, provisioning reports
+    "unchanged". A crashed service (pid gone, or alive but not answering) is restarted.
+    """
+    progress = progress or SilentProgress()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.chmod(0o755)  # the postgres OS user must traverse it
+    ensure_credentials(settings)
+    services = native_services(settings)
+    for svc in services:  # fail before starting anything if a binary is missing
+        svc.check_installed()
+    with ThreadPoolExecutor(max_workers=len(services)) as pool:
+        futures = [pool.submit(_up_one, settings, svc, progress) for svc in services]
+        results = []
+        errors = []
+        for fut in futures:
+            try:
+                results.append(fut.result())
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after all finished
+                errors.append(exc)
+    if errors:
+        raise errors[0]
+    provision_stack(settings, progress)
+    return results
+
+
+def _up_one(settings: Settings, svc: NativeService, progress: Progress) -> UpResult:
+    started = time.monotonic()
+    proc = process_of(settings, svc)
+    progress.start(svc.name, f"checking {svc.name} on port {svc.port}")
+    rec = proc.running()
+    action = "started"
+    if rec is not None:
+        if _wait_healthy(svc, proc, UNHEALTHY_GRACE_S, raise_on_exit=False):
+            progress.finish(svc.name, message=f"already running (pid {rec.pid})")
+            return UpResult(svc.name, "already running", rec.pid, svc.port,
+                            time.monotonic() - started)
+        LOG.warning("%s (pid %s) is running but not healthy; restarting it", svc.name, rec.pid)
+        proc.stop(svc.stop_timeout or settings.stack.stop_timeout, svc.stop_signal)
+        action = "restarted"
+    elif proc.record() is not None:
+        action = "restarted"  # its pid file outlived it: it crashed
+    proc.cleanup_stale()
+    if port_in_use(svc.host, svc.port):
+        raise PortInUseError(
+            f"port {svc.port} of `{svc.name}` is taken by a process shoplake did not start",
+            service=svc.name, port=svc.port,
+            hint=f"stop that process, or pick another port with "
+                 f"`{env_name(svc.section, 'port')}`")
+    progress.update(svc.name, description=f"initialising {svc.name}")
+    svc.prepare()
+    progress.update(svc.name, description=f"starting {svc.name} on port {svc.port}")
+    rec = proc.start(svc.command(), port=svc.port, env=svc.env(), user=svc.run_as())
+    try:
+        if not _wait_healthy(svc, proc, settings.stack.startup_timeout, raise_on_exit=True):
+            raise ServiceStartError(
+                f"`{svc.name}` did not turn healthy within {settings.stack.startup_timeout:.0f}s",
+                service=svc.name, port=svc.port, log_file=str(proc.log_file),
+                log_tail=proc.tail(15))
+        svc.bootstrap()
+    except Exception as exc:
+        progress.finish(svc.name, ok=False, message=str(exc).splitlines()[0])
+        raise
+    took = time.monotonic() - started
+    progress.finish(svc.name, message=f"{action} (pid {rec.pid}) in {took:.1f}s")
+    return UpResult(svc.name, action, rec.pid, svc.port, took)
+
+
+def _wait_healthy(svc: NativeService, proc: ManagedProcess, timeout: float,
+                  raise_on_exit: bool) -> bool:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        if svc.healthy():
+            return True
+        code = proc.exited()
+        if code is not None:
+            if raise_on_exit:
+                raise ServiceStartError(f"`{svc.name}` exited with code {code} while starting",
+                                        service=svc.name, port=svc.port,
+                                        log_file=str(proc.log_file), log_tail=proc.tail(15))
+            return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def provision_stack(settings: Settings, progress: Progress | None = None) -> list[Provisioned]:
+    """Buckets plus the two database secrets, built from the generated passwords."""
+    creds = ensure_credentials(settings)
+    mysql, pg = settings.mysql, settings.postgres
+    secrets = {
+        mysql.secret_name: DbCredentials("mysql", mysql.host, mysql.port, mysql.user,
+                                         creds.mysql_app, mysql.database),
+        pg.secret_name: DbCredentials("postgres", pg.host, pg.port, pg.user, creds.postgres,
+                                      pg.database),
+    }
+    return provision(settings, secrets, progress)
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    rows = []
+    for svc in native_services(settings):
+        proc = process_of(settings, svc)
+        rec = proc.running()
+        healthy = rec is not None and svc.healthy()
+        if rec is None:
+            state = "crashed" if proc.record() is not None else "stopped"
+        else:
+            state = "running" if healthy else "unhealthy"
+        rows.append(ServiceStatus(svc.name, rec.pid if rec else None, svc.port, healthy,
+                                  proc.uptime(), state, str(proc.log_file)))
+    return rows
+
+
+def down(settings: Settings, purge: bool = False,
+         progress: Progress | None = None) -> list[tuple[str, bool]]:
+    """Stop every service (SIGTERM, then SIGKILL); with `purge`, delete data and credentials."""
+    progress = progress or SilentProgress()
+    services = list(reversed(native_services(settings)))
+
+    def stop(svc: NativeService) -> tuple[str, bool]:
+        progress.start(svc.name, f"stopping {svc.name}")
+        stopped = process_of(settings, svc).stop(
+            svc.stop_timeout or settings.stack.stop_timeout, svc.stop_signal)
+        progress.finish(svc.name, message="stopped" if stopped else "was not running")
+        return svc.name, stopped
+
+    with ThreadPoolExecutor(max_workers=len(services)) as pool:
+        results = list(pool.map(stop, services))
+    if purge:
+        for sub in ("data", "run", "logs", "credentials"):
+            shutil.rmtree(settings.state_dir / sub, ignore_errors=True)
+    return results

@@ -1,0 +1,75 @@
+"""What every native service provides to the stack manager."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from pipeline.config import Settings
+from pipeline.errors import MissingBinaryError
+
+
+class NativeService(ABC):
+    """A stand-in server run as a child process: how to install-check, init, start, probe it."""
+
+    name: str = ""
+    section: str = ""
+    """The Settings section holding this service's host and port."""
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float | None = None
+    """Seconds before SIGKILL; None uses `stack.stop_timeout`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    @abstractmethod
+    def host(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def port(self) -> int: ...
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.state_dir / "data" / self.name
+
+    @abstractmethod
+    def check_installed(self) -> None:
+        """Raise MissingBinaryError naming the package when a binary is missing."""
+
+    def prepare(self) -> None:
+        """Create the data dir on first start; a no-op afterwards."""
+
+    @abstractmethod
+    def command(self) -> list[str]: ...
+
+    def env(self) -> dict[str, str] | None:
+        """Environment of the child; None inherits ours."""
+        return None
+
+    def run_as(self) -> str | None:
+        """OS user to run as (None: the current user)."""
+        return None
+
+    @abstractmethod
+    def healthy(self) -> bool:
+        """A real probe (a query, an API call). Never raises."""
+
+    def bootstrap(self) -> None:
+        """Idempotent setup once healthy: users, databases."""
+
+
+def find_binary(name: str, package: str, service: str, extra_dirs: list[str] | None = None) -> str:
+    """Locate `name` on PATH or in `extra_dirs`, or raise an error naming the package."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in extra_dirs or []:
+        candidate = Path(folder) / name
+        if candidate.exists() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise MissingBinaryError(name, package, service)

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Install everything shoplake's native mode needs on a Debian machine. Idempotent: a second
+# run only checks. Steps:
+#   1. Debian packages: mariadb-server, postgresql, a JDK 17, docker-compose (offline
+#      validation of docker-compose.yml), tzdata.
+#   2. .venv on Python 3.11 with shoplake and its dev tools (pip install -e .[dev]).
+#   3. LocalStack's own venv on Python 3.13 (.shoplake/tools/localstack).
+# Override the base Pythons with SHOPLAKE_PYTHON and SHOPLAKE_LOCALSTACK_PYTHON_BASE.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TOOLS=${SHOPLAKE_STACK_TOOLS_DIR:-$ROOT/.shoplake/tools}
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# -- 1. Debian packages ----------------------------------------------------------------------
+APT_PACKAGES=(mariadb-server postgresql openjdk-17-jdk-headless docker-compose tzdata)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || die "need root or sudo to install: ${missing[*]}"
+        SUDO=sudo
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    # The packages' own services are not used (shoplake runs its own servers on other
+    # ports), so do not let their postinst scripts start them.
+    DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $SUDO apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
+else
+    say "Debian packages present"
+fi
+
+# -- 2. the project's venv (Python 3.11) -----------------------------------------------------
+find_python() {  # $1: version like 3.11; prints the path of a matching interpreter
+    local v=$1 candidate
+    for candidate in "python$v" "${PYENV_ROOT:-$HOME/.pyenv}/versions/$v"*/bin/python"$v" \
+                     /usr/bin/python"$v" /usr/local/bin/python"$v"; do
+        candidate=$(command -v "$candidate" 2>/dev/null) || continue
+        # A pyenv shim exists even where that version is not selected: run it to be sure.
+        if "$candidate" -c 'import sys, venv' >/dev/null 2>&1; then
+            "$candidate" -c 'import sys; print(sys.executable)'; return 0
+        fi
+    done
+    return 1
+}
+
+PY=${SHOPLAKE_PYTHON:-$(find_python 3.11 || true)}
+[ -n "$PY" ] || die "Python 3.11 not found; install it (pyenv install 3.11) or set SHOPLAKE_PYTHON"
+stamp=.venv/.shoplake-installed
+want="$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "creating .venv with $PY and installing shoplake"
+    [ -x .venv/bin/python ] || "$PY" -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e ".[dev]"
+    echo "$want" > "$stamp"
+else
+    say ".venv up to date"
+fi
+
+# -- 3. LocalStack's venv (Python 3.13) ------------------------------------------------------
+LSPY=${SHOPLAKE_LOCALSTACK_PYTHON_BASE:-$(find_python 3.13 || true)}
+LSVENV="$TOOLS/localstack"
+lsstamp="$LSVENV/.shoplake-installed"
+lswant="$(sha256sum localstack/requirements-host.txt | cut -c1-16)"
+if [ ! -x "$LSVENV/bin/python" ] || [ "$(cat "$lsstamp" 2>/dev/null)" != "$lswant" ]; then
+    [ -n "$LSPY" ] || die "Python 3.13 not found (LocalStack 2026.x needs it); install it
+  (pyenv install 3.13) or set SHOPLAKE_LOCALSTACK_PYTHON_BASE to its path"
+    say "creating LocalStack venv in $LSVENV with $LSPY"
+    mkdir -p "$TOOLS"
+    [ -x "$LSVENV/bin/python" ] || "$LSPY" -m venv "$LSVENV"
+    "$LSVENV/bin/pip" install -q --upgrade pip
+    "$LSVENV/bin/pip" install -q -r localstack/requirements-host.txt
+    echo "$lswant" > "$lsstamp"
+else
+    say "LocalStack venv up to date"
+fi
+
+say "ready: .venv/bin/shoplake"
