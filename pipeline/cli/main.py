@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import click
 from rich.markup import escape
 
+from pipeline.cli.cdc import cdc_group
 from pipeline.cli.common import ERR, CliContext
 from pipeline.cli.config import config_group
 from pipeline.cli.stack import provision_cmd, stack_group
@@ -30,6 +31,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 cli.add_command(stack_group)
 cli.add_command(config_group)
 cli.add_command(provision_cmd)
+cli.add_command(cdc_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Dashboards as code on the gold layer (the QuickSight stand-in)."""

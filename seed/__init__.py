@@ -1,0 +1,1 @@
+"""The OLTP source `shop` (RDS MySQL stand-in): schema and deterministic data generator."""

@@ -1,0 +1,1 @@
+"""Glue ETL jobs (bronze -> silver -> gold), one PySpark script per job."""

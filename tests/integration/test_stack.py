@@ -1,0 +1,232 @@
+"""The native stack against real MariaDB, PostgreSQL and LocalStack.
+
+Tests run in file order: the last ones kill a service and stop the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import psutil
+import psycopg2
+import pymysql
+import pytest
+
+from pipeline import stack
+from pipeline.aws.clients import aws_client
+from pipeline.aws.secrets import mysql_credentials, warehouse_credentials
+from pipeline.config import Settings, load_settings
+from pipeline.errors import PortInUseError, SecretNotFoundError
+from pipeline.progress import SilentProgress
+from pipeline.stack.manager import _up_one, process_of
+from pipeline.stack.mariadb import MariaDBService
+
+pytestmark = pytest.mark.integration
+
+
+def _pids(settings: Settings) -> dict[str, int]:
+    return {r.service: r.pid for r in stack.status(settings)}
+
+
+def test_up_leaves_every_service_running_and_healthy(stack_settings: Settings) -> None:
+    rows = stack.status(stack_settings)
+    assert [r.service for r in rows] == ["mariadb", "postgres", "localstack"]
+    for row in rows:
+        assert row.healthy, row
+        assert row.state == "running"
+        assert psutil.pid_exists(row.pid)
+        assert row.uptime_s is not None and row.uptime_s >= 0
+
+
+def test_mysql_select_1_with_credentials_from_the_secret(stack_settings: Settings) -> None:
+    creds = mysql_credentials(stack_settings)
+    assert (creds.engine, creds.port, creds.dbname) == ("mysql", 23306, "shop")
+    conn = pymysql.connect(host=creds.host, port=creds.port, user=creds.username,
+                           password=creds.password.reveal(), database=creds.dbname)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+        # What the CDC service will rely on: a row-based binlog with full images and metadata.
+        cur.execute("SHOW VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
+                    "'binlog_row_image', 'binlog_row_metadata', 'server_id', 'time_zone')")
+        variables = dict(cur.fetchall())
+    assert variables == {"log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL",
+                         "binlog_row_metadata": "FULL", "server_id": "1",
+                         "time_zone": "+00:00"}
+
+
+def test_mysql_app_user_cannot_log_in_with_a_wrong_password(stack_settings: Settings) -> None:
+    creds = mysql_credentials(stack_settings)
+    with pytest.raises(pymysql.err.OperationalError) as err:
+        pymysql.connect(host=creds.host, port=creds.port, user=creds.username,
+                        password=creds.password.reveal() + "x", database=creds.dbname)
+    assert err.value.args[0] == 1045
+
+
+def test_postgres_select_1_with_credentials_from_the_secret(stack_settings: Settings) -> None:
+    creds = warehouse_credentials(stack_settings)
+    assert (creds.engine, creds.port, creds.dbname) == ("postgres", 25432, "warehouse")
+    conn = psycopg2.connect(host=creds.host, port=creds.port, user=creds.username,
+                            password=creds.password.reveal(), dbname=creds.dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1, current_setting('TimeZone')")
+            assert cur.fetchone() == (1, "UTC")
+    finally:
+        conn.close()
+
+
+def test_secrets_have_the_rds_format(stack_settings: Settings) -> None:
+    sm = aws_client(stack_settings, "secretsmanager")
+    for name in (stack_settings.mysql.secret_name, stack_settings.postgres.secret_name):
+        value = json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
+        assert set(value) == {"engine", "host", "port", "username", "password", "dbname"}
+        assert len(value["password"]) >= 20
+
+
+def test_unknown_secret_says_how_to_fix_it(stack_settings: Settings) -> None:
+    from pipeline.aws.secrets import get_db_credentials
+
+    with pytest.raises(SecretNotFoundError, match="shoplake stack up"):
+        get_db_credentials(stack_settings, "shoplake/does-not-exist")
+
+
+def test_s3_put_and_get_on_the_provisioned_buckets(stack_settings: Settings) -> None:
+    s3 = aws_client(stack_settings, "s3")
+    names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert set(stack_settings.lake.buckets) <= names
+    key = f"tests/{uuid.uuid4()}.txt"
+    body = "héllo bronze\n".encode()
+    s3.put_object(Bucket=stack_settings.lake.bronze_bucket, Key=key, Body=body)
+    got = s3.get_object(Bucket=stack_settings.lake.bronze_bucket, Key=key)["Body"].read()
+    assert got == body
+    s3.delete_object(Bucket=stack_settings.lake.bronze_bucket, Key=key)
+
+
+def test_step_functions_activity_round_trip(stack_settings: Settings) -> None:
+    """A state machine hands a task to a worker polling an activity, and gets its answer."""
+    sfn = aws_client(stack_settings, "stepfunctions")
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    activity = sfn.create_activity(name=name)["activityArn"]
+    definition = {"StartAt": "Work", "States": {"Work": {
+        "Type": "Task", "Resource": activity, "TimeoutSeconds": 60, "End": True}}}
+    machine = sfn.create_state_machine(
+        name=name, definition=json.dumps(definition),
+        roleArn="arn:aws:iam::000000000000:role/shoplake-states")["stateMachineArn"]
+    received: dict = {}
+
+    def worker() -> None:
+        task = sfn.get_activity_task(activityArn=activity, workerName="pytest")
+        received.update(json.loads(task["input"]))
+        sfn.send_task_success(taskToken=task["taskToken"],
+                              output=json.dumps({"doubled": received["n"] * 2}))
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps({"n": 21}))
+    deadline = time.monotonic() + 60
+    while True:
+        desc = sfn.describe_execution(executionArn=execution["executionArn"])
+        if desc["status"] != "RUNNING" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    thread.join(timeout=5)
+    assert received == {"n": 21}
+    assert desc["status"] == "SUCCEEDED"
+    assert json.loads(desc["output"]) == {"doubled": 42}
+    sfn.delete_state_machine(stateMachineArn=machine)
+    sfn.delete_activity(activityArn=activity)
+
+
+def test_second_up_is_a_no_op(stack_settings: Settings) -> None:
+    before = _pids(stack_settings)
+    results = stack.up(stack_settings)
+    assert {r.service: r.action for r in results} == {
+        "mariadb": "already running", "postgres": "already running",
+        "localstack": "already running"}
+    assert _pids(stack_settings) == before
+    provisioned = stack.provision_stack(stack_settings)
+    assert {p.action for p in provisioned} == {"unchanged"}
+
+
+def test_cli_status_reports_json(stack_settings: Settings, cli_env: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "stack", "status",
+                           "--format", "json"], env=cli_env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert {r["service"]: r["healthy"] for r in rows} == {
+        "mariadb": True, "postgres": True, "localstack": True}
+    assert {r["service"]: r["port"] for r in rows} == {
+        "mariadb": 23306, "postgres": 25432, "localstack": 24566}
+
+
+def test_port_taken_by_a_stranger_is_named(stack_settings: Settings) -> None:
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", 0))
+        stranger.listen()
+        port = stranger.getsockname()[1]
+        other = load_settings(environ={"SHOPLAKE_STACK_STATE_DIR": str(stack_settings.state_dir
+                                                                       / "other"),
+                                       "SHOPLAKE_MYSQL_PORT": str(port)})
+        with pytest.raises(PortInUseError, match=str(port)) as err:
+            _up_one(other, MariaDBService(other), SilentProgress())
+    assert "SHOPLAKE_MYSQL_PORT" in str(err.value)
+
+
+def test_killed_service_is_reported_unhealthy_then_restarted_by_up(
+        stack_settings: Settings, cli_env: dict[str, str]) -> None:
+    victim = process_of(stack_settings, stack.service_named(stack_settings, "postgres"))
+    old = victim.running()
+    assert old is not None
+    os.kill(old.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while victim.running() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    rows = {r.service: r for r in stack.status(stack_settings)}
+    assert not rows["postgres"].healthy
+    assert rows["postgres"].state == "crashed"
+    assert rows["mariadb"].healthy and rows["localstack"].healthy
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "stack", "status",
+                           "--format", "json"], env=cli_env, capture_output=True, text=True)
+    assert done.returncode == 1  # scripts can tell that something is down
+
+    results = {r.service: r for r in stack.up(stack_settings)}
+    assert results["postgres"].action == "restarted"
+    assert results["postgres"].pid != old.pid
+    assert results["mariadb"].action == "already running"
+    assert all(r.healthy for r in stack.status(stack_settings))
+    creds = warehouse_credentials(stack_settings)
+    conn = psycopg2.connect(host=creds.host, port=creds.port, user=creds.username,
+                            password=creds.password.reveal(), dbname=creds.dbname)
+    conn.close()
+
+
+def test_down_leaves_no_process_behind(stack_settings: Settings) -> None:
+    records = [process_of(stack_settings, svc).running()
+               for svc in stack.native_services(stack_settings)]
+    groups = {rec.pid for rec in records if rec is not None}
+    assert len(groups) == 3
+    stopped = dict(stack.down(stack_settings))
+    assert stopped == {"mariadb": True, "postgres": True, "localstack": True}
+    leftovers = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            in_group = os.getpgid(proc.pid) in groups
+        except ProcessLookupError:
+            continue
+        mentions_state = str(stack_settings.state_dir) in " ".join(proc.info["cmdline"] or [])
+        if (in_group or mentions_state) and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            leftovers.append(proc.info)
+    assert leftovers == []
+    assert all(not r.healthy and r.state == "stopped" for r in stack.status(stack_settings))
+    assert stack.down(stack_settings) == [("localstack", False), ("postgres", False),
+                                          ("mariadb", False)]

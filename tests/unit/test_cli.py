@@ -1,0 +1,37 @@
+"""The CLI edge: exit codes, the one error handler, masked secrets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.cli.main import main
+
+pytestmark = pytest.mark.unit
+
+
+def test_config_show_json_masks_secrets(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("SHOPLAKE_LOCALSTACK_AUTH_TOKEN", "tok-123")
+    assert main(["config", "show", "--format", "json"]) == 0
+    rows = {r["key"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["localstack.auth_token"]["value"] == "****"
+    assert rows["localstack.auth_token"]["source"] == "env SHOPLAKE_LOCALSTACK_AUTH_TOKEN"
+    assert rows["mysql.port"]["doc"]
+
+
+def test_shoplake_errors_print_one_red_line_and_exit_1(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("SHOPLAKE_MYSQL_PORT", "not-a-port")
+    assert main(["config", "show"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: `mysql.port` must be int")
+    assert "Traceback" not in err
+
+
+def test_unknown_service_in_logs_is_an_error(capsys) -> None:
+    assert main(["stack", "logs", "oracle"]) == 1
+    assert "unknown service `oracle`" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(capsys) -> None:
+    assert main(["stack", "frobnicate"]) == 2
