@@ -19,8 +19,11 @@ from pipeline import stack
 from pipeline.config import Settings, load_settings
 from tests.conftest import REPO
 
-TEST_PORTS = {"SHOPLAKE_MYSQL_PORT": "23306", "SHOPLAKE_POSTGRES_PORT": "25432",
-              "SHOPLAKE_LOCALSTACK_PORT": "24566"}
+# Two test sessions may run side by side with SHOPLAKE_TEST_PORT_OFFSET=<n> on one of them.
+_OFFSET = int(os.environ.get("SHOPLAKE_TEST_PORT_OFFSET", "0"))
+TEST_PORTS = {"SHOPLAKE_MYSQL_PORT": str(23306 + _OFFSET),
+              "SHOPLAKE_POSTGRES_PORT": str(25432 + _OFFSET),
+              "SHOPLAKE_LOCALSTACK_PORT": str(24566 + _OFFSET)}
 
 
 @pytest.fixture(scope="session")

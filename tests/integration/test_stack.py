@@ -48,7 +48,7 @@ def test_up_leaves_every_service_running_and_healthy(stack_settings: Settings) -
 
 def test_mysql_select_1_with_credentials_from_the_secret(stack_settings: Settings) -> None:
     creds = mysql_credentials(stack_settings)
-    assert (creds.engine, creds.port, creds.dbname) == ("mysql", 23306, "shop")
+    assert (creds.engine, creds.port, creds.dbname) == ("mysql", stack_settings.mysql.port, "shop")
     conn = pymysql.connect(host=creds.host, port=creds.port, user=creds.username,
                            password=creds.password.reveal(), database=creds.dbname)
     with conn, conn.cursor() as cur:
@@ -73,7 +73,8 @@ def test_mysql_app_user_cannot_log_in_with_a_wrong_password(stack_settings: Sett
 
 def test_postgres_select_1_with_credentials_from_the_secret(stack_settings: Settings) -> None:
     creds = warehouse_credentials(stack_settings)
-    assert (creds.engine, creds.port, creds.dbname) == ("postgres", 25432, "warehouse")
+    assert (creds.engine, creds.port, creds.dbname) == ("postgres", stack_settings.postgres.port,
+                                                        "warehouse")
     conn = psycopg2.connect(host=creds.host, port=creds.port, user=creds.username,
                             password=creds.password.reveal(), dbname=creds.dbname)
     try:
@@ -165,7 +166,8 @@ def test_cli_status_reports_json(stack_settings: Settings, cli_env: dict[str, st
     assert {r["service"]: r["healthy"] for r in rows} == {
         "mariadb": True, "postgres": True, "localstack": True}
     assert {r["service"]: r["port"] for r in rows} == {
-        "mariadb": 23306, "postgres": 25432, "localstack": 24566}
+        "mariadb": stack_settings.mysql.port, "postgres": stack_settings.postgres.port,
+        "localstack": stack_settings.localstack.port}
 
 
 def test_port_taken_by_a_stranger_is_named(stack_settings: Settings) -> None:
