@@ -70,7 +70,8 @@ class StackSettings:
     )
     startup_timeout: float = setting("Seconds to wait for a service to turn healthy.", 60.0)
     stop_timeout: float = setting("Seconds between SIGTERM and SIGKILL on `stack down`.", 15.0)
-    compose_project: str = setting("Docker compose project name (compose mode status).", "shoplake")
+    compose_project: str = setting("Compose project to report in compose mode; empty matches "
+                                   "shoplake's services in any project.", "")
 
 
 @dataclass(frozen=True)
@@ -137,12 +138,38 @@ class LakeSettings:
         return (self.bronze_bucket, self.silver_bucket, self.artifacts_bucket)
 
 
+@dataclass(frozen=True)
+class CdcSettings:
+    """The binlog reader standing in for AWS DMS (full load + CDC into S3 bronze)."""
+
+    user: str = setting("Least-privilege replication user the CDC service logs in as.",
+                        "shoplake_cdc")
+    secret_name: str = setting("Secrets Manager secret holding the CDC user's credentials.",
+                               "shoplake/mysql-cdc")
+    server_id: int = setting("Replica server id the binlog reader announces (unique).", 4242)
+    data_format: str = setting("Bronze file format, as DMS's DataFormat: `parquet` or `csv`.",
+                               "parquet")
+    batch_interval_s: float = setting("Close a CDC file after this many seconds "
+                                      "(DMS CdcMaxBatchInterval).", 5.0)
+    batch_max_rows: int = setting("Close a CDC file after this many row changes.", 200000)
+    min_file_size_kb: int = setting("Close a CDC file once its rows reach this size, in KB "
+                                    "(DMS CdcMinFileSize).", 32000)
+    full_load_chunk_rows: int = setting("Rows per LOAD file during the full load.", 100000)
+    timestamp_column: str = setting("Commit-time column added to every row "
+                                    "(DMS TimestampColumnName).", "commit_ts")
+    include_op_for_full_load: bool = setting("Write the Op column (I) in full-load files too "
+                                             "(DMS IncludeOpForFullLoad).", True)
+    csv_null_value: str = setting("How NULL is written in CSV files (DMS CsvNullValue).", "\\N")
+    exclude_tables: str = setting("Comma-separated tables of the source not to replicate.", "")
+
+
 SECTIONS: dict[str, type] = {
     "stack": StackSettings,
     "mysql": MySQLSettings,
     "postgres": PostgresSettings,
     "localstack": LocalStackSettings,
     "lake": LakeSettings,
+    "cdc": CdcSettings,
 }
 
 
@@ -155,6 +182,7 @@ class Settings:
     postgres: PostgresSettings
     localstack: LocalStackSettings
     lake: LakeSettings
+    cdc: CdcSettings
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -188,6 +216,14 @@ def _convert(raw: Any, annotation: str, key: str) -> Any:
             return int(raw)
         if annotation == "float":
             return float(raw)
+        if annotation == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
         if annotation == "Path":
             return Path(raw)
         if annotation == "Secret":

@@ -12,10 +12,13 @@ from pipeline.stack.manager import ServiceStatus, native_services
 
 # Compose service name of each stand-in (docker-compose.yml uses the AWS-side names).
 COMPOSE_SERVICE = {"mariadb": "mysql", "postgres": "postgres", "localstack": "localstack"}
+# Every service of docker-compose.yml (tests/unit/test_compose.py keeps the two in step).
+SERVICES = ("init", "mysql", "postgres", "localstack", "driver", "cdc", "spark-master",
+            "spark-worker")
 
 
 def wait_healthy(settings: Settings, progress: Progress | None = None) -> None:
-    """Block until every service answers its real health probe (compose `up`)."""
+    """Block until every service answers its real health probe, then bootstrap it."""
     progress = progress or SilentProgress()
     for svc in native_services(settings):
         progress.start(svc.name, f"waiting for {COMPOSE_SERVICE[svc.name]} at "
@@ -29,6 +32,7 @@ def wait_healthy(settings: Settings, progress: Progress | None = None) -> None:
                     service=COMPOSE_SERVICE[svc.name], port=svc.port,
                     hint=f"see `docker compose logs {COMPOSE_SERVICE[svc.name]}`")
             time.sleep(1.0)
+        svc.bootstrap()  # same users and databases as natively (e.g. the CDC login)
         progress.finish(svc.name, message="healthy")
 
 
@@ -43,9 +47,14 @@ def compose_status(settings: Settings) -> list[ServiceStatus]:
         raise ServiceUnavailableError(
             f"the Docker engine is not reachable: {exc}", service="docker",
             hint="start Docker, or use the native stack (unset SHOPLAKE_STACK_MODE)") from exc
-    label = f"com.docker.compose.project={settings.stack.compose_project}"
+    # docker-compose 1.29 names the project after the folder unless told otherwise, so by
+    # default match shoplake's services by their compose service names.
+    project = settings.stack.compose_project
+    label = f"com.docker.compose.project={project}" if project else "com.docker.compose.service"
     rows = []
     for container in client.containers.list(all=True, filters={"label": label}):
+        if not project and container.labels.get("com.docker.compose.service") not in SERVICES:
+            continue
         state = container.attrs.get("State", {})
         health = state.get("Health", {}).get("Status")
         started = state.get("StartedAt", "")

@@ -19,8 +19,9 @@ from pipeline.config import Secret, Settings
 # Names of the files under <state>/credentials/, one password each.
 MYSQL_ROOT = "mysql_root_password"
 MYSQL_APP = "mysql_password"
+MYSQL_CDC = "mysql_cdc_password"
 POSTGRES = "postgres_password"
-ALL = (MYSQL_ROOT, MYSQL_APP, POSTGRES)
+ALL = (MYSQL_ROOT, MYSQL_APP, MYSQL_CDC, POSTGRES)
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -29,6 +30,7 @@ _ALPHABET = string.ascii_letters + string.digits
 class Credentials:
     mysql_root: Secret
     mysql_app: Secret
+    mysql_cdc: Secret
     postgres: Secret
 
 
@@ -37,7 +39,7 @@ def credentials_dir(settings: Settings) -> Path:
 
 
 def ensure_credentials(settings: Settings) -> Credentials:
-    """Generate any missing password file (idempotent) and return all three."""
+    """Generate any missing password file (idempotent) and return them all."""
     folder = credentials_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     # Containers read these as their own non-root users; on a laptop only we may read them.
@@ -57,4 +59,4 @@ def ensure_credentials(settings: Settings) -> Credentials:
 def load_credentials(settings: Settings) -> Credentials:
     folder = credentials_dir(settings)
     read = {name: Secret((folder / name).read_text().strip()) for name in ALL}
-    return Credentials(read[MYSQL_ROOT], read[MYSQL_APP], read[POSTGRES])
+    return Credentials(read[MYSQL_ROOT], read[MYSQL_APP], read[MYSQL_CDC], read[POSTGRES])

@@ -157,12 +157,15 @@ def _wait_healthy(svc: NativeService, proc: ManagedProcess, timeout: float,
 
 
 def provision_stack(settings: Settings, progress: Progress | None = None) -> list[Provisioned]:
-    """Buckets plus the two database secrets, built from the generated passwords."""
+    """Buckets plus the database secrets, built from the generated passwords."""
     creds = ensure_credentials(settings)
     mysql, pg = settings.mysql, settings.postgres
     secrets = {
         mysql.secret_name: DbCredentials("mysql", mysql.host, mysql.port, mysql.user,
                                          creds.mysql_app, mysql.database),
+        settings.cdc.secret_name: DbCredentials("mysql", mysql.host, mysql.port,
+                                                settings.cdc.user, creds.mysql_cdc,
+                                                mysql.database),
         pg.secret_name: DbCredentials("postgres", pg.host, pg.port, pg.user, creds.postgres,
                                       pg.database),
     }

@@ -112,3 +112,11 @@ class MariaDBService(NativeService):
                         (app_pw,))
             cur.execute(f"ALTER USER '{mysql.user}'@'%%' IDENTIFIED BY %s", (app_pw,))
             cur.execute(f"GRANT ALL PRIVILEGES ON `{mysql.database}`.* TO '{mysql.user}'@'%'")
+            # The DMS stand-in's login: read the binlog and the source tables, nothing more.
+            cdc_user, cdc_pw = self.settings.cdc.user, creds.mysql_cdc.reveal()
+            cur.execute(f"CREATE USER IF NOT EXISTS '{cdc_user}'@'%%' IDENTIFIED BY %s",
+                        (cdc_pw,))
+            cur.execute(f"ALTER USER '{cdc_user}'@'%%' IDENTIFIED BY %s", (cdc_pw,))
+            cur.execute(f"GRANT REPLICATION SLAVE, REPLICATION CLIENT, RELOAD ON *.* "
+                        f"TO '{cdc_user}'@'%'")
+            cur.execute(f"GRANT SELECT ON `{mysql.database}`.* TO '{cdc_user}'@'%'")
