@@ -151,7 +151,8 @@ class CdcSettings:
                                "parquet")
     batch_interval_s: float = setting("Close a CDC file after this many seconds "
                                       "(DMS CdcMaxBatchInterval).", 5.0)
-    batch_max_rows: int = setting("Close a CDC file after this many row changes.", 200000)
+    batch_max_rows: int = setting("Close a CDC file after this many row changes (bounds "
+                                  "memory: ~150 MB peak at 50k).", 50000)
     min_file_size_kb: int = setting("Close a CDC file once its rows reach this size, in KB "
                                     "(DMS CdcMinFileSize).", 32000)
     full_load_chunk_rows: int = setting("Rows per LOAD file during the full load.", 100000)

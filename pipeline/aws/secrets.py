@@ -55,5 +55,9 @@ def mysql_credentials(settings: Settings) -> DbCredentials:
     return get_db_credentials(settings, settings.mysql.secret_name)
 
 
+def cdc_credentials(settings: Settings) -> DbCredentials:
+    return get_db_credentials(settings, settings.cdc.secret_name)
+
+
 def warehouse_credentials(settings: Settings) -> DbCredentials:
     return get_db_credentials(settings, settings.postgres.secret_name)

@@ -1,0 +1,139 @@
+"""The source database as the CDC service sees it: tables, types, binlog positions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import total_ordering
+
+import pymysql
+
+from pipeline.aws.secrets import DbCredentials
+from pipeline.cdc.errors import NoPrimaryKeyError, UnsupportedColumnError
+
+# information_schema DATA_TYPE values the CDC service replicates.
+SUPPORTED_TYPES = frozenset({
+    "tinyint", "smallint", "mediumint", "int", "bigint", "year",
+    "decimal", "float", "double",
+    "char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set",
+    "date", "datetime", "timestamp",
+})
+
+
+@total_ordering
+@dataclass(frozen=True)
+class BinlogPosition:
+    """A point in the binlog; ordered by file sequence number, then byte offset."""
+
+    file: str
+    pos: int
+
+    @property
+    def file_index(self) -> int:
+        match = re.search(r"\.(\d+)$", self.file)
+        return int(match.group(1)) if match else 0
+
+    def __lt__(self, other: BinlogPosition) -> bool:
+        return (self.file_index, self.pos) < (other.file_index, other.pos)
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.pos}"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    data_type: str  # information_schema DATA_TYPE, e.g. `decimal`
+    column_type: str  # full type, e.g. `decimal(12,2) unsigned`
+    precision: int | None
+    scale: int | None
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+def connect(creds: DbCredentials, **kwargs: object) -> pymysql.connections.Connection:
+    return pymysql.connect(host=creds.host, port=creds.port, user=creds.username,
+                           password=creds.password.reveal(), database=creds.dbname,
+                           charset="utf8mb4", **kwargs)
+
+
+def is_mariadb(conn: pymysql.connections.Connection) -> bool:
+    return "mariadb" in conn.get_server_info().lower()
+
+
+def discover_tables(conn: pymysql.connections.Connection, schema: str,
+                    exclude: set[str]) -> list[TableInfo]:
+    """Every base table of `schema` not excluded, validated: a primary key, supported types."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                    "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", (schema,))
+        names = [r[0] for r in cur.fetchall() if r[0] not in exclude]
+        tables = []
+        for name in names:
+            cur.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, "
+                        "NUMERIC_SCALE, COLUMN_KEY FROM information_schema.COLUMNS "
+                        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                        (schema, name))
+            rows = cur.fetchall()
+            columns = tuple(Column(r[0], r[1].lower(), r[2].lower(), r[3], r[4]) for r in rows)
+            cur.execute("SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                        "AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+                        (schema, name))
+            pk = tuple(r[0] for r in cur.fetchall())
+            table = TableInfo(schema, name, columns, pk)
+            validate(table)
+            tables.append(table)
+    return tables
+
+
+def validate(table: TableInfo) -> None:
+    if not table.primary_key:
+        raise NoPrimaryKeyError(table.qualified)
+    for col in table.columns:
+        if col.data_type not in SUPPORTED_TYPES:
+            raise UnsupportedColumnError(table.qualified, col.name, col.column_type)
+
+
+def current_position(conn: pymysql.connections.Connection) -> BinlogPosition:
+    """Where the binlog ends now (SHOW MASTER STATUS; SHOW BINARY LOG STATUS on MySQL 8.4)."""
+    with conn.cursor() as cur:
+        try:
+            cur.execute("SHOW MASTER STATUS")
+        except pymysql.err.ProgrammingError:
+            cur.execute("SHOW BINARY LOG STATUS")
+        row = cur.fetchone()
+    if row is None:
+        from pipeline.cdc.errors import CdcError
+
+        raise CdcError("the source has no binary log", hint="start it with --log-bin "
+                       "(`shoplake stack up` does)")
+    return BinlogPosition(row[0], int(row[1]))
+
+
+def binlog_files(conn: pymysql.connections.Connection) -> list[tuple[str, int]]:
+    with conn.cursor() as cur:
+        cur.execute("SHOW BINARY LOGS")
+        return [(r[0], int(r[1])) for r in cur.fetchall()]
+
+
+def bytes_behind(files: list[tuple[str, int]], pos: BinlogPosition) -> int:
+    """Bytes of binlog written after `pos`."""
+    total = 0
+    for name, size in files:
+        here = BinlogPosition(name, 0)
+        if here.file_index > pos.file_index:
+            total += size
+        elif name == pos.file:
+            total += max(0, size - pos.pos)
+    return total
