@@ -98,3 +98,13 @@ class SecretNotFoundError(TerminalError):
             hint="run `shoplake stack up` (it provisions the secrets) or `shoplake provision`",
         )
         self.secret_name = secret_name
+
+
+class SourceNotEmptyError(TerminalError):
+    """`shoplake seed` found rows in the source and was not told to replace them."""
+
+    def __init__(self, database: str, counts: dict[str, int]) -> None:
+        filled = ", ".join(f"`{t}` {n}" for t, n in counts.items() if n)
+        super().__init__(f"database `{database}` already holds rows ({filled})",
+                         hint="rerun with `shoplake seed --reset` to drop and reload the tables")
+        self.database, self.counts = database, dict(counts)

@@ -224,6 +224,11 @@ class Replicator:
         db = ev.schema.decode() if isinstance(ev.schema, bytes) else ev.schema
         if db == self.bronze.schema:
             LOG.info("schema change in `%s`: %s", db, query[:200])
+            if upper.startswith(("TRUNCATE", "DROP TABLE")):
+                # Like DMS to S3: no row deletes are emitted for these, so bronze keeps rows
+                # the source no longer has.
+                LOG.warning("`%s` is not replicated as deletes; run `shoplake cdc reset` to "
+                            "rebuild bronze from a new full load", query[:80])
         self.flush(force_checkpoint=True)
 
     # -- batches --------------------------------------------------------------------------

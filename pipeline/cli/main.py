@@ -12,6 +12,7 @@ from rich.markup import escape
 from pipeline.cli.cdc import cdc_group
 from pipeline.cli.common import ERR, CliContext
 from pipeline.cli.config import config_group
+from pipeline.cli.source import seed_cmd, simulate_cmd
 from pipeline.cli.stack import provision_cmd, stack_group
 from pipeline.config import load_settings
 from pipeline.errors import ShoplakeError
@@ -32,6 +33,8 @@ cli.add_command(stack_group)
 cli.add_command(config_group)
 cli.add_command(provision_cmd)
 cli.add_command(cdc_group)
+cli.add_command(seed_cmd)
+cli.add_command(simulate_cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -232,3 +232,5 @@ def test_down_leaves_no_process_behind(stack_settings: Settings) -> None:
     assert all(not r.healthy and r.state == "stopped" for r in stack.status(stack_settings))
     assert stack.down(stack_settings) == [("localstack", False), ("postgres", False),
                                           ("mariadb", False)]
+    # Later test modules share the session's stack: bring it back (data dirs were kept).
+    assert {r.action for r in stack.up(stack_settings)} == {"started"}

@@ -1,0 +1,59 @@
+"""`shoplake seed` and `shoplake simulate`: fill the OLTP source, then keep it busy."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import click
+
+from pipeline.cli.common import OUT, CliContext, pass_cli, progress_for
+
+
+@click.command("seed")
+@click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Size factor: 1 = 10k customers, 100k orders.")
+@click.option("--seed", "seed_value", type=int, default=42, show_default=True,
+              help="Random seed: the same seed loads the same rows.")
+@click.option("--reset", is_flag=True, help="Drop and recreate the tables when they hold rows.")
+@click.option("--anchor", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Day the order history ends (UTC midnight) [default: today].")
+@pass_cli
+def seed_cmd(ctx: CliContext, scale: float, seed_value: int, reset: bool,
+             anchor: datetime | None) -> int:
+    """Create the `shop` tables and load generated customers, products and orders."""
+    from seed.load import seed
+
+    began = time.monotonic()
+    with progress_for(ctx) as progress:
+        counts = seed(ctx.settings, scale=scale, seed=seed_value, reset=reset,
+                      progress=progress, anchor=anchor)
+    for table, rows in counts.items():
+        OUT.print(f"{table:<12} {rows:>9,} rows")
+    OUT.print(f"[green]seeded[/green] `{ctx.settings.mysql.database}` in "
+              f"{time.monotonic() - began:.1f}s")
+    return 0
+
+
+@click.command("simulate")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True, help="Transactions per second.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds to run [default: until Ctrl-C].")
+@click.option("--seed", "seed_value", type=int, default=None,
+              help="Random seed for the sequence of choices.")
+@pass_cli
+def simulate_cmd(ctx: CliContext, rate: float, duration: float | None,
+                 seed_value: int | None) -> int:
+    """Run live transactions against the source (the Lambda stand-in) until stopped."""
+    from pipeline.simulator import simulate
+
+    began = time.monotonic()
+    with progress_for(ctx) as progress:
+        counts = simulate(ctx.settings, rate=rate, duration=duration, seed=seed_value,
+                          progress=progress)
+    for kind, n in sorted(counts.items(), key=lambda item: -item[1]):
+        OUT.print(f"{kind:<16} {n:>7,}")
+    OUT.print(f"[green]{sum(counts.values()):,} transactions[/green] in "
+              f"{time.monotonic() - began:.1f}s")
+    return 0

@@ -1,0 +1,453 @@
+"""Deterministic, realistic rows for the `shop` source: same seed and anchor, same rows.
+
+Faker builds small value pools once (names, e-mail domains, brands, colours); rows are then
+assembled from those pools with seeded `random.Random` instances, which keeps scale 1
+(10k customers, 1k products, 100k orders, ~250k order items) to a couple of seconds.
+Orders span the 13 months before the anchor, with more volume in November and December,
+skewed (Zipf-like) product popularity, and a status mix that depends on an order's age.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from faker import Faker
+
+TABLES = ("customers", "products", "orders", "order_items")
+"""Tables of `shop`, parents before children (the order to load them in)."""
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": ("id", "name", "email", "phone", "city", "country", "created_at",
+                  "updated_at"),
+    "products": ("id", "name", "category", "price", "active", "updated_at"),
+    "orders": ("id", "customer_id", "status", "platform", "payment_method", "order_ts",
+               "updated_at"),
+    "order_items": ("id", "order_id", "product_id", "quantity", "unit_price"),
+}
+"""Columns of each table, in the order the generated tuples carry them."""
+
+BASE_COUNTS = {"customers": 10_000, "products": 1_000, "orders": 100_000}
+"""Rows at scale 1; order items follow from the orders (~2.5 each)."""
+
+HISTORY_MONTHS = 13
+"""How far back before the anchor the orders go."""
+
+ITEMS_PER_ORDER_WEIGHTS = {1: 30, 2: 25, 3: 20, 4: 13, 5: 12}
+"""How many distinct products an order holds (mean ~2.5)."""
+
+STATUSES = ("placed", "paid", "shipped", "delivered", "cancelled", "returned")
+"""Order lifecycle values (CHECK-ed in schema.sql)."""
+
+NEXT_STATUSES: dict[str, tuple[str, ...]] = {
+    "placed": ("paid", "cancelled"),
+    "paid": ("shipped", "cancelled"),
+    "shipped": ("delivered",),
+    "delivered": ("returned",),
+}
+"""Valid moves of an order's status; cancelled and returned are final."""
+
+PLATFORM_WEIGHTS = {"Website": 50, "Mobile": 38, "In-store": 12}
+"""Where orders are placed (CHECK-ed in schema.sql), with their share."""
+
+PAYMENT_WEIGHTS: dict[str, dict[str, int]] = {
+    "Website": {"Credit Card": 45, "PayPal": 22, "Debit Card": 15, "Apple Pay": 5,
+                "Google Pay": 5, "Bank Transfer": 8},
+    "Mobile": {"Credit Card": 35, "Apple Pay": 22, "Google Pay": 15, "PayPal": 18,
+               "Debit Card": 10},
+    "In-store": {"Credit Card": 40, "Debit Card": 30, "Cash": 20, "Apple Pay": 6,
+                 "Google Pay": 4},
+}
+"""Payment methods per platform, with their share."""
+
+QUANTITY_WEIGHTS = {1: 72, 2: 18, 3: 6, 4: 2.5, 5: 1.5}
+"""Units bought of one product in one order."""
+
+MONTH_WEIGHTS = {1: 0.85, 2: 0.8, 3: 0.9, 4: 0.9, 5: 0.95, 6: 0.95, 7: 0.95, 8: 1.0, 9: 1.0,
+                 10: 1.05, 11: 1.5, 12: 1.8}
+"""Relative order volume per calendar month: the November/December peak."""
+
+ORDER_HOUR_WEIGHTS = (1, 0.6, 0.4, 0.3, 0.3, 0.4, 0.8, 1.5, 2.5, 3, 3.2, 3.4, 3.8, 3.6, 3.3,
+                      3.2, 3.4, 3.8, 4.4, 5, 5.2, 4.6, 3.4, 2)
+"""Relative order volume per hour of day (UTC), evenings busiest."""
+
+STATUS_BY_AGE: tuple[tuple[float, dict[str, int]], ...] = (
+    (6, {"placed": 70, "paid": 25, "cancelled": 5}),
+    (48, {"placed": 15, "paid": 40, "shipped": 40, "cancelled": 5}),
+    (7 * 24, {"paid": 5, "shipped": 50, "delivered": 40, "cancelled": 5}),
+    (30 * 24, {"shipped": 5, "delivered": 83, "cancelled": 6, "returned": 6}),
+    (math.inf, {"delivered": 88, "cancelled": 6, "returned": 6}),
+)
+"""Status mix by the order's age in hours (up to the first bound it is under)."""
+
+STATUS_DELAY_HOURS: dict[str, tuple[float, float]] = {
+    "placed": (0, 0), "paid": (0.02, 2), "shipped": (12, 60), "delivered": (48, 192),
+    "cancelled": (0.2, 48), "returned": (240, 720),
+}
+"""Hours from order_ts to the last status change (the order's updated_at), per status."""
+
+
+@dataclass(frozen=True)
+class Country:
+    locale: str
+    calling_code: str
+    weight: float
+    cities: tuple[str, ...]
+    """Largest first: customers favour the first ones."""
+
+
+COUNTRIES: dict[str, Country] = {
+    "United States": Country("en_US", "+1", 38, (
+        "New York", "Los Angeles", "Chicago", "Houston", "Phoenix", "Philadelphia",
+        "San Antonio", "San Diego", "Dallas", "Austin", "Seattle", "Denver", "Boston",
+        "Miami", "Atlanta", "Portland")),
+    "United Kingdom": Country("en_GB", "+44", 12, (
+        "London", "Birmingham", "Manchester", "Leeds", "Glasgow", "Liverpool", "Bristol",
+        "Edinburgh", "Sheffield", "Cardiff")),
+    "Germany": Country("de_DE", "+49", 10, (
+        "Berlin", "Hamburg", "Munich", "Cologne", "Frankfurt", "Stuttgart", "Düsseldorf",
+        "Leipzig", "Dresden")),
+    "France": Country("fr_FR", "+33", 8, (
+        "Paris", "Marseille", "Lyon", "Toulouse", "Nice", "Nantes", "Strasbourg",
+        "Bordeaux", "Lille")),
+    "Canada": Country("en_CA", "+1", 7, (
+        "Toronto", "Montreal", "Vancouver", "Calgary", "Edmonton", "Ottawa", "Winnipeg",
+        "Quebec City")),
+    "Australia": Country("en_AU", "+61", 5, (
+        "Sydney", "Melbourne", "Brisbane", "Perth", "Adelaide", "Canberra")),
+    "Spain": Country("es_ES", "+34", 5, (
+        "Madrid", "Barcelona", "Valencia", "Seville", "Zaragoza", "Málaga", "Bilbao")),
+    "Italy": Country("it_IT", "+39", 4, (
+        "Rome", "Milan", "Naples", "Turin", "Palermo", "Bologna", "Florence")),
+    "Netherlands": Country("nl_NL", "+31", 4, (
+        "Amsterdam", "Rotterdam", "The Hague", "Utrecht", "Eindhoven")),
+    "Brazil": Country("pt_BR", "+55", 4, (
+        "São Paulo", "Rio de Janeiro", "Brasília", "Salvador", "Fortaleza", "Belo Horizonte")),
+    "India": Country("en_IN", "+91", 3, (
+        "Mumbai", "Delhi", "Bengaluru", "Hyderabad", "Chennai", "Kolkata", "Pune")),
+}
+"""Where customers live: Faker locale for names, phone prefix, share, real cities."""
+
+EMAIL_FORMATS = ("{f}.{l}", "{f}{l}", "{i}{l}", "{f}_{l}", "{f}.{l}{n}", "{l}.{f}", "{f}{n}")
+"""Local parts of e-mail addresses ({f}irst, {l}ast, {i}nitial, {n}umber)."""
+
+
+@dataclass(frozen=True)
+class Category:
+    share: float
+    price_lo: float
+    price_hi: float
+    colored: bool
+    nouns: tuple[str, ...]
+
+
+CATEGORIES: dict[str, Category] = {
+    "Electronics": Category(16, 15, 1500, True, (
+        "Wireless Headphones", "Bluetooth Speaker", "Smartwatch", "Tablet", "Laptop",
+        "4K Monitor", "USB-C Charger", "Power Bank", "Action Camera", "Earbuds", "Keyboard",
+        "Gaming Mouse")),
+    "Home & Kitchen": Category(15, 8, 400, True, (
+        "Coffee Maker", "Blender", "Chef's Knife", "Cookware Set", "Air Fryer", "Toaster",
+        "Throw Blanket", "Table Lamp", "Cutting Board", "Storage Jars", "Kettle")),
+    "Clothing": Category(18, 10, 180, True, (
+        "T-Shirt", "Hoodie", "Denim Jacket", "Sneakers", "Rain Jacket", "Chinos", "Dress",
+        "Wool Sweater", "Running Shorts", "Scarf", "Baseball Cap")),
+    "Sports & Outdoors": Category(9, 10, 600, True, (
+        "Yoga Mat", "Tent", "Hiking Backpack", "Water Bottle", "Dumbbell Set", "Bike Helmet",
+        "Sleeping Bag", "Tennis Racket", "Camping Stove")),
+    "Books": Category(12, 6, 60, False, (
+        "Cookbook", "Mystery Novel", "Travel Guide", "Science Fiction Novel", "Biography",
+        "Children's Book", "Poetry Collection", "History of Europe", "Python Handbook")),
+    "Beauty": Category(10, 5, 120, False, (
+        "Face Serum", "Moisturizer", "Shampoo", "Perfume", "Lip Balm", "Sunscreen SPF 50",
+        "Hair Dryer", "Nail Polish Set")),
+    "Toys & Games": Category(8, 8, 150, True, (
+        "Building Blocks", "Board Game", "Puzzle 1000 Pieces", "Plush Bear", "RC Car",
+        "Card Game", "Doll House", "Science Kit")),
+    "Grocery": Category(7, 2, 45, False, (
+        "Ground Coffee", "Green Tea", "Olive Oil", "Dark Chocolate", "Granola", "Honey",
+        "Pasta", "Hot Sauce", "Mixed Nuts")),
+    "Garden": Category(5, 5, 350, True, (
+        "Garden Hose", "Pruning Shears", "Planter", "Lawn Mower", "Seed Kit", "Bird Feeder",
+        "Outdoor Lights")),
+}
+"""Product categories: share of the catalogue, price range, whether names get a colour."""
+
+PRODUCT_ADJECTIVES = ("Classic", "Premium", "Essential", "Eco", "Pro", "Compact", "Deluxe",
+                      "Everyday", "Ultra", "Smart", "Vintage", "Organic", "Lightweight",
+                      "Heritage", "Urban")
+"""Words between a product's brand and its noun."""
+
+CENT = Decimal("0.01")
+
+Row = tuple[Any, ...]
+
+
+@dataclass
+class Dataset:
+    """Generated rows per table (tuples in `COLUMNS` order) plus the facts behind them."""
+
+    anchor: datetime
+    start: datetime
+    customers: list[Row] = field(default_factory=list)
+    products: list[Row] = field(default_factory=list)
+    orders: list[Row] = field(default_factory=list)
+    order_items: list[Row] = field(default_factory=list)
+    price_changes: dict[int, tuple[datetime, Decimal]] = field(default_factory=dict)
+    """product id -> (when its price last changed, the price before that)."""
+    deactivations: dict[int, datetime] = field(default_factory=dict)
+    """product id -> when an inactive product was withdrawn (no orders after it)."""
+
+    def rows(self, table: str) -> list[Row]:
+        return getattr(self, table)
+
+    def counts(self) -> dict[str, int]:
+        return {table: len(self.rows(table)) for table in TABLES}
+
+    def price_at(self, product_id: int, ts: datetime) -> Decimal:
+        """What a product cost at `ts`: its old price before its last change, else today's."""
+        change = self.price_changes.get(product_id)
+        if change is not None and ts < change[0]:
+            return change[1]
+        return self.products[product_id - 1][3]
+
+
+def default_anchor() -> datetime:
+    """Today at midnight UTC (naive, like every timestamp in `shop`)."""
+    now = datetime.now(UTC)
+    return datetime(now.year, now.month, now.day)
+
+
+def months_before(ts: datetime, months: int) -> datetime:
+    """`ts` moved back by whole calendar months, the day clamped to the target month."""
+    index = ts.year * 12 + ts.month - 1 - months
+    year, month = divmod(index, 12)
+    month += 1
+    days_in_month = (datetime(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)).day
+    return ts.replace(year=year, month=month, day=min(ts.day, days_in_month))
+
+
+def generate(scale: float = 1.0, seed: int = 42, anchor: datetime | None = None) -> Dataset:
+    """All rows of `shop` for `scale` (fractions allowed), reproducible for `seed` and `anchor`."""
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}")
+    anchor = _naive_utc(anchor or default_anchor())
+    data = Dataset(anchor=anchor, start=months_before(anchor, HISTORY_MONTHS))
+    pools = Pools.build(seed)
+    n_customers = max(1, round(BASE_COUNTS["customers"] * scale))
+    n_products = max(max(ITEMS_PER_ORDER_WEIGHTS), round(BASE_COUNTS["products"] * scale))
+    n_orders = max(1, round(BASE_COUNTS["orders"] * scale))
+    _customers(data, pools, random.Random(f"{seed}:customers"), n_customers)
+    _products(data, pools, random.Random(f"{seed}:products"), n_products)
+    _orders(data, random.Random(f"{seed}:orders"), n_orders)
+    return data
+
+
+def _naive_utc(ts: datetime) -> datetime:
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo else ts
+
+
+@dataclass
+class Pools:
+    """Values Faker produces once per seed; rows only pick from these."""
+
+    first_names: dict[str, list[str]]
+    last_names: dict[str, list[str]]
+    email_domains: dict[str, list[str]]
+    brands: list[str]
+    colors: list[str]
+
+    @classmethod
+    def build(cls, seed: int, size: int = 120) -> Pools:
+        first, last, domains = {}, {}, {}
+        for i, (country, spec) in enumerate(sorted(COUNTRIES.items())):
+            fake = Faker(spec.locale)
+            fake.seed_instance(seed * 1000 + i)
+            first[country] = _unique(fake.first_name() for _ in range(size))
+            last[country] = _unique(fake.last_name() for _ in range(size))
+            domains[country] = _unique(fake.free_email_domain() for _ in range(20))
+        fake = Faker("en_US")
+        fake.seed_instance(seed)
+        brands = _unique(fake.last_name() for _ in range(80))
+        colors = _unique(_split_camel(fake.color_name()) for _ in range(60))
+        return cls(first, last, domains, brands, colors)
+
+
+def _unique(values: Any) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def _split_camel(name: str) -> str:
+    """Faker's CSS colour names (`DarkSlateBlue`) as words (`Dark Slate Blue`)."""
+    return "".join(" " + c if c.isupper() and i else c for i, c in enumerate(name))
+
+
+def _ascii(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if "a" <= c <= "z")
+
+
+def _spread(rng: random.Random, lo: datetime, hi: datetime) -> datetime:
+    """A uniformly random instant in [lo, hi), to the microsecond."""
+    span = (hi - lo).total_seconds()
+    return lo + timedelta(microseconds=int(rng.random() * span * 1_000_000))
+
+
+def _cumulative(weights: Sequence[float]) -> list[float]:
+    total, out = 0.0, []
+    for w in weights:
+        total += w
+        out.append(total)
+    return out
+
+
+def _customers(data: Dataset, pools: Pools, rng: random.Random, n: int) -> None:
+    countries = sorted(COUNTRIES)
+    country_cum = _cumulative([COUNTRIES[c].weight for c in countries])
+    # Most customers signed up before the order history starts, the rest during it; the first
+    # one always predates it so every order has someone to belong to.
+    created = sorted(
+        _spread(rng, data.start - timedelta(days=730), data.start) if rng.random() < 0.55
+        else _spread(rng, data.start, data.anchor - timedelta(hours=1))
+        for _ in range(n))
+    created[0] = min(created[0], data.start - timedelta(days=1))
+    taken: set[str] = set()
+    for cid, created_at in enumerate(created, start=1):
+        country = rng.choices(countries, cum_weights=country_cum)[0]
+        spec = COUNTRIES[country]
+        first = rng.choice(pools.first_names[country])
+        last = rng.choice(pools.last_names[country])
+        email = unique_email(rng, first, last, rng.choice(pools.email_domains[country]), taken)
+        phone = None if rng.random() < 0.03 else phone_number(rng, spec.calling_code)
+        city = spec.cities[min(int(rng.expovariate(0.35)), len(spec.cities) - 1)]
+        moved = rng.random() < 0.2
+        updated_at = _spread(rng, created_at, data.anchor) if moved else created_at
+        data.customers.append((cid, f"{first} {last}", email, phone, city, country, created_at,
+                               updated_at))
+
+
+def unique_email(rng: random.Random, first: str, last: str, domain: str,
+                 taken: set[str]) -> str:
+    """A plausible address for the name, numbered until it is not in `taken` (then added)."""
+    f, la = _ascii(first) or "user", _ascii(last) or "mail"
+    local = rng.choice(EMAIL_FORMATS).format(f=f, l=la, i=f[0], n=rng.randint(1, 99))
+    email, k = f"{local}@{domain}", 1
+    while email in taken:
+        k += 1
+        email = f"{local}{k}@{domain}"
+    taken.add(email)
+    return email
+
+
+def phone_number(rng: random.Random, calling_code: str) -> str:
+    digits = "".join(str(rng.randint(0, 9)) for _ in range(10))
+    return f"{calling_code} {digits[:3]}-{digits[3:6]}-{digits[6:]}"
+
+
+def price_point(rng: random.Random, lo: float, hi: float) -> Decimal:
+    """A log-uniform price in [lo, hi] with a retail ending (19.99, 19.49 or 20.00)."""
+    whole = Decimal(max(1, round(math.exp(rng.uniform(math.log(lo), math.log(hi))))))
+    off = rng.choices((Decimal("0.01"), Decimal("0.51"), Decimal(0)), weights=(70, 15, 15))[0]
+    return max(whole - off, Decimal("0.49")).quantize(CENT)
+
+
+def _products(data: Dataset, pools: Pools, rng: random.Random, n: int) -> None:
+    categories = list(CATEGORIES)
+    category_cum = _cumulative([CATEGORIES[c].share for c in categories])
+    for pid in range(1, n + 1):
+        category = rng.choices(categories, cum_weights=category_cum)[0]
+        spec = CATEGORIES[category]
+        name = (f"{rng.choice(pools.brands)} {rng.choice(PRODUCT_ADJECTIVES)} "
+                f"{rng.choice(spec.nouns)}")
+        if spec.colored and rng.random() < 0.6:
+            name += f", {rng.choice(pools.colors)}"
+        price = price_point(rng, spec.price_lo, spec.price_hi)
+        updated_at = _spread(rng, data.start - timedelta(days=400), data.start)
+        if rng.random() < 0.25:
+            changed_at = _spread(rng, data.start, data.anchor - timedelta(days=1))
+            old = (price * Decimal(str(round(rng.uniform(0.8, 1.2), 2)))).quantize(CENT)
+            data.price_changes[pid] = (changed_at, max(old, Decimal("0.99")))
+            updated_at = changed_at
+        active = rng.random() >= 0.04
+        if not active:
+            updated_at = _spread(rng, max(updated_at, data.start), data.anchor)
+            data.deactivations[pid] = updated_at
+        data.products.append((pid, name, category, price, int(active), updated_at))
+
+
+def _order_times(data: Dataset, rng: random.Random, n: int) -> list[datetime]:
+    """Order timestamps, sorted: seasonal by month, busier at weekends and in the evening."""
+    days = []
+    day = data.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    while day < data.anchor:
+        days.append(day)
+        day += timedelta(days=1)
+    span = max(len(days) - 1, 1)
+    weights = [MONTH_WEIGHTS[d.month] * (1.15 if d.weekday() >= 5 else 1.0) * (1 + 0.2 * i / span)
+               for i, d in enumerate(days)]
+    chosen = rng.choices(days, cum_weights=_cumulative(weights), k=n)
+    hour_cum = _cumulative(ORDER_HOUR_WEIGHTS)
+    times = []
+    for d in chosen:
+        hour = rng.choices(range(24), cum_weights=hour_cum)[0]
+        ts = d + timedelta(hours=hour, microseconds=rng.randrange(3600 * 1_000_000))
+        times.append(min(max(ts, data.start), data.anchor - timedelta(microseconds=1)))
+    return sorted(times)
+
+
+def order_status(rng: random.Random, age: timedelta) -> str:
+    """A status that fits an order placed `age` ago (recent: in flight; old: mostly done)."""
+    hours = age.total_seconds() / 3600
+    mix = next(mix for bound, mix in STATUS_BY_AGE if hours < bound)
+    return rng.choices(list(mix), weights=list(mix.values()))[0]
+
+
+def _orders(data: Dataset, rng: random.Random, n: int) -> None:
+    created = [c[6] for c in data.customers]
+    activity = _cumulative([rng.lognormvariate(0, 0.7) for _ in data.customers])
+    product_ids = [p[0] for p in data.products]
+    ranks = list(range(1, len(product_ids) + 1))
+    rng.shuffle(ranks)  # popularity is unrelated to id
+    # Zipf-Mandelbrot: a long tail, but no single product in most baskets; the offset grows
+    # with the catalogue so the top tenth sells about half at every scale.
+    offset = max(2, len(ranks) / 100)
+    popularity = _cumulative([1 / (r + offset) for r in ranks])
+    sizes, size_weights = list(ITEMS_PER_ORDER_WEIGHTS), list(ITEMS_PER_ORDER_WEIGHTS.values())
+    quantities, quantity_weights = list(QUANTITY_WEIGHTS), list(QUANTITY_WEIGHTS.values())
+    platforms, platform_weights = list(PLATFORM_WEIGHTS), list(PLATFORM_WEIGHTS.values())
+    item_id = 0
+    for oid, ts in enumerate(_order_times(data, rng, n), start=1):
+        eligible = bisect.bisect_right(created, ts)
+        pick = rng.random() * activity[eligible - 1]
+        customer_id = bisect.bisect_left(activity, pick, 0, eligible - 1) + 1
+        status = order_status(rng, data.anchor - ts)
+        delay = timedelta(hours=rng.uniform(*STATUS_DELAY_HOURS[status]))
+        updated_at = max(ts, min(ts + delay, data.anchor - timedelta(seconds=1)))
+        platform = rng.choices(platforms, weights=platform_weights)[0]
+        methods = PAYMENT_WEIGHTS[platform]
+        payment = rng.choices(list(methods), weights=list(methods.values()))[0]
+        data.orders.append((oid, customer_id, status, platform, payment, ts, updated_at))
+        chosen: list[int] = []
+        want = rng.choices(sizes, weights=size_weights)[0]
+        for _ in range(want * 6):  # bounded retries: duplicates and withdrawn products
+            if len(chosen) == want:
+                break
+            pid = rng.choices(product_ids, cum_weights=popularity)[0]
+            withdrawn = data.deactivations.get(pid)
+            if pid in chosen or (withdrawn is not None and ts >= withdrawn):
+                continue
+            chosen.append(pid)
+        if not chosen:  # a tiny catalogue can miss on every draw: take the first product on sale
+            chosen = [next((p for p in product_ids
+                            if ts < data.deactivations.get(p, data.anchor)), product_ids[0])]
+        for pid in chosen:
+            item_id += 1
+            quantity = rng.choices(quantities, weights=quantity_weights)[0]
+            data.order_items.append((item_id, oid, pid, quantity, data.price_at(pid, ts)))

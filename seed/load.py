@@ -1,0 +1,143 @@
+"""Create the `shop` schema and bulk-load generated rows into it (the RDS MySQL stand-in).
+
+Credentials come from Secrets Manager, as an application on AWS would read them. Rows go
+in with `executemany` (which PyMySQL turns into multi-row INSERTs), one transaction per
+batch, so the binlog carries ordinary row events that the CDC service replicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import pymysql
+
+from pipeline.aws.secrets import mysql_credentials
+from pipeline.config import Settings
+from pipeline.errors import ServiceUnavailableError, SourceNotEmptyError
+from pipeline.progress import Progress, SilentProgress
+from seed.generate import COLUMNS, TABLES, Dataset, generate
+
+LOG = logging.getLogger(__name__)
+
+SCHEMA_FILE = Path(__file__).with_name("schema.sql")
+"""DDL of the four tables; idempotent (CREATE TABLE IF NOT EXISTS)."""
+
+BATCH_ROWS = 5_000
+"""Rows per INSERT transaction: big enough to be fast, small enough for CDC to stream."""
+
+
+def connect(settings: Settings, *, autocommit: bool = False) -> pymysql.connections.Connection:
+    """A session on `shop` as the application user, in UTC; credentials from the secret."""
+    creds = mysql_credentials(settings)
+    try:
+        return pymysql.connect(host=creds.host, port=creds.port, user=creds.username,
+                               password=creds.password.reveal(), database=creds.dbname,
+                               charset="utf8mb4", autocommit=autocommit, connect_timeout=5,
+                               init_command="SET time_zone = '+00:00'")
+    except pymysql.err.OperationalError as exc:
+        if exc.args and exc.args[0] in (2002, 2003, 2013):  # cannot connect / lost at connect
+            service = "mariadb" if settings.mode == "native" else "mysql"
+            raise ServiceUnavailableError(
+                f"the source database at {creds.host}:{creds.port} is not reachable",
+                service=service, port=creds.port,
+                hint="start it with `shoplake stack up`") from exc
+        raise
+
+
+def schema_statements() -> list[str]:
+    """The statements of schema.sql: `--` comment lines dropped, split at line-ending `;`."""
+    lines = [ln for ln in SCHEMA_FILE.read_text().splitlines()
+             if not ln.lstrip().startswith("--")]
+    return [s.strip() for s in re.split(r";\s*$", "\n".join(lines), flags=re.M) if s.strip()]
+
+
+def create_schema(conn: pymysql.connections.Connection) -> None:
+    """Create the tables that do not exist yet (DDL commits implicitly)."""
+    with conn.cursor() as cur:
+        for statement in schema_statements():
+            cur.execute(statement)
+
+
+def drop_schema(conn: pymysql.connections.Connection) -> None:
+    """Drop the four tables, children first."""
+    with conn.cursor() as cur:
+        for table in reversed(TABLES):
+            cur.execute(f"DROP TABLE IF EXISTS `{table}`")
+
+
+def reset_schema(conn: pymysql.connections.Connection) -> None:
+    """Empty tables with fresh AUTO_INCREMENT counters and the current schema.sql."""
+    drop_schema(conn)
+    create_schema(conn)
+
+
+def table_counts(conn: pymysql.connections.Connection) -> dict[str, int]:
+    """Rows per table of `shop` (tables that do not exist count 0)."""
+    counts = {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = DATABASE()")
+        existing = {row[0] for row in cur.fetchall()}
+        for table in TABLES:
+            if table in existing:
+                cur.execute(f"SELECT COUNT(*) FROM `{table}`")
+                counts[table] = int(cur.fetchone()[0])
+            else:
+                counts[table] = 0
+    conn.commit()
+    return counts
+
+
+def insert_rows(conn: pymysql.connections.Connection, table: str, rows: Sequence[tuple],
+                progress: Progress, batch_rows: int = BATCH_ROWS) -> int:
+    """INSERT `rows` (tuples in `COLUMNS[table]` order), one committed transaction per batch."""
+    columns = COLUMNS[table]
+    sql = (f"INSERT INTO `{table}` ({', '.join(f'`{c}`' for c in columns)}) "
+           f"VALUES ({', '.join(['%s'] * len(columns))})")
+    key = f"seed:{table}"
+    progress.start(key, f"loading `{table}`", total=len(rows))
+    try:
+        with conn.cursor() as cur:
+            for at in range(0, len(rows), batch_rows):
+                batch = rows[at:at + batch_rows]
+                conn.begin()
+                cur.executemany(sql, batch)
+                conn.commit()
+                progress.update(key, advance=len(batch))
+    except BaseException:
+        conn.rollback()
+        progress.finish(key, ok=False)
+        raise
+    progress.finish(key, message=f"{len(rows)} rows")
+    return len(rows)
+
+
+def seed(settings: Settings, scale: float = 1.0, seed: int = 42, reset: bool = False,
+         progress: Progress | None = None, anchor: datetime | None = None) -> dict[str, int]:
+    """Load generated rows into `shop`; returns rows inserted per table.
+
+    Refuses (SourceNotEmptyError) when any table holds rows, unless `reset`, which drops and
+    recreates the four tables first (fresh AUTO_INCREMENT, current schema.sql). `anchor` pins
+    the end of the order history (default: today at midnight UTC).
+    """
+    progress = progress or SilentProgress()
+    conn = connect(settings)
+    try:
+        create_schema(conn)
+        existing = table_counts(conn)
+        if reset:
+            LOG.info("dropping and recreating the `shop` tables (they held %s)", existing)
+            reset_schema(conn)
+        elif any(existing.values()):
+            raise SourceNotEmptyError(settings.mysql.database, existing)
+        progress.start("seed:generate", f"generating rows (scale {scale}, seed {seed})")
+        data: Dataset = generate(scale, seed, anchor)
+        progress.finish("seed:generate", message=", ".join(
+            f"{t} {n}" for t, n in data.counts().items()))
+        return {table: insert_rows(conn, table, data.rows(table), progress) for table in TABLES}
+    finally:
+        conn.close()
