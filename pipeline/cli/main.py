@@ -14,6 +14,7 @@ from pipeline.cli.common import ERR, CliContext
 from pipeline.cli.config import config_group
 from pipeline.cli.source import seed_cmd, simulate_cmd
 from pipeline.cli.stack import provision_cmd, stack_group
+from pipeline.cli.warehouse import reconcile_cmd, warehouse_group
 from pipeline.config import load_settings
 from pipeline.errors import ShoplakeError
 
@@ -35,6 +36,8 @@ cli.add_command(provision_cmd)
 cli.add_command(cdc_group)
 cli.add_command(seed_cmd)
 cli.add_command(simulate_cmd)
+cli.add_command(warehouse_group)
+cli.add_command(reconcile_cmd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,63 @@
+"""`shoplake warehouse init` and `shoplake reconcile`: the Redshift stand-in and its check."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from pipeline.cli.common import OUT, CliContext, format_option, pass_cli, print_rows, progress_for
+
+
+@click.group("warehouse")
+def warehouse_group() -> None:
+    """The Gold warehouse: PostgreSQL schema `sales` standing in for Redshift."""
+
+
+@warehouse_group.command("init")
+@click.option("--reset", is_flag=True,
+              help="Drop schema `sales` and every row in it first (the next run reloads it).")
+@pass_cli
+def init_cmd(ctx: CliContext, reset: bool) -> int:
+    """Create the schema, tables, procedures and mart view (idempotent)."""
+    from pipeline.warehouse import apply_ddl
+
+    result = apply_ddl(ctx.settings, reset=reset)
+    if result.reset:
+        OUT.print("dropped schema `sales`")
+    if result.created:
+        OUT.print(f"created {len(result.created)} tables: {', '.join(result.created)}")
+    if result.existing:
+        OUT.print(f"kept {len(result.existing)} existing tables")
+    OUT.print("[green]warehouse ready[/green]: procedures and `sales.v_sales_mart` applied")
+    return 0
+
+
+@click.command("reconcile")
+@format_option
+@pass_cli
+def reconcile_cmd(ctx: CliContext, fmt: str) -> int:
+    """Compare the source with gold per day and in total; exit 1 on any difference."""
+    from pipeline.warehouse import reconcile
+
+    with progress_for(ctx) as progress:
+        report = reconcile(ctx.settings, progress=progress)
+    if fmt == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return 0 if report.ok else 1
+    src, gold = report.source_totals, report.gold_totals
+    if report.ok:
+        OUT.print(f"[green]all {report.days} days match[/green]: {src['orders']:,} orders, "
+                  f"{src['items']:,} items ({src['quantity']:,} units), revenue "
+                  f"{src['revenue']:,}; {src['customers']:,} customers, "
+                  f"{src['products']:,} products")
+        return 0
+    rows = [{"day": d.key if d.scope == "day" else "(total)", "metric": d.metric,
+             "source": d.source, "gold": d.gold, "delta": d.delta}
+            for d in report.differences]
+    print_rows(rows, ["day", "metric", "source", "gold", "delta"], fmt,
+               title=f"{len(report.differing_days)} of {report.days} days differ")
+    totals = [{"metric": m, "source": src[m], "gold": gold[m]} for m in src]
+    print_rows(totals, ["metric", "source", "gold"], fmt, title="totals")
+    OUT.print("[red]gold does not match the source[/red]")
+    return 1

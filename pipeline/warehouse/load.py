@@ -1,0 +1,212 @@
+"""Connect to the warehouse, COPY rows into staging, CALL the load procedures.
+
+Rows stream to the server as CSV in chunks of `COPY_CHUNK_BYTES`: the iterable handed over
+(for instance the silver job's collected rows) is consumed once and never turned into one
+big string, so memory stays flat whatever the table size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+
+from pipeline.aws.secrets import warehouse_credentials
+from pipeline.config import Settings
+from pipeline.warehouse.errors import (
+    StagingLoadError,
+    UnknownTableError,
+    WarehouseUnavailableError,
+    from_psycopg,
+)
+from pipeline.warehouse.model import PROCEDURES, SCHEMA, table
+
+LOG = logging.getLogger(__name__)
+
+COPY_CHUNK_BYTES = 1 << 20
+"""Bytes of CSV handed to the server per read: few round trips, bounded memory."""
+
+Connection = psycopg2.extensions.connection
+
+
+def connect(settings: Settings) -> Connection:
+    """A session on the warehouse as the user stored in Secrets Manager, in UTC."""
+    creds = warehouse_credentials(settings)
+    try:
+        # Session time zone UTC: timestamps are naive UTC end to end, and now() must agree.
+        return psycopg2.connect(host=creds.host, port=creds.port, user=creds.username,
+                                password=creds.password.reveal(), dbname=creds.dbname,
+                                connect_timeout=5, application_name="shoplake-warehouse",
+                                options="-c timezone=UTC")
+    except psycopg2.OperationalError as exc:
+        raise WarehouseUnavailableError(creds.host, creds.port, str(exc).strip()) from exc
+
+
+@contextlib.contextmanager
+def session(settings: Settings) -> Iterator[Connection]:
+    """A connection that is closed on exit (psycopg2's own `with` only ends the transaction)."""
+    conn = connect(settings)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _field(value: Any) -> str:
+    """One CSV field in the form COPY's CSV mode reads back exactly.
+
+    NULL is an unquoted empty field and every string is quoted, so an empty string stays
+    an empty string (Python's csv module cannot tell the two apart).
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return '"' + value.replace('"', '""') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        # timestamp (without time zone) silently drops an offset, so convert to UTC first.
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, int | Decimal):
+        return str(value)  # Decimal's str keeps every digit, exactly
+    if isinstance(value, float):
+        return repr(value)  # the shortest text that reads back as the same float
+    # Anything else (a UUID, an enum) as its text, quoted like a string.
+    return '"' + str(value).replace('"', '""') + '"'
+
+
+class _CsvStream(io.TextIOBase):
+    """A read-only file over rows, producing CSV lazily as copy_expert asks for it."""
+
+    def __init__(self, rows: Iterable[Sequence[Any]], width: int) -> None:
+        self._rows = iter(rows)
+        self._width = width
+        self._buffer = ""
+        self.count = 0
+        self.error: BaseException | None = None
+        """What failed while producing rows; psycopg2 reports it only as a cancelled COPY."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        try:
+            return self._read(size)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def _read(self, size: int | None) -> str:
+        want = COPY_CHUNK_BYTES if size is None or size < 0 else size
+        parts = [self._buffer]
+        have = len(self._buffer)
+        for row in self._rows:
+            if len(row) != self._width:
+                raise ValueError(f"row {self.count + 1} has {len(row)} values, "
+                                 f"expected {self._width}")
+            line = ",".join(_field(v) for v in row) + "\n"
+            parts.append(line)
+            have += len(line)
+            self.count += 1
+            if have >= want:
+                break
+        data = "".join(parts)
+        chunk, self._buffer = data[:want], data[want:]
+        return chunk
+
+
+def copy_rows(conn: Connection, table_name: str, columns: Sequence[str],
+              rows: Iterable[Sequence[Any]]) -> int:
+    """COPY `rows` (tuples in `columns` order) into `table_name`; returns the row count.
+
+    Runs inside the caller's transaction; the caller commits. `table_name` and `columns`
+    must come from the model (they are spliced into SQL, quoted).
+    """
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    target = table_name if "." in table_name else f"{SCHEMA}.{table_name}"
+    stream = _CsvStream(rows, len(columns))
+    with conn.cursor() as cur:
+        try:
+            cur.copy_expert(f"COPY {target} ({quoted}) FROM STDIN WITH (FORMAT csv)", stream,
+                            size=COPY_CHUNK_BYTES)
+        except psycopg2.errors.QueryCanceled:
+            # A failure in our own row iterator surfaces as a cancelled COPY: re-raise the
+            # real cause (a malformed row, a failing upstream generator) instead.
+            if stream.error is not None:
+                raise stream.error from None
+            raise
+    return stream.count
+
+
+def _check_staging(table_name: str, columns: Sequence[str]) -> str:
+    try:
+        model = table(table_name)
+    except KeyError:
+        raise UnknownTableError(table_name, "no such table in the model") from None
+    if model.layer != "staging":
+        raise UnknownTableError(table_name, f"it is a {model.layer} table, loaded by the "
+                                            "procedures, not by COPY")
+    unknown = [c for c in columns if c not in model.column_names]
+    if unknown or len(set(columns)) != len(columns):
+        raise UnknownTableError(table_name, f"columns {list(columns)} are not distinct columns "
+                                            f"of it (unknown: {unknown})")
+    return model.name
+
+
+def _rollback(conn: Connection) -> None:
+    # After a lost connection rollback itself fails; the server has rolled back already.
+    with contextlib.suppress(psycopg2.Error):
+        conn.rollback()
+
+
+def load_staging(settings: Settings, table_name: str, columns: Sequence[str],
+                 rows: Iterable[Sequence[Any]]) -> int:
+    """Replace the content of staging table `table_name` with `rows`; returns the count.
+
+    TRUNCATE and COPY share one transaction, so readers see the old rows or the new ones,
+    never an empty table, and a rejected row leaves the old content in place. (Redshift
+    commits TRUNCATE on its own; there the same effect takes DELETE + COPY.)
+    """
+    name = _check_staging(table_name, columns)
+    with session(settings) as conn:
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"TRUNCATE {SCHEMA}.{name}")
+            count = copy_rows(conn, name, columns, rows)
+            conn.commit()
+        except psycopg2.Error as exc:
+            _rollback(conn)
+            raise from_psycopg(exc, f"loading `{SCHEMA}.{name}`", table=name) from exc
+        except ValueError as exc:  # a malformed row, raised from inside the COPY stream
+            _rollback(conn)
+            raise StagingLoadError(name, str(exc)) from exc
+    LOG.info("loaded %d rows into %s.%s", count, SCHEMA, name)
+    return count
+
+
+def call(settings: Settings, procedure: str) -> None:
+    """`CALL sales.<procedure>()` in its own transaction (one of `PROCEDURES`)."""
+    if procedure not in PROCEDURES:
+        raise ValueError(f"unknown procedure `{procedure}`; expected one of {PROCEDURES}")
+    with session(settings) as conn:
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CALL {SCHEMA}.{procedure}()")
+            conn.commit()
+        except psycopg2.Error as exc:
+            _rollback(conn)
+            raise from_psycopg(exc, f"`CALL {SCHEMA}.{procedure}()`",
+                               procedure=procedure) from exc
+    LOG.info("called %s.%s", SCHEMA, procedure)

@@ -1,0 +1,208 @@
+"""Every table of the `sales` schema, described once and rendered for Postgres and Redshift.
+
+Types are portable names (`int`, `bigint`, `smallint`, `date`, `timestamp`, `boolean`,
+`numeric(p,s)`, `string(n)` for text of up to n characters, `ascii(n)` for ASCII-only text
+such as hex hashes); `ddl.py` maps them per engine. Redshift-only properties
+(DISTSTYLE, DISTKEY, SORTKEY, ENCODE) and Postgres-only ones (indexes) live here too, so one
+edit changes both renderings and a unit test keeps the committed files in step.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+"""Folder of the committed SQL: the two renderings and the hand-written procedures."""
+
+POSTGRES_FILE = SQL_DIR / "postgres.sql"
+"""The Postgres rendering of the model; `warehouse init` runs it."""
+
+REDSHIFT_FILE = SQL_DIR / "redshift.sql"
+"""The Redshift rendering of the model; documentation of the AWS shape, never run here."""
+
+PROCEDURES_FILE = SQL_DIR / "procedures.sql"
+"""Hand-written PL/pgSQL: helper functions, load procedures, the mart view."""
+
+SCHEMA = "sales"
+"""Schema of the Gold layer, in Postgres as on Redshift."""
+
+OPEN_END = "9999-12-31 00:00:00"
+"""`record_end_ts` of a dimension's current version."""
+
+FIRST_START = "1900-01-01 00:00:00"
+"""`record_start_ts` of a key's first version, so it covers every order placed before."""
+
+DIM_DATE_RANGE = (date(2020, 1, 1), date(2030, 12, 31))
+"""Days `warehouse init` puts in dim_date; the fact procedure adds any order day outside."""
+
+PROCEDURES = ("sp_merge_dim_customer", "sp_merge_dim_product", "sp_load_fact_orders",
+              "sp_load_fact_order_items")
+"""The load procedures, in the order a run calls them (facts look up the dims' versions)."""
+
+_TYPE = re.compile(r"^(int|bigint|smallint|date|timestamp|boolean|numeric\(\d+,\d+\)|"
+                   r"(?:string|ascii)\(\d+\))$")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+    identity: bool = False
+    default: str | None = None
+    encode: str | None = None
+    """Redshift compression; None derives it from the type (see `Table.encoding`)."""
+
+    def __post_init__(self) -> None:
+        if not _TYPE.match(self.type):
+            raise ValueError(f"column `{self.name}` has unknown portable type `{self.type}`")
+
+
+@dataclass(frozen=True)
+class Index:
+    """A Postgres index; Redshift has none (its sort keys do that job)."""
+
+    name: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    where: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    layer: str
+    doc: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    diststyle: str
+    distkey: str | None = None
+    sortkey: tuple[str, ...] = ()
+    indexes: tuple[Index, ...] = field(default=())
+
+    @property
+    def qualified(self) -> str:
+        return f"{SCHEMA}.{self.name}"
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def encoding(self, column: Column) -> str:
+        """Explicit ENCODE, else RAW for the leading sort key column (so zone maps stay
+        sharp, as AWS advises), AZ64 for numbers and times, ZSTD for the rest."""
+        if column.encode:
+            return column.encode
+        if self.sortkey and column.name == self.sortkey[0]:
+            return "raw"
+        if column.type.split("(")[0] in ("int", "bigint", "smallint", "date", "timestamp",
+                                         "numeric"):
+            return "az64"
+        return "zstd"
+
+
+def _c(name: str, type_: str, nullable: bool = True) -> Column:
+    return Column(name, type_, nullable=nullable)
+
+
+def _key(name: str) -> Column:
+    return Column(name, "int", nullable=False)
+
+
+def _scd2(sk: str, natural: str, attributes: tuple[Column, ...]) -> tuple[Column, ...]:
+    """Surrogate key, natural key, the tracked attributes, then the SCD2 bookkeeping."""
+    return (Column(sk, "bigint", nullable=False, identity=True), _key(natural), *attributes,
+            Column("attr_hash", "ascii(32)", nullable=False),
+            Column("record_start_ts", "timestamp", nullable=False),
+            Column("record_end_ts", "timestamp", nullable=False, default=f"'{OPEN_END}'"),
+            Column("is_current", "boolean", nullable=False, default="true"))
+
+
+def _scd2_indexes(name: str, natural: str) -> tuple[Index, ...]:
+    # One current version per key is the invariant every merge relies on; let Postgres
+    # enforce it. The second index serves the "version valid at order_ts" lookups.
+    return (Index(f"ux_{name}_current", (natural,), unique=True, where="is_current"),
+            Index(f"ix_{name}_validity", (natural, "record_start_ts")))
+
+
+CUSTOMER_ATTRIBUTES = (_c("name", "string(100)"), _c("email_hash", "ascii(64)"),
+                       _c("city", "string(100)"), _c("country", "string(100)"))
+PRODUCT_ATTRIBUTES = (_c("name", "string(200)"), _c("category", "string(50)"),
+                      _c("price", "numeric(12,2)"), _c("active", "boolean"))
+
+TABLES: tuple[Table, ...] = (
+    # Staging: the full current state of each silver table, truncated and COPY-loaded each
+    # run. Keys and the columns facts cannot do without are NOT NULL so a bad hand-off fails
+    # at COPY, naming the table, rather than deep inside a procedure.
+    Table("stg_customers", "staging", "Silver customers, full current state (COPY target).",
+          (_key("customer_id"), _c("name", "string(100)"), _c("email_hash", "ascii(64)"),
+           _c("phone_hash", "ascii(64)"), _c("city", "string(100)"),
+           _c("country", "string(100)"), _c("created_at", "timestamp"),
+           _c("updated_at", "timestamp")),
+          ("customer_id",), "KEY", "customer_id", ("customer_id",)),
+    Table("stg_products", "staging", "Silver products, full current state (COPY target).",
+          (_key("product_id"), _c("name", "string(200)"), _c("category", "string(50)"),
+           _c("price", "numeric(12,2)"), _c("active", "boolean"), _c("updated_at", "timestamp")),
+          ("product_id",), "KEY", "product_id", ("product_id",)),
+    Table("stg_orders", "staging", "Silver orders, full current state (COPY target).",
+          (_key("order_id"), _key("customer_id"), _c("status", "string(16)"),
+           _c("platform", "string(16)"), _c("payment_method", "string(32)"),
+           _c("order_ts", "timestamp", nullable=False), _c("updated_at", "timestamp")),
+          ("order_id",), "KEY", "order_id", ("order_id",)),
+    Table("stg_order_items", "staging", "Silver order items, full current state (COPY target).",
+          (_key("order_item_id"), _key("order_id"), _key("product_id"), _key("quantity"),
+           _c("unit_price", "numeric(12,2)", nullable=False)),
+          ("order_item_id",), "KEY", "order_id", ("order_id",)),
+    # Dimensions are small: a full copy on every Redshift node (DISTSTYLE ALL) makes every
+    # join to a fact node-local.
+    Table("dim_customer", "dimension", "Customers, SCD type 2 on name, email, city, country.",
+          _scd2("customer_sk", "customer_id", CUSTOMER_ATTRIBUTES),
+          ("customer_sk",), "ALL", None, ("customer_id", "record_start_ts"),
+          _scd2_indexes("dim_customer", "customer_id")),
+    Table("dim_product", "dimension", "Products, SCD type 2 on name, category, price, active.",
+          _scd2("product_sk", "product_id", PRODUCT_ATTRIBUTES),
+          ("product_sk",), "ALL", None, ("product_id", "record_start_ts"),
+          _scd2_indexes("dim_product", "product_id")),
+    Table("dim_date", "dimension", "One row per calendar day; date_key is yyyymmdd.",
+          (_key("date_key"), _c("full_date", "date", nullable=False),
+           _c("year", "smallint", nullable=False), _c("quarter", "smallint", nullable=False),
+           _c("month", "smallint", nullable=False), _c("month_name", "string(9)", nullable=False),
+           _c("day", "smallint", nullable=False), _c("day_of_week", "smallint", nullable=False),
+           _c("is_weekend", "boolean", nullable=False)),
+          ("date_key",), "ALL", None, ("date_key",)),
+    # Both facts are distributed on order_id so the order/items join never moves rows, and
+    # sorted on date_key because dashboards filter by date range.
+    Table("fact_orders", "fact", "One row per order, with its items summed.",
+          (_key("order_id"), _key("customer_id"), _c("customer_sk", "bigint"),
+           _key("date_key"), _c("status", "string(16)"), _c("platform", "string(16)"),
+           _c("payment_method", "string(32)"), _c("order_ts", "timestamp", nullable=False),
+           _c("updated_at", "timestamp"), _key("item_count"),
+           _c("order_total", "numeric(14,2)", nullable=False)),
+          ("order_id",), "KEY", "order_id", ("date_key", "order_id"),
+          (Index("ix_fact_orders_date_key", ("date_key",)),
+           Index("ix_fact_orders_customer_id", ("customer_id",)))),
+    Table("fact_order_items", "fact", "One row per order line, priced at the time of the order.",
+          (_key("order_item_id"), _key("order_id"), _key("product_id"),
+           _c("product_sk", "bigint"), _key("date_key"), _key("quantity"),
+           _c("unit_price", "numeric(12,2)", nullable=False),
+           _c("line_total", "numeric(14,2)", nullable=False)),
+          ("order_item_id",), "KEY", "order_id", ("date_key", "order_id"),
+          (Index("ix_fact_order_items_order_id", ("order_id",)),
+           Index("ix_fact_order_items_date_key", ("date_key",)))),
+)
+
+STAGING_COLUMNS: dict[str, tuple[str, ...]] = {
+    t.name: t.column_names for t in TABLES if t.layer == "staging"}
+"""Column order of each staging table: the rows handed to `load_staging` follow it."""
+
+
+def table(name: str) -> Table:
+    """The model of `name` (bare or `sales.`-qualified); KeyError for unknown tables."""
+    bare = name.removeprefix(f"{SCHEMA}.")
+    for t in TABLES:
+        if t.name == bare:
+            return t
+    raise KeyError(name)

@@ -1,0 +1,132 @@
+-- Generated from pipeline/warehouse/model.py by `python -m pipeline.warehouse.ddl`;
+-- edit the model, not this file (a unit test fails when they drift).
+-- PostgreSQL 15 (the Redshift stand-in). Procedures: procedures.sql.
+
+CREATE SCHEMA IF NOT EXISTS sales;
+
+CREATE TABLE IF NOT EXISTS sales.stg_customers (
+    customer_id integer NOT NULL,
+    name        text,
+    email_hash  text,
+    phone_hash  text,
+    city        text,
+    country     text,
+    created_at  timestamp,
+    updated_at  timestamp,
+    PRIMARY KEY (customer_id)
+);
+COMMENT ON TABLE sales.stg_customers IS 'Silver customers, full current state (COPY target).';
+
+CREATE TABLE IF NOT EXISTS sales.stg_products (
+    product_id integer NOT NULL,
+    name       text,
+    category   text,
+    price      numeric(12,2),
+    active     boolean,
+    updated_at timestamp,
+    PRIMARY KEY (product_id)
+);
+COMMENT ON TABLE sales.stg_products IS 'Silver products, full current state (COPY target).';
+
+CREATE TABLE IF NOT EXISTS sales.stg_orders (
+    order_id       integer NOT NULL,
+    customer_id    integer NOT NULL,
+    status         text,
+    platform       text,
+    payment_method text,
+    order_ts       timestamp NOT NULL,
+    updated_at     timestamp,
+    PRIMARY KEY (order_id)
+);
+COMMENT ON TABLE sales.stg_orders IS 'Silver orders, full current state (COPY target).';
+
+CREATE TABLE IF NOT EXISTS sales.stg_order_items (
+    order_item_id integer NOT NULL,
+    order_id      integer NOT NULL,
+    product_id    integer NOT NULL,
+    quantity      integer NOT NULL,
+    unit_price    numeric(12,2) NOT NULL,
+    PRIMARY KEY (order_item_id)
+);
+COMMENT ON TABLE sales.stg_order_items IS 'Silver order items, full current state (COPY target).';
+
+CREATE TABLE IF NOT EXISTS sales.dim_customer (
+    customer_sk     bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+    customer_id     integer NOT NULL,
+    name            text,
+    email_hash      text,
+    city            text,
+    country         text,
+    attr_hash       text NOT NULL,
+    record_start_ts timestamp NOT NULL,
+    record_end_ts   timestamp DEFAULT '9999-12-31 00:00:00' NOT NULL,
+    is_current      boolean DEFAULT true NOT NULL,
+    PRIMARY KEY (customer_sk)
+);
+COMMENT ON TABLE sales.dim_customer IS 'Customers, SCD type 2 on name, email, city, country.';
+CREATE UNIQUE INDEX IF NOT EXISTS ux_dim_customer_current ON sales.dim_customer (customer_id) WHERE is_current;
+CREATE INDEX IF NOT EXISTS ix_dim_customer_validity ON sales.dim_customer (customer_id, record_start_ts);
+
+CREATE TABLE IF NOT EXISTS sales.dim_product (
+    product_sk      bigint GENERATED ALWAYS AS IDENTITY NOT NULL,
+    product_id      integer NOT NULL,
+    name            text,
+    category        text,
+    price           numeric(12,2),
+    active          boolean,
+    attr_hash       text NOT NULL,
+    record_start_ts timestamp NOT NULL,
+    record_end_ts   timestamp DEFAULT '9999-12-31 00:00:00' NOT NULL,
+    is_current      boolean DEFAULT true NOT NULL,
+    PRIMARY KEY (product_sk)
+);
+COMMENT ON TABLE sales.dim_product IS 'Products, SCD type 2 on name, category, price, active.';
+CREATE UNIQUE INDEX IF NOT EXISTS ux_dim_product_current ON sales.dim_product (product_id) WHERE is_current;
+CREATE INDEX IF NOT EXISTS ix_dim_product_validity ON sales.dim_product (product_id, record_start_ts);
+
+CREATE TABLE IF NOT EXISTS sales.dim_date (
+    date_key    integer NOT NULL,
+    full_date   date NOT NULL,
+    year        smallint NOT NULL,
+    quarter     smallint NOT NULL,
+    month       smallint NOT NULL,
+    month_name  text NOT NULL,
+    day         smallint NOT NULL,
+    day_of_week smallint NOT NULL,
+    is_weekend  boolean NOT NULL,
+    PRIMARY KEY (date_key)
+);
+COMMENT ON TABLE sales.dim_date IS 'One row per calendar day; date_key is yyyymmdd.';
+
+CREATE TABLE IF NOT EXISTS sales.fact_orders (
+    order_id       integer NOT NULL,
+    customer_id    integer NOT NULL,
+    customer_sk    bigint,
+    date_key       integer NOT NULL,
+    status         text,
+    platform       text,
+    payment_method text,
+    order_ts       timestamp NOT NULL,
+    updated_at     timestamp,
+    item_count     integer NOT NULL,
+    order_total    numeric(14,2) NOT NULL,
+    PRIMARY KEY (order_id)
+);
+COMMENT ON TABLE sales.fact_orders IS 'One row per order, with its items summed.';
+CREATE INDEX IF NOT EXISTS ix_fact_orders_date_key ON sales.fact_orders (date_key);
+CREATE INDEX IF NOT EXISTS ix_fact_orders_customer_id ON sales.fact_orders (customer_id);
+
+CREATE TABLE IF NOT EXISTS sales.fact_order_items (
+    order_item_id integer NOT NULL,
+    order_id      integer NOT NULL,
+    product_id    integer NOT NULL,
+    product_sk    bigint,
+    date_key      integer NOT NULL,
+    quantity      integer NOT NULL,
+    unit_price    numeric(12,2) NOT NULL,
+    line_total    numeric(14,2) NOT NULL,
+    PRIMARY KEY (order_item_id)
+);
+COMMENT ON TABLE sales.fact_order_items IS 'One row per order line, priced at the time of the order.';
+CREATE INDEX IF NOT EXISTS ix_fact_order_items_order_id ON sales.fact_order_items (order_id);
+CREATE INDEX IF NOT EXISTS ix_fact_order_items_date_key ON sales.fact_order_items (date_key);

@@ -1,0 +1,148 @@
+-- Generated from pipeline/warehouse/model.py by `python -m pipeline.warehouse.ddl`;
+-- edit the model, not this file (a unit test fails when they drift).
+-- Amazon Redshift. Not executed by shoplake; kept to show the AWS shape.
+
+CREATE SCHEMA IF NOT EXISTS sales;
+
+CREATE TABLE IF NOT EXISTS sales.stg_customers (
+    customer_id INTEGER ENCODE raw NOT NULL,
+    name        VARCHAR(400) ENCODE zstd,
+    email_hash  VARCHAR(64) ENCODE zstd,
+    phone_hash  VARCHAR(64) ENCODE zstd,
+    city        VARCHAR(400) ENCODE zstd,
+    country     VARCHAR(400) ENCODE zstd,
+    created_at  TIMESTAMP ENCODE az64,
+    updated_at  TIMESTAMP ENCODE az64,
+    PRIMARY KEY (customer_id)
+)
+DISTSTYLE KEY
+DISTKEY (customer_id)
+COMPOUND SORTKEY (customer_id);
+COMMENT ON TABLE sales.stg_customers IS 'Silver customers, full current state (COPY target).';
+
+CREATE TABLE IF NOT EXISTS sales.stg_products (
+    product_id INTEGER ENCODE raw NOT NULL,
+    name       VARCHAR(800) ENCODE zstd,
+    category   VARCHAR(200) ENCODE zstd,
+    price      DECIMAL(12,2) ENCODE az64,
+    active     BOOLEAN ENCODE zstd,
+    updated_at TIMESTAMP ENCODE az64,
+    PRIMARY KEY (product_id)
+)
+DISTSTYLE KEY
+DISTKEY (product_id)
+COMPOUND SORTKEY (product_id);
+COMMENT ON TABLE sales.stg_products IS 'Silver products, full current state (COPY target).';
+
+CREATE TABLE IF NOT EXISTS sales.stg_orders (
+    order_id       INTEGER ENCODE raw NOT NULL,
+    customer_id    INTEGER ENCODE az64 NOT NULL,
+    status         VARCHAR(64) ENCODE zstd,
+    platform       VARCHAR(64) ENCODE zstd,
+    payment_method VARCHAR(128) ENCODE zstd,
+    order_ts       TIMESTAMP ENCODE az64 NOT NULL,
+    updated_at     TIMESTAMP ENCODE az64,
+    PRIMARY KEY (order_id)
+)
+DISTSTYLE KEY
+DISTKEY (order_id)
+COMPOUND SORTKEY (order_id);
+COMMENT ON TABLE sales.stg_orders IS 'Silver orders, full current state (COPY target).';
+
+CREATE TABLE IF NOT EXISTS sales.stg_order_items (
+    order_item_id INTEGER ENCODE az64 NOT NULL,
+    order_id      INTEGER ENCODE raw NOT NULL,
+    product_id    INTEGER ENCODE az64 NOT NULL,
+    quantity      INTEGER ENCODE az64 NOT NULL,
+    unit_price    DECIMAL(12,2) ENCODE az64 NOT NULL,
+    PRIMARY KEY (order_item_id)
+)
+DISTSTYLE KEY
+DISTKEY (order_id)
+COMPOUND SORTKEY (order_id);
+COMMENT ON TABLE sales.stg_order_items IS 'Silver order items, full current state (COPY target).';
+
+CREATE TABLE IF NOT EXISTS sales.dim_customer (
+    customer_sk     BIGINT IDENTITY(1,1) ENCODE az64 NOT NULL,
+    customer_id     INTEGER ENCODE raw NOT NULL,
+    name            VARCHAR(400) ENCODE zstd,
+    email_hash      VARCHAR(64) ENCODE zstd,
+    city            VARCHAR(400) ENCODE zstd,
+    country         VARCHAR(400) ENCODE zstd,
+    attr_hash       VARCHAR(32) ENCODE zstd NOT NULL,
+    record_start_ts TIMESTAMP ENCODE az64 NOT NULL,
+    record_end_ts   TIMESTAMP DEFAULT '9999-12-31 00:00:00' ENCODE az64 NOT NULL,
+    is_current      BOOLEAN DEFAULT true ENCODE zstd NOT NULL,
+    PRIMARY KEY (customer_sk)
+)
+DISTSTYLE ALL
+COMPOUND SORTKEY (customer_id, record_start_ts);
+COMMENT ON TABLE sales.dim_customer IS 'Customers, SCD type 2 on name, email, city, country.';
+
+CREATE TABLE IF NOT EXISTS sales.dim_product (
+    product_sk      BIGINT IDENTITY(1,1) ENCODE az64 NOT NULL,
+    product_id      INTEGER ENCODE raw NOT NULL,
+    name            VARCHAR(800) ENCODE zstd,
+    category        VARCHAR(200) ENCODE zstd,
+    price           DECIMAL(12,2) ENCODE az64,
+    active          BOOLEAN ENCODE zstd,
+    attr_hash       VARCHAR(32) ENCODE zstd NOT NULL,
+    record_start_ts TIMESTAMP ENCODE az64 NOT NULL,
+    record_end_ts   TIMESTAMP DEFAULT '9999-12-31 00:00:00' ENCODE az64 NOT NULL,
+    is_current      BOOLEAN DEFAULT true ENCODE zstd NOT NULL,
+    PRIMARY KEY (product_sk)
+)
+DISTSTYLE ALL
+COMPOUND SORTKEY (product_id, record_start_ts);
+COMMENT ON TABLE sales.dim_product IS 'Products, SCD type 2 on name, category, price, active.';
+
+CREATE TABLE IF NOT EXISTS sales.dim_date (
+    date_key    INTEGER ENCODE raw NOT NULL,
+    full_date   DATE ENCODE az64 NOT NULL,
+    year        SMALLINT ENCODE az64 NOT NULL,
+    quarter     SMALLINT ENCODE az64 NOT NULL,
+    month       SMALLINT ENCODE az64 NOT NULL,
+    month_name  VARCHAR(36) ENCODE zstd NOT NULL,
+    day         SMALLINT ENCODE az64 NOT NULL,
+    day_of_week SMALLINT ENCODE az64 NOT NULL,
+    is_weekend  BOOLEAN ENCODE zstd NOT NULL,
+    PRIMARY KEY (date_key)
+)
+DISTSTYLE ALL
+COMPOUND SORTKEY (date_key);
+COMMENT ON TABLE sales.dim_date IS 'One row per calendar day; date_key is yyyymmdd.';
+
+CREATE TABLE IF NOT EXISTS sales.fact_orders (
+    order_id       INTEGER ENCODE az64 NOT NULL,
+    customer_id    INTEGER ENCODE az64 NOT NULL,
+    customer_sk    BIGINT ENCODE az64,
+    date_key       INTEGER ENCODE raw NOT NULL,
+    status         VARCHAR(64) ENCODE zstd,
+    platform       VARCHAR(64) ENCODE zstd,
+    payment_method VARCHAR(128) ENCODE zstd,
+    order_ts       TIMESTAMP ENCODE az64 NOT NULL,
+    updated_at     TIMESTAMP ENCODE az64,
+    item_count     INTEGER ENCODE az64 NOT NULL,
+    order_total    DECIMAL(14,2) ENCODE az64 NOT NULL,
+    PRIMARY KEY (order_id)
+)
+DISTSTYLE KEY
+DISTKEY (order_id)
+COMPOUND SORTKEY (date_key, order_id);
+COMMENT ON TABLE sales.fact_orders IS 'One row per order, with its items summed.';
+
+CREATE TABLE IF NOT EXISTS sales.fact_order_items (
+    order_item_id INTEGER ENCODE az64 NOT NULL,
+    order_id      INTEGER ENCODE az64 NOT NULL,
+    product_id    INTEGER ENCODE az64 NOT NULL,
+    product_sk    BIGINT ENCODE az64,
+    date_key      INTEGER ENCODE raw NOT NULL,
+    quantity      INTEGER ENCODE az64 NOT NULL,
+    unit_price    DECIMAL(12,2) ENCODE az64 NOT NULL,
+    line_total    DECIMAL(14,2) ENCODE az64 NOT NULL,
+    PRIMARY KEY (order_item_id)
+)
+DISTSTYLE KEY
+DISTKEY (order_id)
+COMPOUND SORTKEY (date_key, order_id);
+COMMENT ON TABLE sales.fact_order_items IS 'One row per order line, priced at the time of the order.';

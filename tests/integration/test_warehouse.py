@@ -1,0 +1,277 @@
+"""The Gold warehouse on the real stack: COPY, SCD2 merges, fact loads, the mart, reconcile.
+
+Staging rows are handed over directly, as the silver Spark job will; no Spark here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pymysql
+import pytest
+
+from pipeline.aws.secrets import mysql_credentials
+from pipeline.cli.main import main
+from pipeline.config import Settings
+from pipeline.warehouse import PROCEDURES, apply_ddl, call, connect, load_staging, reconcile
+from pipeline.warehouse.errors import ProcedureError, StagingLoadError, UnknownTableError
+from pipeline.warehouse.model import STAGING_COLUMNS
+from seed.load import seed
+
+pytestmark = pytest.mark.integration
+
+T = datetime
+OPEN = T(9999, 12, 31)
+FIRST = T(1900, 1, 1)
+CITY_CHANGED_AT = T(2024, 5, 1, 8, 30)
+PRICE_CHANGED_AT = T(2024, 5, 15)
+
+CUSTOMERS = [
+    (1, "Alice Martin", "a1" * 16, None, "Lisbon", "Portugal", T(2024, 1, 1), T(2024, 1, 1)),
+    # Quotes, commas, a newline and an empty string (which must not turn into NULL).
+    (2, 'Bob "the, builder"\nJr', "", "b2" * 16, "Porto", "Portugal", T(2024, 1, 2),
+     T(2024, 1, 2, 12, 0, 0, 123456)),
+    (3, "Chloé Ñúñez", "c3" * 16, "c3" * 16, None, "Spain", T(2024, 1, 3), T(2024, 1, 3)),
+]
+PRODUCTS = [
+    (10, "Widget", "Tools", Decimal("19.99"), True, T(2024, 1, 1)),
+    (11, "Gadget, deluxe", "Toys", Decimal("9999999999.99"), False, None),
+]
+ORDERS = [
+    (100, 1, "paid", "Website", "card", T(2024, 3, 1, 10, 0), T(2024, 3, 1, 10, 5)),
+    (101, 2, "placed", "Mobile", "paypal", T(2024, 3, 2, 23, 59, 59, 999999), None),
+    (102, 1, "delivered", "In-store", "cash", T(2024, 6, 1, 12, 0), T(2024, 6, 2)),
+    (103, 3, "cancelled", "Website", "card", T(2024, 7, 4), T(2024, 7, 4)),  # no items
+]
+ITEMS = [
+    (1000, 100, 10, 2, Decimal("19.99")),
+    (1001, 100, 11, 1, Decimal("9999999999.99")),
+    (1002, 101, 10, 3, Decimal("19.99")),
+    (1003, 102, 10, 1, Decimal("24.99")),
+]
+DATASET = {"stg_customers": CUSTOMERS, "stg_products": PRODUCTS, "stg_orders": ORDERS,
+           "stg_order_items": ITEMS}
+GOLD = ("dim_customer", "dim_product", "dim_date", "fact_orders", "fact_order_items")
+
+
+# -- helpers -------------------------------------------------------------------------------
+def query(settings: Settings, sql: str, args: Any = None) -> list[tuple]:
+    conn = connect(settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            rows = cur.fetchall()
+        conn.rollback()
+        return rows
+    finally:
+        conn.close()
+
+
+def run(settings: Settings, data: dict[str, list[tuple]]) -> None:
+    """One warehouse load, as the pipeline does it: staging by COPY, then the procedures."""
+    for table, rows in data.items():
+        assert load_staging(settings, table, STAGING_COLUMNS[table], iter(rows)) == len(rows)
+    for procedure in PROCEDURES:
+        call(settings, procedure)
+
+
+def dump(settings: Settings) -> dict[str, list[tuple]]:
+    """Every gold row with its xmin: a row rewritten with equal values still shows."""
+    return {t: query(settings, f"SELECT xmin::text, * FROM sales.{t} ORDER BY 2") for t in GOLD}
+
+
+def versions(settings: Settings, dim: str, key: str, value: int) -> list[tuple]:
+    cols = "city" if dim == "dim_customer" else "price"
+    return query(settings, f"SELECT {cols}, record_start_ts, record_end_ts, is_current, "
+                 f"{dim.removeprefix('dim_')}_sk FROM sales.{dim} WHERE {key} = %s "
+                 "ORDER BY record_start_ts", (value,))
+
+
+def changed(data: dict[str, list[tuple]], **tables: list[tuple]) -> dict[str, list[tuple]]:
+    return {**data, **tables}
+
+
+@pytest.fixture()
+def warehouse(stack_settings: Settings) -> Settings:
+    """Schema `sales` dropped and created afresh."""
+    apply_ddl(stack_settings, reset=True)
+    return stack_settings
+
+
+# -- loads ---------------------------------------------------------------------------------
+def test_nulls_strings_and_decimals_survive_copy(warehouse: Settings) -> None:
+    run(warehouse, DATASET)
+    for table, rows in DATASET.items():
+        assert query(warehouse, f"SELECT * FROM sales.{table} ORDER BY 1") == rows, table
+
+
+def test_first_load_builds_dims_and_facts(warehouse: Settings) -> None:
+    run(warehouse, DATASET)
+    dims = query(warehouse, "SELECT customer_id, city, record_start_ts, record_end_ts, "
+                 "is_current FROM sales.dim_customer ORDER BY 1")
+    assert dims == [(1, "Lisbon", FIRST, OPEN, True), (2, "Porto", FIRST, OPEN, True),
+                    (3, None, FIRST, OPEN, True)]
+    facts = query(warehouse, "SELECT order_id, date_key, item_count, order_total, "
+                  "customer_sk = (SELECT customer_sk FROM sales.dim_customer c "
+                  "WHERE c.customer_id = f.customer_id) FROM sales.fact_orders f ORDER BY 1")
+    assert facts == [(100, 20240301, 3, Decimal("10000000039.97"), True),
+                     (101, 20240302, 3, Decimal("59.97"), True),
+                     (102, 20240601, 1, Decimal("24.99"), True),
+                     (103, 20240704, 0, Decimal("0.00"), True)]
+    lines = query(warehouse, "SELECT order_item_id, date_key, line_total, product_sk IS NOT NULL"
+                  " FROM sales.fact_order_items ORDER BY 1")
+    assert lines == [(1000, 20240301, Decimal("39.98"), True),
+                     (1001, 20240301, Decimal("9999999999.99"), True),
+                     (1002, 20240302, Decimal("59.97"), True),
+                     (1003, 20240601, Decimal("24.99"), True)]
+    assert query(warehouse, "SELECT month_name, day_of_week, is_weekend FROM sales.dim_date "
+                 "WHERE date_key = 20240302") == [("March", 6, True)]
+
+
+def test_scd2_changes_point_facts_at_the_version_valid_at_order_time(warehouse: Settings) -> None:
+    run(warehouse, DATASET)
+    moved = [(1, "Alice Martin", "a1" * 16, None, "Porto", "Portugal", T(2024, 1, 1),
+              CITY_CHANGED_AT), *CUSTOMERS[1:]]
+    repriced = [(10, "Widget", "Tools", Decimal("24.99"), True, PRICE_CHANGED_AT), PRODUCTS[1]]
+    second = changed(DATASET, stg_customers=moved, stg_products=repriced)
+    run(warehouse, second)
+
+    (old_c, new_c) = versions(warehouse, "dim_customer", "customer_id", 1)
+    assert old_c[:4] == ("Lisbon", FIRST, CITY_CHANGED_AT, False)
+    assert new_c[:4] == ("Porto", CITY_CHANGED_AT, OPEN, True)
+    (old_p, new_p) = versions(warehouse, "dim_product", "product_id", 10)
+    assert old_p[:4] == (Decimal("19.99"), FIRST, PRICE_CHANGED_AT, False)
+    assert new_p[:4] == (Decimal("24.99"), PRICE_CHANGED_AT, OPEN, True)
+    assert len(versions(warehouse, "dim_customer", "customer_id", 2)) == 1
+
+    # Order 100 (March) was placed before both changes, order 102 (June) after.
+    sks = dict(query(warehouse, "SELECT order_id, customer_sk FROM sales.fact_orders"))
+    assert sks[100] == old_c[4] and sks[102] == new_c[4]
+    psks = dict(query(warehouse, "SELECT order_item_id, product_sk FROM sales.fact_order_items"))
+    assert psks[1000] == old_p[4] and psks[1003] == new_p[4]
+    mart = query(warehouse, "SELECT order_id, order_date, city, country, platform, category, "
+                 "product_name, quantity, line_total FROM sales.v_sales_mart "
+                 "WHERE product_id = 10 ORDER BY order_id")
+    assert [(r[0], r[2]) for r in mart] == [(100, "Lisbon"), (101, "Porto"), (102, "Porto")]
+    assert mart[0][1].isoformat() == "2024-03-01" and mart[0][5:7] == ("Tools", "Widget")
+    totals = query(warehouse, "SELECT count(*), sum(line_total) FROM sales.v_sales_mart")
+    assert totals == query(warehouse, "SELECT count(*), sum(line_total) "
+                           "FROM sales.fact_order_items")
+
+    # The same staging again changes nothing, not even a rewrite of an equal row.
+    before = dump(warehouse)
+    run(warehouse, second)
+    assert dump(warehouse) == before
+
+
+def test_deleted_keys_close_or_remove_and_reappearing_keys_reopen(warehouse: Settings) -> None:
+    run(warehouse, DATASET)
+    without = changed(DATASET, stg_customers=CUSTOMERS[:2],
+                      stg_orders=[o for o in ORDERS if o[0] != 101],
+                      stg_order_items=[i for i in ITEMS if i[1] != 101])
+    run(warehouse, without)
+    assert query(warehouse, "SELECT order_id FROM sales.fact_orders ORDER BY 1") == [
+        (100,), (102,), (103,)]
+    assert query(warehouse, "SELECT count(*) FROM sales.fact_order_items "
+                 "WHERE order_id = 101") == [(0,)]
+    # Customer 3 is gone: closed at load time, but its past order keeps its version.
+    ((city, start, end, current, sk),) = versions(warehouse, "dim_customer", "customer_id", 3)
+    assert (start, current) == (FIRST, False) and T(2025, 1, 1) < end < OPEN
+    assert query(warehouse, "SELECT customer_sk FROM sales.fact_orders "
+                 "WHERE order_id = 103") == [(sk,)]
+    before = dump(warehouse)
+    run(warehouse, without)
+    assert dump(warehouse) == before
+
+    run(warehouse, DATASET)  # customer 3 and order 101 come back
+    (closed, reopened) = versions(warehouse, "dim_customer", "customer_id", 3)
+    assert closed[2] == end and reopened[1:4] == (end, OPEN, True)
+    assert query(warehouse, "SELECT count(*) FROM sales.fact_order_items") == [(4,)]
+
+
+def test_bad_handoffs_fail_typed_and_leave_the_old_rows(warehouse: Settings) -> None:
+    run(warehouse, DATASET)
+    with pytest.raises(StagingLoadError, match="stg_orders"):
+        load_staging(warehouse, "stg_orders", STAGING_COLUMNS["stg_orders"],
+                     [ORDERS[0], ORDERS[0]])
+    assert query(warehouse, "SELECT count(*) FROM sales.stg_orders") == [(len(ORDERS),)]
+    with pytest.raises(StagingLoadError, match="expected 5"):
+        load_staging(warehouse, "stg_order_items", STAGING_COLUMNS["stg_order_items"], [(1, 2)])
+    with pytest.raises(UnknownTableError, match="fact"):
+        load_staging(warehouse, "fact_orders", ("order_id",), [])
+    load_staging(warehouse, "stg_orders", STAGING_COLUMNS["stg_orders"], [])
+    with pytest.raises(ProcedureError, match="stg_orders"):
+        call(warehouse, "sp_load_fact_orders")
+    assert query(warehouse, "SELECT count(*) FROM sales.fact_orders") == [(len(ORDERS),)]
+
+
+def test_apply_ddl_is_idempotent(warehouse: Settings, monkeypatch, capsys,
+                                 stack_env: dict[str, str]) -> None:
+    run(warehouse, DATASET)
+    before = dump(warehouse)
+    result = apply_ddl(warehouse)
+    assert result.created == () and "fact_orders" in result.existing
+    for key, value in stack_env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["-q", "warehouse", "init"]) == 0
+    assert "warehouse ready" in capsys.readouterr().out
+    assert dump(warehouse) == before
+
+
+# -- reconciliation ------------------------------------------------------------------------
+def mysql(settings: Settings) -> pymysql.connections.Connection:
+    c = mysql_credentials(settings)
+    return pymysql.connect(host=c.host, port=c.port, user=c.username,
+                           password=c.password.reveal(), database=c.dbname, autocommit=True,
+                           init_command="SET time_zone = '+00:00'")
+
+
+STAGING_FROM_SOURCE = {
+    "stg_customers": "SELECT id, name, MD5(email), MD5(phone), city, country, created_at, "
+                     "updated_at FROM customers",
+    "stg_products": "SELECT id, name, category, price, active = 1, updated_at FROM products",
+    "stg_orders": "SELECT id, customer_id, status, platform, payment_method, order_ts, "
+                  "updated_at FROM orders",
+    "stg_order_items": "SELECT id, order_id, product_id, quantity, unit_price FROM order_items",
+}
+
+
+def staging_from_source(settings: Settings) -> dict[str, list[tuple]]:
+    with mysql(settings) as conn, conn.cursor() as cur:
+        out = {}
+        for table, sql in STAGING_FROM_SOURCE.items():
+            cur.execute(sql)
+            out[table] = [tuple(bool(v) if table == "stg_products" and i == 4 else v
+                                for i, v in enumerate(row)) for row in cur.fetchall()]
+    return out
+
+
+def test_reconcile_against_a_seeded_source(warehouse: Settings, monkeypatch, capsys,
+                                           stack_env: dict[str, str]) -> None:
+    seed(warehouse, scale=0.01, seed=3, reset=True)
+    run(warehouse, staging_from_source(warehouse))
+    report = reconcile(warehouse)
+    assert report.ok, report.differences
+    assert report.days > 300 and report.source_totals == report.gold_totals
+    for key, value in stack_env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["-q", "reconcile"]) == 0
+    assert f"all {report.days} days match" in capsys.readouterr().out
+
+    with mysql(warehouse) as conn, conn.cursor() as cur:
+        cur.execute("SELECT i.id, DATE(o.order_ts) FROM order_items i "
+                    "JOIN orders o ON o.id = i.order_id ORDER BY i.id LIMIT 1")
+        item_id, day = cur.fetchone()
+        cur.execute("UPDATE order_items SET quantity = quantity + 1 WHERE id = %s", (item_id,))
+    report = reconcile(warehouse)
+    assert report.differing_days == [day.isoformat()]
+    assert {d.metric for d in report.differences} == {"quantity", "revenue", "order_total"}
+    assert all(d.gold < d.source for d in report.differences)
+    assert main(["-q", "reconcile"]) == 1
+    assert day.isoformat() in capsys.readouterr().out
+    assert main(["-q", "reconcile", "--format", "json"]) == 1
+    as_json = json.loads(capsys.readouterr().out)
+    assert as_json["ok"] is False and as_json["differing_days"] == [day.isoformat()]
