@@ -164,6 +164,34 @@ class CdcSettings:
     exclude_tables: str = setting("Comma-separated tables of the source not to replicate.", "")
 
 
+@dataclass(frozen=True)
+class SparkSettings:
+    """Spark standing in for the Glue ETL runtime (Glue 5.0: Spark 3.5, Python 3.11)."""
+
+    master: str = setting("Spark master: local threads natively, the standalone master in "
+                          "compose (or a real cluster).", "local[2]", "spark://spark-master:7077")
+    driver_memory: str = setting("Driver memory (local mode runs everything in the driver).",
+                                 "2g")
+    shuffle_partitions: int = setting("spark.sql.shuffle.partitions; small data, few "
+                                      "partitions.", 4)
+    jars_dir: str = setting("Folder with hadoop-aws and aws-java-sdk-bundle; empty uses "
+                            "<tools_dir>/jars (the spark image has them in pyspark's jars).",
+                            "")
+    hadoop_aws_version: str = setting("hadoop-aws version; must match pyspark's Hadoop.", "3.3.4")
+    aws_sdk_version: str = setting("aws-java-sdk-bundle version hadoop-aws was built with.",
+                                   "1.12.262")
+
+
+@dataclass(frozen=True)
+class GlueSettings:
+    """The Glue Data Catalog and job bookmarks, kept in the artifacts bucket."""
+
+    database: str = setting("Catalog database the crawler writes bronze tables to.",
+                            "shop_bronze")
+    pii_salt_secret: str = setting("Secrets Manager secret with the salt for hashing PII.",
+                                   "shoplake/pii-salt")
+
+
 SECTIONS: dict[str, type] = {
     "stack": StackSettings,
     "mysql": MySQLSettings,
@@ -171,6 +199,8 @@ SECTIONS: dict[str, type] = {
     "localstack": LocalStackSettings,
     "lake": LakeSettings,
     "cdc": CdcSettings,
+    "spark": SparkSettings,
+    "glue": GlueSettings,
 }
 
 
@@ -184,6 +214,8 @@ class Settings:
     localstack: LocalStackSettings
     lake: LakeSettings
     cdc: CdcSettings
+    spark: SparkSettings
+    glue: GlueSettings
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -3,8 +3,9 @@
 # run only checks. Steps:
 #   1. Debian packages: mariadb-server, postgresql, a JDK 17, docker-compose (offline
 #      validation of docker-compose.yml), tzdata.
-#   2. .venv on Python 3.11 with shoplake and its dev tools (pip install -e .[dev]).
+#   2. .venv on Python 3.11 with shoplake, pyspark and the dev tools (pip install -e .[dev,spark]).
 #   3. LocalStack's own venv on Python 3.13 (.shoplake/tools/localstack).
+#   4. hadoop-aws + aws-java-sdk-bundle jars for Spark's s3a:// (.shoplake/tools/jars).
 # Override the base Pythons with SHOPLAKE_PYTHON and SHOPLAKE_LOCALSTACK_PYTHON_BASE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +60,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
     say "creating .venv with $PY and installing shoplake"
     [ -x .venv/bin/python ] || "$PY" -m venv .venv
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e ".[dev]"
+    .venv/bin/pip install -q -e ".[dev,spark]"
     echo "$want" > "$stamp"
 else
     say ".venv up to date"
@@ -82,5 +83,8 @@ if [ ! -x "$LSVENV/bin/python" ] || [ "$(cat "$lsstamp" 2>/dev/null)" != "$lswan
 else
     say "LocalStack venv up to date"
 fi
+
+# -- 4. the s3a jars for Spark (Maven Central, checked by SHA-1) -------------------------------
+SHOPLAKE_STACK_TOOLS_DIR="$TOOLS" .venv/bin/python -m pipeline.glue.jars
 
 say "ready: .venv/bin/shoplake"

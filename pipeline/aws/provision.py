@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.aws.clients import aws_client
-from pipeline.aws.secrets import DbCredentials
 from pipeline.config import Settings
 from pipeline.errors import ProvisioningError
 from pipeline.progress import Progress, SilentProgress
@@ -26,9 +26,9 @@ class Provisioned:
     action: str
 
 
-def provision(settings: Settings, secrets: dict[str, DbCredentials],
+def provision(settings: Settings, secrets: dict[str, dict[str, Any]],
               progress: Progress | None = None) -> list[Provisioned]:
-    """Create the lake's buckets and the database secrets, or bring them up to date."""
+    """Create the lake's buckets and the secrets (JSON values), or bring them up to date."""
     progress = progress or SilentProgress()
     progress.start("provision", "buckets and secrets",
                    total=len(settings.lake.buckets) + len(secrets))
@@ -37,8 +37,8 @@ def provision(settings: Settings, secrets: dict[str, DbCredentials],
         for bucket in settings.lake.buckets:
             done.append(ensure_bucket(settings, bucket))
             progress.update("provision", advance=1)
-        for name, creds in secrets.items():
-            done.append(ensure_secret(settings, name, creds.to_secret_json()))
+        for name, value in secrets.items():
+            done.append(ensure_secret(settings, name, value))
             progress.update("provision", advance=1)
     except (ClientError, BotoCoreError) as exc:
         progress.finish("provision", ok=False, message=str(exc))

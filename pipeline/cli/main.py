@@ -12,6 +12,7 @@ from rich.markup import escape
 from pipeline.cli.cdc import cdc_group
 from pipeline.cli.common import ERR, CliContext
 from pipeline.cli.config import config_group
+from pipeline.cli.glue import crawl_cmd, job_group
 from pipeline.cli.source import seed_cmd, simulate_cmd
 from pipeline.cli.stack import provision_cmd, stack_group
 from pipeline.cli.warehouse import reconcile_cmd, warehouse_group
@@ -38,6 +39,8 @@ cli.add_command(seed_cmd)
 cli.add_command(simulate_cmd)
 cli.add_command(warehouse_group)
 cli.add_command(reconcile_cmd)
+cli.add_command(crawl_cmd)
+cli.add_command(job_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

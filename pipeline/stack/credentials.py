@@ -21,7 +21,8 @@ MYSQL_ROOT = "mysql_root_password"
 MYSQL_APP = "mysql_password"
 MYSQL_CDC = "mysql_cdc_password"
 POSTGRES = "postgres_password"
-ALL = (MYSQL_ROOT, MYSQL_APP, MYSQL_CDC, POSTGRES)
+PII_SALT = "pii_salt"
+ALL = (MYSQL_ROOT, MYSQL_APP, MYSQL_CDC, POSTGRES, PII_SALT)
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -32,6 +33,7 @@ class Credentials:
     mysql_app: Secret
     mysql_cdc: Secret
     postgres: Secret
+    pii_salt: Secret
 
 
 def credentials_dir(settings: Settings) -> Path:
@@ -59,4 +61,5 @@ def ensure_credentials(settings: Settings) -> Credentials:
 def load_credentials(settings: Settings) -> Credentials:
     folder = credentials_dir(settings)
     read = {name: Secret((folder / name).read_text().strip()) for name in ALL}
-    return Credentials(read[MYSQL_ROOT], read[MYSQL_APP], read[MYSQL_CDC], read[POSTGRES])
+    return Credentials(read[MYSQL_ROOT], read[MYSQL_APP], read[MYSQL_CDC], read[POSTGRES],
+                       read[PII_SALT])

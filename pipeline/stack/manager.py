@@ -160,7 +160,7 @@ def provision_stack(settings: Settings, progress: Progress | None = None) -> lis
     """Buckets plus the database secrets, built from the generated passwords."""
     creds = ensure_credentials(settings)
     mysql, pg = settings.mysql, settings.postgres
-    secrets = {
+    databases = {
         mysql.secret_name: DbCredentials("mysql", mysql.host, mysql.port, mysql.user,
                                          creds.mysql_app, mysql.database),
         settings.cdc.secret_name: DbCredentials("mysql", mysql.host, mysql.port,
@@ -169,6 +169,8 @@ def provision_stack(settings: Settings, progress: Progress | None = None) -> lis
         pg.secret_name: DbCredentials("postgres", pg.host, pg.port, pg.user, creds.postgres,
                                       pg.database),
     }
+    secrets = {name: db.to_secret_json() for name, db in databases.items()}
+    secrets[settings.glue.pii_salt_secret] = {"salt": creds.pii_salt.reveal()}
     return provision(settings, secrets, progress)
 
 

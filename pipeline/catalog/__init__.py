@@ -1,0 +1,14 @@
+"""The Glue Crawler and Data Catalog stand-in.
+
+`crawl` scans bronze, infers each table's schema from its files' own schemas (Parquet
+footers, CSV headers) and writes Glue-shaped table definitions (TableType, Parameters,
+StorageDescriptor, PartitionKeys) to a catalog kept in the artifacts bucket. A schema
+change gives a new table version and a log line, never a failure.
+"""
+
+from __future__ import annotations
+
+from pipeline.catalog.crawler import CrawlResult, crawl
+from pipeline.catalog.store import get_table, list_tables
+
+__all__ = ["CrawlResult", "crawl", "get_table", "list_tables"]

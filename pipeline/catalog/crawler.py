@@ -1,0 +1,154 @@
+"""`shoplake crawl`: infer bronze tables' schemas from their files and catalog them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.aws.clients import aws_client
+from pipeline.catalog.store import find_table, load_file_index, put_table, save_file_index
+from pipeline.config import Settings
+from pipeline.progress import Progress, SilentProgress
+
+LOG = logging.getLogger(__name__)
+
+# Columns the CDC adds to every row; their types are fixed, not inferred.
+_STRING_COLUMNS = {"Op", "AR_H_CHANGE_SEQ"}
+
+
+@dataclass(frozen=True)
+class CrawlResult:
+    table: str
+    version: int
+    columns: int
+    records: int
+    files: int
+    changed: bool
+
+
+def glue_type(t: pa.DataType) -> str:
+    """Arrow type -> Glue/Hive type name."""
+    if pa.types.is_int64(t):
+        return "bigint"
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_decimal(t):
+        return f"decimal({t.precision},{t.scale})"
+    if pa.types.is_floating(t):
+        return "double"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_date(t):
+        return "date"
+    return "string"
+
+
+def _file_schema(settings: Settings, bucket: str, key: str) -> tuple[list[tuple[str, str]], int]:
+    """(columns, rows) of one bronze file. Parquet: the footer only; CSV: the whole file."""
+    s3 = aws_client(settings, "s3")
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    if key.endswith(".parquet"):
+        meta = pq.read_metadata(io.BytesIO(body))
+        schema = meta.schema.to_arrow_schema()
+        return [(f.name, glue_type(f.type)) for f in schema], meta.num_rows
+    import pyarrow.csv as pacsv
+
+    text = body.decode("utf-8")
+    header = next(csv.reader(io.StringIO(text)), [])
+    table = pacsv.read_csv(
+        io.BytesIO(body),
+        convert_options=pacsv.ConvertOptions(
+            null_values=[settings.cdc.csv_null_value], strings_can_be_null=True,
+            column_types={c: pa.string() for c in header
+                          if c in _STRING_COLUMNS or c == settings.cdc.timestamp_column}))
+    return [(f.name, glue_type(f.type)) for f in table.schema], table.num_rows
+
+
+def _merge(columns: list[tuple[str, str]], new: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Union by name in order of first appearance; a later file's type wins for a name."""
+    merged = dict(columns)
+    order = [n for n, _ in columns]
+    for name, typ in new:
+        if name not in merged:
+            order.append(name)
+        if typ != "string" or name not in merged:  # an all-null CSV column says nothing
+            merged[name] = typ
+    return [(n, merged[n]) for n in order]
+
+
+def crawl(settings: Settings, progress: Progress | None = None) -> list[CrawlResult]:
+    """Catalog every table under the bronze bucket; only files not seen before are read."""
+    progress = progress or SilentProgress()
+    s3 = aws_client(settings, "s3")
+    bucket = settings.lake.bronze_bucket
+    by_table: dict[tuple[str, str], dict[str, str]] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            parts = obj["Key"].split("/")
+            if len(parts) == 3 and not parts[0].startswith("_"):
+                by_table.setdefault((parts[0], parts[1]), {})[obj["Key"]] = obj["ETag"]
+    results = []
+    progress.start("crawl", f"crawling s3://{bucket}", total=len(by_table))
+    for (schema, table), files in sorted(by_table.items()):
+        results.append(_crawl_table(settings, bucket, schema, table, files))
+        progress.update("crawl", advance=1)
+    changed = sum(r.changed for r in results)
+    progress.finish("crawl", message=f"{len(results)} tables, {changed} schema change(s)")
+    return results
+
+
+def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
+                 files: dict[str, str]) -> CrawlResult:
+    entry = find_table(settings, table)
+    seen: dict[str, Any] = load_file_index(settings, table) if entry else {}
+    # A file whose ETag changed, or that vanished, means bronze was rebuilt: start over.
+    if any(files.get(k) != v["etag"] for k, v in seen.items()):
+        seen = {}
+    columns: list[tuple[str, str]] = []
+    for key in sorted(files):
+        if key not in seen:
+            cols, rows = _file_schema(settings, bucket, key)
+            seen[key] = {"etag": files[key], "rows": rows, "columns": cols}
+        columns = _merge(columns, [tuple(c) for c in seen[key]["columns"]])
+    old_columns = ([(c["Name"], c["Type"]) for c in entry["StorageDescriptor"]["Columns"]]
+                   if entry else None)
+    version = int(entry["VersionId"]) if entry else 0
+    changed = old_columns != columns
+    if changed:
+        version += 1
+        if entry:
+            added = [n for n, _ in columns if n not in dict(old_columns or [])]
+            LOG.warning("schema of `%s.%s` changed (version %d): new columns %s",
+                        settings.glue.database, table, version, added or "none (types)")
+    classification = "parquet" if all(k.endswith(".parquet") for k in files) else "csv"
+    records = sum(v["rows"] for v in seen.values())
+    now = datetime.now(UTC).isoformat()
+    put_table(settings, {
+        "Name": table,
+        "DatabaseName": settings.glue.database,
+        "TableType": "EXTERNAL_TABLE",
+        "CreateTime": entry["CreateTime"] if entry else now,
+        "UpdateTime": now,
+        "VersionId": str(version),
+        "Parameters": {"classification": classification, "recordCount": str(records),
+                       "objectCount": str(len(files)), "sourceSchema": schema},
+        "StorageDescriptor": {
+            "Columns": [{"Name": n, "Type": t} for n, t in columns],
+            "Location": f"s3://{bucket}/{schema}/{table}/",
+            "InputFormat": ("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+                            if classification == "parquet"
+                            else "org.apache.hadoop.mapred.TextInputFormat"),
+        },
+        "PartitionKeys": [],
+    })
+    save_file_index(settings, table, seen)
+    return CrawlResult(table, version, len(columns), records, len(files), changed)

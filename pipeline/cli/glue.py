@@ -1,0 +1,75 @@
+"""`shoplake crawl` and `shoplake job run|list`: the Glue crawler and ETL jobs."""
+
+from __future__ import annotations
+
+import click
+
+from pipeline.cli.common import OUT, CliContext, format_option, pass_cli, print_rows, progress_for
+
+
+@click.command("crawl")
+@format_option
+@pass_cli
+def crawl_cmd(ctx: CliContext, fmt: str) -> int:
+    """Infer bronze tables' schemas and write them to the catalog (the Glue crawler)."""
+    from pipeline.catalog import crawl
+
+    with progress_for(ctx) as progress:
+        results = crawl(ctx.settings, progress)
+    print_rows([r.__dict__ for r in results],
+               ["table", "version", "columns", "records", "files", "changed"], fmt,
+               title=f"catalog database {ctx.settings.glue.database}")
+    return 0
+
+
+@click.group("job")
+def job_group() -> None:
+    """Glue-style Spark jobs (bronze -> silver -> gold)."""
+
+
+@job_group.command("list")
+def list_cmd() -> int:
+    """The jobs, in pipeline order."""
+    from pipeline.glue.jobs import JOBS
+
+    for name, module in JOBS.items():
+        OUT.print(f"{name:<24} {module.replace('.', '/')}.py")
+    return 0
+
+
+@job_group.command("run")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--table", help="Only this source table (bronze_to_silver).")
+@click.option("--reset-bookmark", is_flag=True, help="Reprocess all input, not just new files.")
+@click.option("--arg", "extra", multiple=True, metavar="KEY=VALUE",
+              help="Extra Glue argument, as --KEY VALUE would be on AWS.")
+@pass_cli
+def run_cmd(ctx: CliContext, names: tuple[str, ...], table: str | None, reset_bookmark: bool,
+            extra: tuple[str, ...]) -> int:
+    """Run NAMES (or `all`) in this process, sharing one SparkSession."""
+    from pipeline.glue.jobs import JOBS, run_job
+
+    jobs = list(JOBS) if names == ("all",) else list(names)
+    args = dict(e.split("=", 1) for e in extra)
+    rows = []
+    with progress_for(ctx) as progress:
+        for name in jobs:
+            progress.start(name, f"running {name}" + (f" --table {table}" if table else ""))
+            result = run_job(ctx.settings, name, table=table, reset_bookmark=reset_bookmark,
+                             extra_args=args, progress=progress)
+            progress.finish(name, message=f"{result.seconds:.1f}s")
+            rows.append({"job": name, "seconds": f"{result.seconds:.1f}",
+                         "result": _summary(result.metrics)})
+    print_rows(rows, ["job", "seconds", "result"], "table")
+    return 0
+
+
+def _summary(metrics: dict) -> str:
+    if "tables" in metrics:
+        return "; ".join(_summary(m) for m in metrics["tables"])
+    if "table" in metrics:
+        return (f"{metrics['table']}: {metrics['files']} files, {metrics['changes']} changes, "
+                f"{metrics['quarantined']} quarantined, {metrics['rows']} rows")
+    staged = ", ".join(f"{s['staging']} {s['rows']}{'' if s['copied'] else ' (unchanged)'}"
+                       for s in metrics.get("staged", []))
+    return f"{staged} -> CALL {metrics.get('procedure')}"

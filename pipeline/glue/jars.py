@@ -1,0 +1,43 @@
+"""`python -m pipeline.glue.jars`: fetch the s3a jars from Maven Central, checked by SHA-1.
+
+Run by scripts/setup.sh; a second run finds them and does nothing. Never committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import urllib.request
+from pathlib import Path
+
+from pipeline.config import Settings, load_settings
+from pipeline.glue.session import jar_paths, jar_urls
+
+
+def fetch(settings: Settings) -> list[Path]:
+    done = []
+    for url, dest in zip(jar_urls(settings), jar_paths(settings)):
+        if dest.exists() and dest.stat().st_size > 0:
+            done.append(dest)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url + ".sha1", timeout=60) as resp:
+            expected = resp.read().decode().split()[0]
+        part = dest.with_suffix(".part")
+        digest = hashlib.sha1()
+        with urllib.request.urlopen(url, timeout=600) as resp, open(part, "wb") as out:
+            while chunk := resp.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != expected:
+            part.unlink()
+            raise SystemExit(f"checksum mismatch for {url}: got {digest.hexdigest()}, "
+                             f"expected {expected}")
+        part.replace(dest)
+        done.append(dest)
+    return done
+
+
+if __name__ == "__main__":
+    for path in fetch(load_settings()):
+        print(f"[setup] jar ready: {path}", file=sys.stderr)

@@ -1,0 +1,126 @@
+"""Glue-shaped jobs: a registry, `--KEY value` arguments, and `run_job` for in-process runs.
+
+Each job is a module in spark_jobs/ with `run(ctx) -> dict` (its metrics) and a `main()`
+for spark-submit. `shoplake job run NAME` and the Step Functions workers call `run_job`,
+which reuses the process's SparkSession, so a run pays Spark's start-up once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipeline.config import Settings
+from pipeline.errors import ConfigError
+from pipeline.glue.session import get_spark
+from pipeline.progress import Progress, SilentProgress
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+LOG = logging.getLogger(__name__)
+
+JOBS: dict[str, str] = {
+    "bronze_to_silver": "spark_jobs.bronze_to_silver",
+    "load_dim_customer": "spark_jobs.load_dim_customer",
+    "load_dim_product": "spark_jobs.load_dim_product",
+    "load_fact_orders": "spark_jobs.load_fact_orders",
+    "load_fact_order_items": "spark_jobs.load_fact_order_items",
+}
+"""Job name -> module. The order is the pipeline's: bronze_to_silver, dims, facts."""
+
+SOURCE_TABLES = ("customers", "products", "orders", "order_items")
+
+
+@dataclass
+class JobContext:
+    """What a job gets: settings, the shared SparkSession, its Glue arguments, progress."""
+
+    settings: Settings
+    spark: SparkSession
+    name: str
+    args: dict[str, str]
+    progress: Progress = field(default_factory=SilentProgress)
+
+    def arg(self, key: str, default: str | None = None) -> str:
+        value = self.args.get(key, default)
+        if value is None:
+            raise ConfigError(f"job `{self.name}` needs the argument `--{key}`")
+        return value
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job: str
+    table: str
+    metrics: dict[str, Any]
+    seconds: float
+
+
+def parse_glue_args(argv: Sequence[str]) -> dict[str, str]:
+    """`--JOB_NAME x --table t --reset-bookmark` -> {JOB_NAME: x, table: t,
+    reset-bookmark: true}."""
+    args: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("--"):
+            raise ConfigError(f"unexpected job argument `{token}`; use `--KEY value`")
+        key = token[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            value = argv[i + 1]
+            i += 1
+        else:
+            value = "true"
+        args[key] = value
+        i += 1
+    return args
+
+
+def default_args(settings: Settings, name: str, table: str | None) -> dict[str, str]:
+    """The arguments the pipeline passes (as Step Functions would in Parameters.Arguments)."""
+    schema = settings.mysql.database
+    args = {"JOB_NAME": name,
+            "bronze_path": f"s3a://{settings.lake.bronze_bucket}/{schema}",
+            "silver_path": f"s3a://{settings.lake.silver_bucket}/{schema}",
+            "catalog_database": settings.glue.database}
+    if table:
+        args["table"] = table
+    return args
+
+
+def run_job(settings: Settings, name: str, table: str | None = None,
+            reset_bookmark: bool = False, extra_args: dict[str, str] | None = None,
+            progress: Progress | None = None) -> JobResult:
+    if name not in JOBS:
+        raise ConfigError(f"unknown job `{name}`", hint=f"jobs: {', '.join(JOBS)}")
+    progress = progress or SilentProgress()
+    args = default_args(settings, name, table) | (extra_args or {})
+    if reset_bookmark:
+        args["reset-bookmark"] = "true"
+    module = importlib.import_module(JOBS[name])
+    started = time.monotonic()
+    ctx = JobContext(settings, get_spark(settings), name, args, progress)
+    metrics = module.run(ctx)
+    seconds = time.monotonic() - started
+    LOG.info("job %s %s: %s in %.1fs", name, table or "", metrics, seconds)
+    return JobResult(name, table or "", metrics, seconds)
+
+
+def submit_main(module_run: Any, argv: Sequence[str] | None = None) -> int:
+    """The body of every job's `main()`: what spark-submit runs."""
+    import sys
+
+    from pipeline.config import load_settings
+
+    args = parse_glue_args(list(sys.argv[1:] if argv is None else argv))
+    settings = load_settings()
+    ctx = JobContext(settings, get_spark(settings), args.get("JOB_NAME", "job"), args)
+    print(module_run(ctx))
+    return 0

@@ -1,0 +1,114 @@
+"""One SparkSession per process, wired to LocalStack's S3 through s3a://."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.config import Settings
+from pipeline.errors import TerminalError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+LOG = logging.getLogger(__name__)
+_LOCK = threading.Lock()
+_SESSION: SparkSession | None = None
+_KEY: tuple | None = None
+MAVEN = "https://repo1.maven.org/maven2"
+
+
+def jar_paths(settings: Settings) -> list[Path]:
+    """hadoop-aws and the AWS SDK bundle it was built against (downloaded by setup.sh)."""
+    folder = Path(settings.spark.jars_dir or settings.stack.tools_dir / "jars")
+    return [folder / f"hadoop-aws-{settings.spark.hadoop_aws_version}.jar",
+            folder / f"aws-java-sdk-bundle-{settings.spark.aws_sdk_version}.jar"]
+
+
+def jar_urls(settings: Settings) -> list[str]:
+    """Where Maven Central keeps the jars of `jar_paths`, in the same order."""
+    hadoop, sdk = settings.spark.hadoop_aws_version, settings.spark.aws_sdk_version
+    return [f"{MAVEN}/org/apache/hadoop/hadoop-aws/{hadoop}/hadoop-aws-{hadoop}.jar",
+            f"{MAVEN}/com/amazonaws/aws-java-sdk-bundle/{sdk}/aws-java-sdk-bundle-{sdk}.jar"]
+
+
+def _jars_config(settings: Settings) -> str:
+    import pyspark
+
+    bundled = Path(pyspark.__file__).parent / "jars"
+    jars = jar_paths(settings)
+    if all(j.exists() for j in jars):
+        return ",".join(str(j) for j in jars)
+    if all((bundled / j.name).exists() for j in jars):
+        return ""  # an image that put them in pyspark's own jars (docker/Dockerfile)
+    missing = ", ".join(j.name for j in jars if not j.exists())
+    raise TerminalError(f"Spark cannot reach S3 without {missing}",
+                        hint="run `bash scripts/setup.sh` (it downloads them from Maven "
+                             "Central) or set SHOPLAKE_SPARK_JARS_DIR")
+
+
+def get_spark(settings: Settings) -> SparkSession:
+    """The process's SparkSession, created on first use (3-5 s), reused by every job."""
+    global _SESSION, _KEY
+    ls = settings.localstack
+    key = (settings.spark.master, ls.endpoint_url, ls.access_key_id, settings.spark.driver_memory)
+    with _LOCK:
+        if _SESSION is not None and _SESSION.sparkContext._jsc is not None:
+            if key == _KEY:
+                return _SESSION
+            # Other endpoints (tests on other ports): s3a caches its clients per JVM.
+            _SESSION.stop()
+            _SESSION = None
+        if shutil.which("java") is None:
+            raise TerminalError("Spark needs Java 17, and `java` is not on PATH",
+                                hint="apt-get install openjdk-17-jdk-headless "
+                                     "(or run `bash scripts/setup.sh`)")
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:  # someone else's session would hide our configuration
+            active.stop()
+        builder = (
+            SparkSession.builder.master(settings.spark.master).appName("shoplake-glue")
+            .config("spark.driver.memory", settings.spark.driver_memory)
+            .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.sql.sources.partitionOverwriteMode", "static")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.driver.extraJavaOptions",
+                    f"-Dlog4j2.configurationFile={Path(__file__).parent / 'log4j2.properties'}")
+            .config("spark.hadoop.fs.s3a.endpoint", ls.endpoint_url)
+            .config("spark.hadoop.fs.s3a.endpoint.region", ls.region)
+            .config("spark.hadoop.fs.s3a.path.style.access", "true")
+            .config("spark.hadoop.fs.s3a.connection.ssl.enabled", "false")
+            .config("spark.hadoop.fs.s3a.aws.credentials.provider",
+                    "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider")
+            .config("spark.hadoop.fs.s3a.access.key", ls.access_key_id)
+            .config("spark.hadoop.fs.s3a.secret.key", ls.secret_access_key.reveal())
+            # Parquet written by pyarrow (the CDC service) uses microsecond timestamps.
+            .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        )
+        if settings.spark.master.startswith("local"):
+            # Local mode needs no network identity; loopback keeps it off other interfaces.
+            builder = (builder.config("spark.driver.host", "127.0.0.1")
+                       .config("spark.driver.bindAddress", "127.0.0.1"))
+        jars = _jars_config(settings)
+        if jars:
+            builder = builder.config("spark.jars", jars)
+        _SESSION, _KEY = builder.getOrCreate(), key
+        _SESSION.sparkContext.setLogLevel("ERROR")
+        LOG.info("spark session on %s", settings.spark.master)
+        return _SESSION
+
+
+def stop_spark() -> None:
+    global _SESSION
+    with _LOCK:
+        if _SESSION is not None:
+            _SESSION.stop()
+            _SESSION = None

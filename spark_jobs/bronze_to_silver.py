@@ -1,0 +1,229 @@
+"""Glue job `bronze_to_silver`: apply DMS change files to a table's current silver state.
+
+    spark-submit spark_jobs/bronze_to_silver.py --JOB_NAME bronze_to_silver --table orders
+    shoplake job run bronze_to_silver --table orders [--reset-bookmark]
+
+Reads only bronze files its bookmark has not seen (all of them with --reset-bookmark, or
+when bronze was rebuilt), validates and cleans them (`clean`: casts, trims, hashes PII,
+sends failing rows to quarantine with the reason), then applies them in binlog order to
+the current state (`merge`: the latest change per key wins, deletes remove the key, a
+replayed file changes nothing) and publishes a new snapshot partitioned by ingest_date.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from pipeline.aws.clients import aws_client
+from pipeline.catalog.store import get_table, load_file_index
+from pipeline.errors import TerminalError
+from pipeline.glue import bookmarks, silver
+from pipeline.glue.jobs import SOURCE_TABLES, JobContext, submit_main
+from spark_jobs.silver_model import TABLES, SilverTable
+
+LOG = logging.getLogger(__name__)
+
+OP, TS, SEQ = "Op", "commit_ts", "AR_H_CHANGE_SEQ"
+
+
+# -- pure transformations (unit-testable on local DataFrames) -------------------------------
+def clean(changes: DataFrame, spec: SilverTable, salt: str, ingest_date: str,
+          ts_column: str = TS) -> tuple[DataFrame, DataFrame]:
+    """(valid rows in silver shape plus `_op`, quarantined rows with `_reason`)."""
+    df = changes
+    source_cols = {spec.source_column(n) for n in spec.names} | set(spec.required)
+    for col in source_cols:
+        if col not in df.columns:  # files written before the column existed
+            df = df.withColumn(col, F.lit(None).cast("string"))
+    if OP not in df.columns:  # full-load files without IncludeOpForFullLoad
+        df = df.withColumn(OP, F.lit("I"))
+    reasons: list[Column] = []
+    typed: dict[str, Column] = {}
+    for name, typ in spec.columns:
+        src = spec.source_column(name)
+        raw = F.col(src)
+        if name.endswith("_hash"):
+            continue
+        value = F.regexp_replace(F.trim(raw.cast("string")), r"\s+", " ") \
+            if typ == "string" else raw
+        if src in spec.lowercase:
+            value = F.lower(value)
+        if typ != "string":
+            value = value.cast(typ)
+            # a value present in bronze that does not cast (e.g. a bad date) is an error
+            reasons.append(F.when(raw.isNotNull() & value.isNull(),
+                                  F.concat(F.lit(f"unparsable `{src}`: '"),
+                                           raw.cast("string"), F.lit("'"))))
+        typed[name] = value
+    for key in spec.primary_key:
+        reasons.append(F.when(F.col(key).isNull(), F.lit(f"null primary key `{key}`")))
+    upsert = F.col(OP) != "D"
+    for col in spec.required:
+        target = typed.get(col, F.col(col))
+        reasons.append(F.when(upsert & target.isNull() & F.col(col).isNull(),
+                              F.lit(f"missing `{col}`")))
+    for col, allowed in spec.enums.items():
+        reasons.append(F.when(upsert & typed[col].isNotNull() & ~typed[col].isin(*allowed),
+                              F.concat(F.lit(f"unknown {col} '"), typed[col], F.lit("'"))))
+    for col in spec.non_negative:
+        reasons.append(F.when(upsert & (typed[col] < 0), F.lit(f"negative `{col}`")))
+    for col in spec.positive:
+        reasons.append(F.when(upsert & (typed[col] <= 0), F.lit(f"non-positive `{col}`")))
+    for col in spec.pii:
+        normalised = F.lower(F.trim(F.col(col))) if col == "email" else \
+            F.regexp_replace(F.col(col), r"[^0-9+]", "")
+        typed[f"{col}_hash"] = F.when(F.col(col).isNull(), F.lit(None)).otherwise(
+            F.sha2(F.concat(F.lit(salt), normalised), 256))
+    reason = F.concat_ws("; ", F.array_compact(F.array(*reasons))) if reasons else F.lit("")
+    df = df.withColumn("_reason", F.when(reason == "", None).otherwise(reason))
+    meta = [F.col(SEQ).alias("_change_seq"),
+            F.to_timestamp(F.col(ts_column).cast("string")).alias("_commit_ts"),
+            F.lit(ingest_date).cast("date").alias("ingest_date")]
+    valid = df.filter(F.col("_reason").isNull()).select(
+        *[typed[n].alias(n) for n in spec.names], *meta, F.col(OP).alias("_op"))
+    raw_cols = list(changes.columns)
+    quarantined = df.filter(F.col("_reason").isNotNull()).select(
+        *[F.col(c).cast("string").alias(c) for c in raw_cols if c not in spec.pii],
+        F.col("_reason"), F.lit(ingest_date).alias("ingest_date"))
+    return valid, quarantined
+
+
+def merge(current: DataFrame | None, valid: DataFrame, spec: SilverTable) -> DataFrame:
+    """Latest change per key wins (binlog order); deletes drop the key; on equal sequence
+    (a replayed file) the current row is kept, so a replay changes nothing."""
+    cols = spec.names + ["_change_seq", "_commit_ts", "ingest_date"]
+    incoming = valid.select(*cols, "_op", F.lit(0).alias("_src"))
+    if current is not None:
+        incoming = current.select(*cols, F.lit("I").alias("_op"), F.lit(1).alias("_src")) \
+            .unionByName(incoming)
+    w = Window.partitionBy(*spec.primary_key).orderBy(F.col("_change_seq").desc(),
+                                                      F.col("_src").desc())
+    return (incoming.withColumn("_rn", F.row_number().over(w))
+            .filter((F.col("_rn") == 1) & (F.col("_op") != "D"))
+            .select(*cols))
+
+
+# -- reading bronze ---------------------------------------------------------------------------
+_SPARK_TYPES = {"bigint": T.LongType(), "int": T.IntegerType(), "double": T.DoubleType(),
+                "string": T.StringType(), "timestamp": T.TimestampNTZType(),
+                "date": T.DateType(), "boolean": T.BooleanType()}
+
+
+def spark_type(glue: str) -> T.DataType:
+    if glue.startswith("decimal("):
+        p, s = glue[8:-1].split(",")
+        return T.DecimalType(int(p), int(s))
+    return _SPARK_TYPES.get(glue, T.StringType())
+
+
+def read_bronze(spark: SparkSession, ctx: JobContext, table: str, keys: list[str]) -> DataFrame:
+    """New bronze files as one DataFrame. Typed by the catalog; files are read in groups of
+    equal columns (CSV is positional) and unioned by name."""
+    settings = ctx.settings
+    catalog = dict((c["Name"], c["Type"])
+                   for c in get_table(settings, table)["StorageDescriptor"]["Columns"])
+    index = load_file_index(settings, table)
+    missing = [k for k in keys if k not in index]
+    if missing:
+        raise TerminalError(f"{len(missing)} bronze file(s) of `{table}` are not crawled yet, "
+                            f"e.g. `{missing[0]}`", hint="run `shoplake crawl` first")
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for key in keys:
+        groups.setdefault(tuple(c[0] for c in index[key]["columns"]), []).append(key)
+    frames = []
+    bucket = settings.lake.bronze_bucket
+    for names, group in groups.items():
+        csv = group[0].endswith(".csv")
+        # CSV stays text here: `clean` casts it and quarantines what does not parse, where a
+        # typed CSV read would silently turn a bad value into NULL.
+        schema = T.StructType([T.StructField(n, T.StringType() if csv
+                                             else spark_type(catalog.get(n, "string")))
+                               for n in names])
+        paths = [silver.s3a(bucket, k) for k in group]
+        reader = spark.read.schema(schema)
+        if csv:
+            frames.append(reader.option("header", True)
+                          .option("nullValue", settings.cdc.csv_null_value).csv(paths))
+        else:
+            frames.append(reader.parquet(*paths))
+    df = frames[0]
+    for other in frames[1:]:
+        df = df.unionByName(other, allowMissingColumns=True)
+    return df
+
+
+# -- the job ----------------------------------------------------------------------------------
+def pii_salt(ctx: JobContext) -> str:
+    import json
+
+    sm = aws_client(ctx.settings, "secretsmanager")
+    return json.loads(sm.get_secret_value(
+        SecretId=ctx.settings.glue.pii_salt_secret)["SecretString"])["salt"]
+
+
+def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
+    settings, spark = ctx.settings, ctx.spark
+    spec = TABLES[table]
+    prefix = f"{settings.mysql.database}/{table}/"
+    current_files = bookmarks.list_objects(settings, settings.lake.bronze_bucket, prefix)
+    bookmark = bookmarks.load_bookmark(settings, ctx.name, table)
+    if ctx.args.get("reset-bookmark") == "true":
+        bookmark = bookmarks.Bookmark(ctx.name, table)
+    keys, rebuilt = bookmarks.new_files(bookmark, current_files)
+    if rebuilt or not bookmark.processed:
+        silver.drop_table(settings, table)  # start from nothing, not from a stale state
+    if not keys:
+        return {"table": table, "files": 0, "changes": 0, "quarantined": 0,
+                "rows": (silver.current_snapshot(settings, table) or {}).get("rows", 0)}
+    # The same input gives the same run id, so a retried run overwrites its own output.
+    run_id = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+    ingest_date = datetime.now(timezone.utc).date().isoformat()
+    ctx.progress.update(ctx.name, description=f"{table}: {len(keys)} new file(s)")
+    changes = read_bronze(spark, ctx, table, keys).cache()
+    valid, quarantined = clean(changes, spec, pii_salt(ctx), ingest_date,
+                               settings.cdc.timestamp_column)
+    n_changes = changes.count()
+    quarantined = quarantined.cache()
+    n_bad = quarantined.count()
+    if n_bad:
+        quarantined.write.mode("overwrite").parquet(silver.quarantine_path(settings, table,
+                                                                          run_id))
+        LOG.warning("%d row(s) of `%s` quarantined in run %s", n_bad, table, run_id)
+    state = merge(silver.read_current(spark, settings, table), valid, spec)
+    state.write.mode("overwrite").partitionBy("ingest_date").parquet(
+        silver.snapshot_path(settings, table, run_id))
+    rows = spark.read.parquet(silver.snapshot_path(settings, table, run_id)).count()
+    silver.publish(settings, table, run_id, rows)
+    bookmark.processed = {k: current_files[k] for k in current_files
+                          if k in bookmark.processed or k in keys}
+    bookmark.run_id = run_id
+    bookmarks.save_bookmark(settings, bookmark)  # only after the snapshot is current
+    changes.unpersist()
+    quarantined.unpersist()
+    return {"table": table, "files": len(keys), "changes": n_changes, "quarantined": n_bad,
+            "rows": rows, "run_id": run_id}
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    tables = [ctx.args["table"]] if ctx.args.get("table") else list(SOURCE_TABLES)
+    unknown = [t for t in tables if t not in TABLES]
+    if unknown:
+        raise TerminalError(f"no silver model for table `{unknown[0]}`",
+                            hint=f"tables: {', '.join(TABLES)}")
+    results = [run_table(ctx, t) for t in tables]
+    return results[0] if len(results) == 1 else {"tables": results}
+
+
+def main() -> int:
+    return submit_main(run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

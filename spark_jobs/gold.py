@@ -1,0 +1,65 @@
+"""What the load_* jobs share: silver snapshot -> staging (COPY) -> stored procedure.
+
+Staging holds the full current state of a silver table. Each staging table is stamped
+with the silver snapshot it was loaded from (a table comment), so a job whose input has
+not changed skips the COPY, and two jobs that need the same staging table load it once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import functions as F
+
+from pipeline.errors import TerminalError
+from pipeline.glue import silver
+from pipeline.glue.jobs import JobContext
+from pipeline.warehouse import STAGING_COLUMNS, call, load_staging
+from pipeline.warehouse.load import session
+
+# staging table -> (silver table, {staging column: silver column})
+STAGING: dict[str, tuple[str, dict[str, str]]] = {
+    "stg_customers": ("customers", {"customer_id": "id"}),
+    "stg_products": ("products", {"product_id": "id"}),
+    "stg_orders": ("orders", {"order_id": "id"}),
+    "stg_order_items": ("order_items", {"order_item_id": "id"}),
+}
+
+
+def _stamp(ctx: JobContext, staging: str) -> str | None:
+    with session(ctx.settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT obj_description(%s::regclass, 'pg_class')", (f"sales.{staging}",))
+        row = cur.fetchone()
+    comment = row[0] if row else None
+    return comment.removeprefix("silver snapshot ") if comment else None
+
+
+def _set_stamp(ctx: JobContext, staging: str, run_id: str) -> None:
+    with session(ctx.settings) as conn, conn.cursor() as cur:
+        cur.execute(f"COMMENT ON TABLE sales.{staging} IS %s", (f"silver snapshot {run_id}",))
+        conn.commit()
+
+
+def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
+    """Load `staging` from its silver table's current snapshot unless already loaded."""
+    table, renames = STAGING[staging]
+    pointer = silver.current_snapshot(ctx.settings, table)
+    if pointer is None:
+        raise TerminalError(f"silver table `{table}` does not exist yet",
+                            hint=f"run `shoplake job run bronze_to_silver --table {table}`")
+    if ctx.args.get("force") != "true" and _stamp(ctx, staging) == pointer["run_id"]:
+        return {"staging": staging, "rows": pointer["rows"], "copied": False}
+    columns = STAGING_COLUMNS[staging]
+    df = ctx.spark.read.parquet(silver.snapshot_path(ctx.settings, table, pointer["run_id"]))
+    df = df.select(*[F.col(renames.get(c, c)).alias(c) for c in columns])
+    rows = (tuple(r) for r in df.toLocalIterator(prefetchPartitions=True))
+    count = load_staging(ctx.settings, staging, columns, rows)
+    _set_stamp(ctx, staging, pointer["run_id"])
+    return {"staging": staging, "rows": count, "copied": True}
+
+
+def load(ctx: JobContext, stagings: list[str], procedure: str) -> dict[str, Any]:
+    staged = [stage(ctx, s) for s in stagings]
+    ctx.progress.update(ctx.name, description=f"CALL sales.{procedure}()")
+    call(ctx.settings, procedure)
+    return {"procedure": procedure, "staged": staged}
