@@ -11,8 +11,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.cdc.format import (SEQ_COLUMN, cdc_file_name, change_seq, encode, is_cdc_file,
-                                 load_file_name, next_cdc_name)
+from pipeline.cdc.format import (
+    SEQ_COLUMN,
+    cdc_file_name,
+    change_seq,
+    encode,
+    is_cdc_file,
+    load_file_name,
+    next_cdc_name,
+)
 from pipeline.cdc.source import BinlogPosition, bytes_behind
 
 pytestmark = pytest.mark.unit
