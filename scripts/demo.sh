@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end demo on a fresh Debian machine: install, start the stack, seed the source,
-# replicate it to bronze (full load), simulate live traffic, replicate the changes, show
-# where the CDC stands, stop. It grows as the pipeline lands (jobs, warehouse, dashboards).
+# replicate it to bronze (DMS), crawl it (Glue crawler), run the Glue jobs into silver and
+# the warehouse (Redshift), reconcile gold with the source; then live traffic and an
+# incremental run, reconciled again. Stops every process at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,7 +12,14 @@ $SL stack up
 $SL stack status
 $SL seed --scale 0.1 --seed 42 --reset    # 1k customers, 10k orders over 13 months
 $SL cdc reset --yes                       # a re-seeded source gets a fresh full load
+$SL warehouse init --reset                # schema `sales`: staging, SCD2 dims, facts, mart
 $SL cdc --once                            # full load into s3://shoplake-bronze/shop/...
+$SL crawl                                 # bronze schemas into the catalog
+$SL job run all --reset-bookmark          # bronze -> silver -> staging -> gold
+$SL reconcile                             # gold equals the source, day by day
 $SL simulate --rate 25 --duration 10      # the Lambda: inserts, updates, deletes
 $SL cdc --once                            # the changes, as DMS CDC files
 $SL cdc status
+$SL crawl
+$SL job run all                           # incremental: only new bronze files
+$SL reconcile

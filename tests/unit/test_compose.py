@@ -42,6 +42,7 @@ BUILD_TARGETS = {
     "cdc": "cdc",
     "spark-master": "spark",
     "spark-worker": "spark",
+    "etl": "spark",
 }
 NETWORKS = {
     "mysql": {"private"},
@@ -51,6 +52,7 @@ NETWORKS = {
     "cdc": {"private", "edge"},
     "spark-master": {"private", "edge"},
     "spark-worker": {"private", "edge"},
+    "etl": {"private", "edge"},
 }
 DEPENDS_ON = {
     "init": {},
@@ -62,11 +64,13 @@ DEPENDS_ON = {
     "cdc": {"driver": "service_completed_successfully"},
     "spark-master": {},
     "spark-worker": {"spark-master": "service_started"},
+    "etl": {"spark-worker": "service_started", "driver": "service_completed_successfully"},
 }
 COMMANDS = {
     "init": ["shoplake", "stack", "init"],
     "driver": ["shoplake", "stack", "up"],
     "cdc": ["shoplake", "cdc"],
+    "etl": ["shoplake", "job", "run", "all"],
 }
 BINLOG_FLAGS = {
     "log-bin": None,  # any value (or none): the flag must be present

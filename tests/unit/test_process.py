@@ -19,6 +19,17 @@ def _proc(tmp_path: Path) -> ManagedProcess:
     return ManagedProcess("sleeper", tmp_path / "run", tmp_path / "logs")
 
 
+def _children(pid: int) -> list[psutil.Process]:
+    """The shell's children, once it has forked them (slow on a loaded machine)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = psutil.Process(pid).children(recursive=True)
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
 def test_start_find_stop(tmp_path: Path) -> None:
     proc = _proc(tmp_path)
     rec = proc.start(["sh", "-c", "echo hello; exec sleep 60"], port=1)
@@ -35,8 +46,7 @@ def test_stop_kills_the_whole_group_and_escalates_to_sigkill(tmp_path: Path) -> 
     proc = _proc(tmp_path)
     # The leader ignores SIGTERM and has a child: both must be gone afterwards.
     rec = proc.start(["sh", "-c", "trap '' TERM; sleep 60 & wait"], port=1)
-    time.sleep(0.3)
-    children = psutil.Process(rec.pid).children(recursive=True)
+    children = _children(rec.pid)
     assert children
     started = time.monotonic()
     assert proc.stop(timeout=1.0)
@@ -48,8 +58,7 @@ def test_stop_kills_the_whole_group_and_escalates_to_sigkill(tmp_path: Path) -> 
 def test_crashed_process_is_not_running_and_orphans_are_cleaned(tmp_path: Path) -> None:
     proc = _proc(tmp_path)
     rec = proc.start(["sh", "-c", "sleep 60 & wait"], port=1)
-    time.sleep(0.3)
-    orphan = psutil.Process(rec.pid).children()[0]
+    orphan = _children(rec.pid)[0]
     os.kill(rec.pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while proc.running() is not None and time.monotonic() < deadline:
