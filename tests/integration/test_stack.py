@@ -234,3 +234,21 @@ def test_down_leaves_no_process_behind(stack_settings: Settings) -> None:
                                           ("mariadb", False)]
     # Later test modules share the session's stack: bring it back (data dirs were kept).
     assert {r.action for r in stack.up(stack_settings)} == {"started"}
+
+
+def test_down_purge_deletes_data_and_a_new_up_starts_from_scratch(
+        stack_settings: Settings) -> None:
+    old_password = warehouse_credentials(stack_settings).password
+    stack.down(stack_settings, purge=True)
+    state = stack_settings.state_dir
+    for sub in ("data", "credentials", "logs", "run"):
+        assert not (state / sub).exists(), sub
+    results = stack.up(stack_settings)  # fresh data dirs, new passwords, secrets updated
+    assert {r.action for r in results} == {"started"}
+    assert (state / "data" / "mariadb" / "mysql").is_dir()
+    assert (state / "data" / "postgres" / "PG_VERSION").exists()
+    new_password = warehouse_credentials(stack_settings).password
+    assert new_password != old_password
+    creds = warehouse_credentials(stack_settings)
+    psycopg2.connect(host=creds.host, port=creds.port, user=creds.username,
+                     password=creds.password.reveal(), dbname=creds.dbname).close()
