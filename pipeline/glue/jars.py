@@ -1,6 +1,10 @@
-"""`python -m pipeline.glue.jars`: fetch the s3a jars from Maven Central, checked by SHA-1.
+"""`python -m pipeline.glue.jars`: fetch the s3a jars from Maven Central, checked by SHA-1,
+and link them into pyspark's own jars folder.
 
-Run by scripts/setup.sh; a second run finds them and does nothing. Never committed.
+On the JVM's classpath from the start, they serve `spark-submit spark_jobs/<job>.py` as
+well as in-process jobs (a `spark.jars` setting comes too late for Hadoop's FileSystem
+lookup under spark-submit). The Docker image does the same. Run by scripts/setup.sh; a
+second run finds everything in place. Never committed.
 """
 
 from __future__ import annotations
@@ -38,6 +42,19 @@ def fetch(settings: Settings) -> list[Path]:
     return done
 
 
+def link_into_pyspark(jars: list[Path]) -> Path:
+    import pyspark
+
+    folder = Path(pyspark.__file__).parent / "jars"
+    for jar in jars:
+        link = folder / jar.name
+        if not link.exists():
+            link.symlink_to(jar.resolve())
+    return folder
+
+
 if __name__ == "__main__":
-    for path in fetch(load_settings()):
-        print(f"[setup] jar ready: {path}", file=sys.stderr)
+    jars = fetch(load_settings())
+    folder = link_into_pyspark(jars)
+    for path in jars:
+        print(f"[setup] jar ready: {path} (linked into {folder})", file=sys.stderr)

@@ -40,10 +40,10 @@ def _jars_config(settings: Settings) -> str:
 
     bundled = Path(pyspark.__file__).parent / "jars"
     jars = jar_paths(settings)
+    if all((bundled / j.name).exists() for j in jars):
+        return ""  # already on the classpath (setup.sh links them, the image copies them)
     if all(j.exists() for j in jars):
         return ",".join(str(j) for j in jars)
-    if all((bundled / j.name).exists() for j in jars):
-        return ""  # an image that put them in pyspark's own jars (docker/Dockerfile)
     missing = ", ".join(j.name for j in jars if not j.exists())
     raise TerminalError(f"Spark cannot reach S3 without {missing}",
                         hint="run `bash scripts/setup.sh` (it downloads them from Maven "

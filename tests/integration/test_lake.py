@@ -184,6 +184,22 @@ def test_running_the_same_jobs_again_gives_the_same_gold(lake: Settings) -> None
     assert reconcile(lake).ok
 
 
+def test_a_job_runs_under_spark_submit_too(lake: Settings, cli_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    venv_bin = str(Path(sys.executable).parent)
+    env = {**cli_env, "PATH": f"{venv_bin}:{cli_env['PATH']}", "PYSPARK_PYTHON": sys.executable}
+    done = subprocess.run(["spark-submit", "spark_jobs/load_dim_product.py",
+                           "--JOB_NAME", "load_dim_product", "--force", "true"],
+                          env=env, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "'procedure': 'sp_merge_dim_product'" in done.stdout
+    assert "'copied': True" in done.stdout
+
+
 def test_schema_change_gives_a_new_catalog_version_not_a_failure(lake: Settings) -> None:
     version = int(get_table(lake, "customers")["VersionId"])
     _sql(lake, "ALTER TABLE customers ADD COLUMN loyalty_tier VARCHAR(10) NULL")
