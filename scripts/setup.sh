@@ -14,6 +14,12 @@ TOOLS=${SHOPLAKE_STACK_TOOLS_DIR:-$ROOT/.shoplake/tools}
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 die() { printf '\033[31m[setup] error:\033[0m %s\n' "$*" >&2; exit 1; }
+mkdir -p .shoplake
+SETUP_LOG=.shoplake/setup.log
+# pip's chatter goes to the log; on failure its last lines are shown.
+quiet() {
+    "$@" >>"$SETUP_LOG" 2>&1 || { tail -n 30 "$SETUP_LOG" >&2; die "failed: $* (log: $SETUP_LOG)"; }
+}
 
 # -- 1. Debian packages ----------------------------------------------------------------------
 APT_PACKAGES=(mariadb-server postgresql openjdk-17-jdk-headless docker-compose tzdata)
@@ -59,8 +65,8 @@ want="$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     say "creating .venv with $PY and installing shoplake"
     [ -x .venv/bin/python ] || "$PY" -m venv .venv
-    .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e ".[dev,spark]"
+    quiet .venv/bin/pip install --upgrade pip
+    quiet .venv/bin/pip install -e ".[dev,spark]"
     echo "$want" > "$stamp"
 else
     say ".venv up to date"
@@ -77,8 +83,8 @@ if [ ! -x "$LSVENV/bin/python" ] || [ "$(cat "$lsstamp" 2>/dev/null)" != "$lswan
     say "creating LocalStack venv in $LSVENV with $LSPY"
     mkdir -p "$TOOLS"
     [ -x "$LSVENV/bin/python" ] || "$LSPY" -m venv "$LSVENV"
-    "$LSVENV/bin/pip" install -q --upgrade pip
-    "$LSVENV/bin/pip" install -q -r localstack/requirements-host.txt
+    quiet "$LSVENV/bin/pip" install --upgrade pip
+    quiet "$LSVENV/bin/pip" install -r localstack/requirements-host.txt
     echo "$lswant" > "$lsstamp"
 else
     say "LocalStack venv up to date"
