@@ -81,13 +81,23 @@ def status_cmd(ctx: CliContext, fmt: str) -> int:
 
 
 @stack_group.command("logs")
-@click.argument("service")
+@click.argument("service", required=False)
 @click.option("-n", "--lines", default=40, show_default=True, help="How many lines to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @pass_cli
-def logs_cmd(ctx: CliContext, service: str, lines: int, follow: bool) -> int:
-    """Show the log of SERVICE (mariadb, postgres, localstack)."""
-    _native_only(ctx, "logs", f"`docker compose logs {service}`")
+def logs_cmd(ctx: CliContext, service: str | None, lines: int, follow: bool) -> int:
+    """Show the log of SERVICE (mariadb, postgres, localstack), or the end of each."""
+    _native_only(ctx, "logs",
+                 f"`docker compose logs {service}`" if service else "`docker compose logs`")
+    if service is None:
+        if follow:
+            raise ConfigError("`--follow` needs a SERVICE", hint="e.g. `shoplake stack logs "
+                              "mariadb -f`")
+        for svc in stack.native_services(ctx.settings):
+            proc = stack.manager.process_of(ctx.settings, svc)
+            click.echo(f"==> {svc.name} ({proc.log_file}) <==")
+            click.echo(proc.tail(lines) or "(no log yet)")
+        return 0
     svc = stack.service_named(ctx.settings, service)
     proc = stack.manager.process_of(ctx.settings, svc)
     click.echo(proc.tail(lines))

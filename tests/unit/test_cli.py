@@ -35,3 +35,14 @@ def test_unknown_service_in_logs_is_an_error(capsys) -> None:
 
 def test_usage_errors_exit_2(capsys) -> None:
     assert main(["stack", "frobnicate"]) == 2
+
+
+def test_logs_without_a_service_shows_each_log(capsys, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SHOPLAKE_STACK_STATE_DIR", str(tmp_path))
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "postgres.log").write_text("first\nready to accept connections\n")
+    assert main(["stack", "logs", "-n", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "==> mariadb" in out and "(no log yet)" in out
+    assert "==> postgres" in out and "ready to accept connections" in out
+    assert "first" not in out
