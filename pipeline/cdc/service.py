@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -52,9 +51,6 @@ def run(settings: Settings, once: bool = False, progress: Progress | None = None
     the checkpoint with a growing pause; a terminal one (no primary key, a purged binlog)
     stops the service. With `once`, every failure is raised.
     """
-    # Binlog TIMESTAMP values are decoded in the local zone; bronze is UTC throughout.
-    os.environ["TZ"] = "UTC"
-    time.tzset()
     progress = progress or SilentProgress()
     stop = stop or threading.Event()
     began = time.monotonic()
@@ -102,7 +98,8 @@ def _attempt(settings: Settings, once: bool, progress: Progress, stop: threading
                     bronze.delete_uncommitted(cp.last_file)
             finally:
                 conn.close()
-            replicator = Replicator(creds, settings.cdc, bronze, cp, exclude, progress)
+            replicator = Replicator(creds, settings.cdc, bronze, cp, exclude, progress,
+                                    {t.name for t in tables})
             progress.start("cdc", f"replicating from {cp.position}")
             try:
                 replicator.run(blocking=not once, stop=stop)

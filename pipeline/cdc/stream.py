@@ -9,6 +9,7 @@ checkpoint, which the next start deletes and replays from the binlog.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,12 @@ from pipeline.progress import Progress
 LOG = logging.getLogger(__name__)
 
 _ROW_EVENTS = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
+_INSIDE_TRANSACTION = ("BEGIN", "SAVEPOINT", "ROLLBACK TO", "RELEASE SAVEPOINT", "XA START",
+                       "XA BEGIN", "XA END", "XA PREPARE")
+"""Query events that sit inside a transaction (ORMs emit savepoints all the time)."""
+_DESTRUCTIVE = re.compile(r"^\s*(?:DROP\s+(?:TEMPORARY\s+)?TABLE(?:\s+IF\s+EXISTS)?|"
+                          r"TRUNCATE(?:\s+TABLE)?)\s+(.+?)(?:\s+(?:RESTRICT|CASCADE))?\s*"
+                          r"(?:/\*.*)?$", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass
@@ -66,9 +73,11 @@ class Replicator:
     """Reads the binlog from a checkpoint and writes bronze CDC files."""
 
     def __init__(self, creds: DbCredentials, cdc: CdcSettings, bronze: Bronze, cp: Checkpoint,
-                 exclude: set[str], progress: Progress) -> None:
+                 exclude: set[str], progress: Progress, tables: set[str] | None = None) -> None:
         self.creds, self.cdc, self.bronze, self.cp = creds, cdc, bronze, cp
         self.exclude = exclude
+        self.tables = set(tables or ())
+        """Replicated tables found at start; tables created later join via their layouts."""
         self.progress = progress
         self.layouts: dict[tuple[str, tuple[str, ...]], Layout] = {}
         self.pending: list[tuple[Layout, tuple[Any, ...], str]] = []
@@ -209,27 +218,51 @@ class Replicator:
 
     def _query(self, ev: QueryEvent, log_file: str) -> None:
         query = ev.query.strip()
-        upper = query[:16].upper()
-        if upper.startswith("BEGIN"):
-            return
+        upper = query[:24].upper()
         end = BinlogPosition(log_file, ev.packet.log_pos)
-        if upper.startswith("COMMIT"):  # a non-transactional engine's statement
+        if upper.startswith(_INSIDE_TRANSACTION):
+            return  # never a boundary: a checkpoint here would cut a transaction in two
+        if upper.startswith(("COMMIT", "XA COMMIT")):  # a non-transactional engine's commit
             self._commit(end, ev.timestamp)
             return
+        if upper.startswith("ROLLBACK"):
+            LOG.warning("a rolled back transaction in the binlog: its %d row change(s) are "
+                        "dropped", len(self.pending))
+            self.pending.clear()
+            return
+        if self.pending:
+            return  # a statement inside an open transaction, not a boundary
+        db = ev.schema.decode() if isinstance(ev.schema, bytes) else ev.schema
+        if db == self.bronze.schema:
+            self._refuse_destructive(query)
+            LOG.info("schema change in `%s`: %s", db, query[:200])
         # DDL commits implicitly: close the batch before it, then checkpoint past it, so the
         # next file of an altered table carries its new columns.
         self.flush()
         self.boundary = end
         self.boundary_ts = format_ts(utc_from_epoch(ev.timestamp))
-        db = ev.schema.decode() if isinstance(ev.schema, bytes) else ev.schema
-        if db == self.bronze.schema:
-            LOG.info("schema change in `%s`: %s", db, query[:200])
-            if upper.startswith(("TRUNCATE", "DROP TABLE")):
-                # Like DMS to S3: no row deletes are emitted for these, so bronze keeps rows
-                # the source no longer has.
-                LOG.warning("`%s` is not replicated as deletes; run `shoplake cdc reset` to "
-                            "rebuild bronze from a new full load", query[:80])
         self.flush(force_checkpoint=True)
+
+    def _refuse_destructive(self, query: str) -> None:
+        """DROP TABLE / TRUNCATE of a replicated table: stop before it, never skip it.
+
+        DMS writes no row deletes for these either, so bronze would keep rows the source no
+        longer has. The checkpoint stays before the statement: every restart stops here
+        until `shoplake cdc reset` rebuilds bronze from a new full load.
+        """
+        match = _DESTRUCTIVE.match(query)
+        if not match:
+            return
+        names = {n.strip().strip("`").split(".")[-1].strip("`")
+                 for n in match.group(1).split(",")}
+        hit = sorted(names & (self.tables | {layout.table for layout in self.layouts.values()}))
+        if hit:
+            self.flush()
+            raise CdcError(f"`{query[:80]}` removes replicated rows without row events "
+                           f"(table `{self.bronze.schema}.{hit[0]}`)",
+                           table=hit[0], position=str(self.boundary),
+                           hint="run `shoplake cdc reset` to rebuild bronze from a new full "
+                                "load (exclude scratch tables with `SHOPLAKE_CDC_EXCLUDE_TABLES`)")
 
     # -- batches --------------------------------------------------------------------------
     def _due(self) -> bool:
