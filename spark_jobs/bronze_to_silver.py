@@ -124,28 +124,28 @@ def spark_type(glue: str) -> T.DataType:
 
 
 def read_bronze(spark: SparkSession, ctx: JobContext, table: str, keys: list[str]) -> DataFrame:
-    """New bronze files as one DataFrame. Typed by the catalog; files are read in groups of
-    equal columns (CSV is positional) and unioned by name."""
+    """New bronze files as one DataFrame, in the catalog table's column order. Files are
+    read in groups of equal columns and types (CSV is positional), then unioned by name."""
     settings = ctx.settings
-    catalog = dict((c["Name"], c["Type"])
-                   for c in get_table(settings, table)["StorageDescriptor"]["Columns"])
+    catalog = [c["Name"] for c in get_table(settings, table)["StorageDescriptor"]["Columns"]]
     index = load_file_index(settings, table)
     missing = [k for k in keys if k not in index]
     if missing:
         raise TerminalError(f"{len(missing)} bronze file(s) of `{table}` are not crawled yet, "
                             f"e.g. `{missing[0]}`", hint="run `shoplake crawl` first")
-    groups: dict[tuple[str, ...], list[str]] = {}
+    # Each group is read with its files' own types (an ALTER may have widened a column
+    # since); unionByName then widens to the common type.
+    groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
     for key in keys:
-        groups.setdefault(tuple(c[0] for c in index[key]["columns"]), []).append(key)
+        groups.setdefault(tuple((c[0], c[1]) for c in index[key]["columns"]), []).append(key)
     frames = []
     bucket = settings.lake.bronze_bucket
-    for names, group in groups.items():
+    for columns, group in groups.items():
         csv = group[0].endswith(".csv")
         # CSV stays text here: `clean` casts it and quarantines what does not parse, where a
         # typed CSV read would silently turn a bad value into NULL.
-        schema = T.StructType([T.StructField(n, T.StringType() if csv
-                                             else spark_type(catalog.get(n, "string")))
-                               for n in names])
+        schema = T.StructType([T.StructField(n, T.StringType() if csv else spark_type(t))
+                               for n, t in columns])
         paths = [silver.s3a(bucket, k) for k in group]
         reader = spark.read.schema(schema)
         if csv:
@@ -156,7 +156,7 @@ def read_bronze(spark: SparkSession, ctx: JobContext, table: str, keys: list[str
     df = frames[0]
     for other in frames[1:]:
         df = df.unionByName(other, allowMissingColumns=True)
-    return df
+    return df.select(*[c for c in catalog if c in df.columns])
 
 
 # -- the job ----------------------------------------------------------------------------------
@@ -177,6 +177,13 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     if ctx.args.get("reset-bookmark") == "true":
         bookmark = bookmarks.Bookmark(ctx.name, table)
     keys, rebuilt = bookmarks.new_files(bookmark, current_files)
+    # A follower keeps writing bronze; files the crawler has not seen wait for the next run.
+    index = load_file_index(settings, table)
+    waiting = [k for k in keys if k not in index]
+    if waiting:
+        LOG.info("%d new file(s) of `%s` are not crawled yet; left for the next run",
+                 len(waiting), table)
+        keys = [k for k in keys if k in index]
     if rebuilt or not bookmark.processed:
         silver.drop_table(settings, table)  # start from nothing, not from a stale state
     if not keys:
@@ -187,6 +194,13 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     # and the load jobs skip staging whose snapshot id they have already seen.
     run_id = hashlib.sha256("\n".join(f"{k} {current_files[k]}" for k in keys)
                             .encode()).hexdigest()[:16]
+    pointer = silver.current_snapshot(settings, table)
+    if pointer is not None and pointer["run_id"] == run_id:
+        # A crash came between publishing this input and saving the bookmark: the work is
+        # done (and rewriting the snapshot the pointer names would destroy it).
+        _save_bookmark(settings, bookmark, current_files, keys, run_id)
+        return {"table": table, "files": len(keys), "changes": 0, "quarantined": 0,
+                "rows": pointer["rows"], "run_id": run_id, "already_published": True}
     ingest_date = datetime.now(timezone.utc).date().isoformat()
     ctx.progress.update(ctx.name, description=f"{table}: {len(keys)} new file(s)")
     changes = read_bronze(spark, ctx, table, keys).cache()
@@ -204,14 +218,18 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
         silver.snapshot_path(settings, table, run_id))
     rows = spark.read.parquet(silver.snapshot_path(settings, table, run_id)).count()
     silver.publish(settings, table, run_id, rows)
-    bookmark.processed = {k: current_files[k] for k in current_files
-                          if k in bookmark.processed or k in keys}
-    bookmark.run_id = run_id
-    bookmarks.save_bookmark(settings, bookmark)  # only after the snapshot is current
+    _save_bookmark(settings, bookmark, current_files, keys, run_id)  # after the publish
     changes.unpersist()
     quarantined.unpersist()
     return {"table": table, "files": len(keys), "changes": n_changes, "quarantined": n_bad,
             "rows": rows, "run_id": run_id}
+
+
+def _save_bookmark(settings: Any, bookmark: bookmarks.Bookmark, current: dict[str, str],
+                   keys: list[str], run_id: str) -> None:
+    bookmark.processed = {k: current[k] for k in current if k in bookmark.processed or k in keys}
+    bookmark.run_id = run_id
+    bookmarks.save_bookmark(settings, bookmark)
 
 
 def run(ctx: JobContext) -> dict[str, Any]:

@@ -184,6 +184,31 @@ def test_running_the_same_jobs_again_gives_the_same_gold(lake: Settings) -> None
     assert reconcile(lake).ok
 
 
+def test_a_crash_between_publish_and_bookmark_is_harmless(lake: Settings) -> None:
+    """The retry of a run whose snapshot was published but whose bookmark was not saved
+    must keep that snapshot (not overwrite the folder it is reading from)."""
+    from pipeline.glue import bookmarks
+
+    before = bookmarks.load_bookmark(lake, "bronze_to_silver", "products")
+    _sql(lake, "UPDATE products SET price = price + 1 WHERE id = 2")
+    cdc.run(lake, once=True)
+    crawl(lake)
+    first = run_job(lake, "bronze_to_silver", table="products").metrics
+    assert first["files"] == 1
+    bookmarks.save_bookmark(lake, before)  # as if the job died right after publishing
+    retry = run_job(lake, "bronze_to_silver", table="products").metrics
+    assert retry["run_id"] == first["run_id"] and retry.get("already_published")
+    snapshot = silver.read_current(lake_spark(lake), lake, "products")
+    assert snapshot.count() == first["rows"] == _sql(lake, "SELECT COUNT(*) FROM products")[0][0]
+    assert run_job(lake, "bronze_to_silver", table="products").metrics["files"] == 0
+
+
+def lake_spark(settings: Settings):  # noqa: ANN201 - SparkSession
+    from pipeline.glue.session import get_spark
+
+    return get_spark(settings)
+
+
 def test_a_job_runs_under_spark_submit_too(lake: Settings, cli_env: dict[str, str]) -> None:
     import subprocess
     import sys
