@@ -73,16 +73,27 @@ def _file_schema(settings: Settings, bucket: str, key: str) -> tuple[list[tuple[
     return [(f.name, glue_type(f.type)) for f in table.schema], table.num_rows
 
 
-def _merge(columns: list[tuple[str, str]], new: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Union by name in order of first appearance; a later file's type wins for a name."""
+def _merge(columns: list[tuple[str, str]], new: list[tuple[str, str]],
+           exact: bool = False) -> list[tuple[str, str]]:
+    """Union by name in order of first appearance; a later file's type wins for a name.
+
+    `exact` files (Parquet) always carry their real type; a CSV column inferred as
+    `string` may just be all NULL there, so it does not override a type already known.
+    """
     merged = dict(columns)
     order = [n for n, _ in columns]
     for name, typ in new:
         if name not in merged:
             order.append(name)
-        if typ != "string" or name not in merged:  # an all-null CSV column says nothing
+        if exact or typ != "string" or name not in merged:
             merged[name] = typ
     return [(n, merged[n]) for n in order]
+
+
+def _in_write_order(key: str) -> tuple[int, str]:
+    """The full load first, then CDC files by their (time) names: newest types win."""
+    name = key.rsplit("/", 1)[-1]
+    return (0 if name.startswith("LOAD") else 1, name)
 
 
 def crawl(settings: Settings, progress: Progress | None = None) -> list[CrawlResult]:
@@ -114,11 +125,12 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
     if any(files.get(k) != v["etag"] for k, v in seen.items()):
         seen = {}
     columns: list[tuple[str, str]] = []
-    for key in sorted(files):
+    for key in sorted(files, key=_in_write_order):
         if key not in seen:
             cols, rows = _file_schema(settings, bucket, key)
             seen[key] = {"etag": files[key], "rows": rows, "columns": cols}
-        columns = _merge(columns, [tuple(c) for c in seen[key]["columns"]])
+        columns = _merge(columns, [tuple(c) for c in seen[key]["columns"]],
+                         exact=key.endswith(".parquet"))
     old_columns = ([(c["Name"], c["Type"]) for c in entry["StorageDescriptor"]["Columns"]]
                    if entry else None)
     version = int(entry["VersionId"]) if entry else 0
@@ -126,9 +138,14 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
     if changed:
         version += 1
         if entry:
-            added = [n for n, _ in columns if n not in dict(old_columns or [])]
-            LOG.warning("schema of `%s.%s` changed (version %d): new columns %s",
-                        settings.glue.database, table, version, added or "none (types)")
+            before, after = dict(old_columns or []), dict(columns)
+            added = [n for n in after if n not in before]
+            removed = [n for n in before if n not in after]
+            retyped = [f"{n} {before[n]} -> {after[n]}" for n in after
+                       if n in before and before[n] != after[n]]
+            LOG.warning("schema of `%s.%s` changed (version %d): added %s, removed %s, "
+                        "retyped %s", settings.glue.database, table, version,
+                        added or "none", removed or "none", retyped or "none")
     classification = "parquet" if all(k.endswith(".parquet") for k in files) else "csv"
     records = sum(v["rows"] for v in seen.values())
     now = datetime.now(UTC).isoformat()

@@ -1,0 +1,91 @@
+"""Glue-style job arguments: parsing `--KEY value` and the defaults the pipeline passes."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import load_settings
+from pipeline.errors import ConfigError
+from pipeline.glue.jobs import default_args, parse_glue_args
+
+pytestmark = pytest.mark.unit
+
+
+def test_key_value_pairs() -> None:
+    got = parse_glue_args(["--JOB_NAME", "bronze_to_silver", "--table", "orders"])
+    assert got == {"JOB_NAME": "bronze_to_silver", "table": "orders"}
+
+
+def test_key_equals_value() -> None:
+    got = parse_glue_args(["--table=orders", "--filter=a=b", "--empty="])
+    assert got == {"table": "orders", "filter": "a=b", "empty": ""}
+
+
+def test_a_bare_flag_is_true() -> None:
+    assert parse_glue_args(["--reset-bookmark"]) == {"reset-bookmark": "true"}
+
+
+def test_a_flag_before_another_key_is_true() -> None:
+    got = parse_glue_args(["--reset-bookmark", "--table", "orders", "--debug"])
+    assert got == {"reset-bookmark": "true", "table": "orders", "debug": "true"}
+
+
+def test_a_value_may_look_like_a_short_option() -> None:
+    assert parse_glue_args(["--offset", "-1"]) == {"offset": "-1"}
+
+
+def test_a_repeated_key_keeps_the_last_value() -> None:
+    assert parse_glue_args(["--table", "orders", "--table", "customers"]) == {
+        "table": "customers"}
+
+
+def test_no_arguments() -> None:
+    assert parse_glue_args([]) == {}
+
+
+@pytest.mark.parametrize("argv", [["orders"], ["--table", "orders", "customers"]])
+def test_a_stray_positional_is_a_config_error(argv: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_glue_args(argv)
+    assert info.value.message == f"unexpected job argument `{argv[-1]}`; use `--KEY value`"
+
+
+def test_default_args_come_from_settings() -> None:
+    settings = load_settings(environ={})
+    assert default_args(settings, "bronze_to_silver", "orders") == {
+        "JOB_NAME": "bronze_to_silver",
+        "bronze_path": "s3a://shoplake-bronze/shop",
+        "silver_path": "s3a://shoplake-silver/shop",
+        "catalog_database": "shop_bronze",
+        "table": "orders",
+    }
+
+
+def test_default_args_without_a_table_have_no_table() -> None:
+    settings = load_settings(environ={})
+    assert default_args(settings, "load_fact_orders", None) == {
+        "JOB_NAME": "load_fact_orders",
+        "bronze_path": "s3a://shoplake-bronze/shop",
+        "silver_path": "s3a://shoplake-silver/shop",
+        "catalog_database": "shop_bronze",
+    }
+
+
+def test_default_args_follow_the_environment() -> None:
+    settings = load_settings(environ={"SHOPLAKE_LAKE_BRONZE_BUCKET": "raw",
+                                      "SHOPLAKE_LAKE_SILVER_BUCKET": "clean",
+                                      "SHOPLAKE_MYSQL_DATABASE": "oltp",
+                                      "SHOPLAKE_GLUE_DATABASE": "oltp_bronze"})
+    assert default_args(settings, "bronze_to_silver", "orders") == {
+        "JOB_NAME": "bronze_to_silver",
+        "bronze_path": "s3a://raw/oltp",
+        "silver_path": "s3a://clean/oltp",
+        "catalog_database": "oltp_bronze",
+        "table": "orders",
+    }
+
+
+def test_default_args_round_trip_through_the_command_line() -> None:
+    args = default_args(load_settings(environ={}), "bronze_to_silver", "orders")
+    argv = [token for key, value in args.items() for token in (f"--{key}", value)]
+    assert parse_glue_args(argv) == args
