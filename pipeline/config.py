@@ -162,6 +162,8 @@ class CdcSettings:
                                              "(DMS IncludeOpForFullLoad).", True)
     csv_null_value: str = setting("How NULL is written in CSV files (DMS CsvNullValue).", "\\N")
     exclude_tables: str = setting("Comma-separated tables of the source not to replicate.", "")
+    sync_timeout_s: float = setting("How long `cdc --once` waits for a running follower to "
+                                    "catch up.", 120.0)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.errors import TerminalError
+from pipeline.errors import TerminalError, TransientError
 
 
 class CdcError(TerminalError):
@@ -41,3 +41,15 @@ class BinlogPositionLostError(CdcError):
             f"(oldest binlog: {oldest}); changes after it are gone from the binlog",
             position=position,
             hint="run `shoplake cdc reset` to re-run the full load from a new snapshot")
+
+
+class CdcSyncTimeoutError(TransientError):
+    """`--once` waited for a running follower that did not catch up in time."""
+
+    def __init__(self, target: str, reached: str, timeout: float) -> None:
+        super().__init__(
+            f"the running CDC follower did not reach {target} within {timeout:.0f}s "
+            f"(its checkpoint is at {reached})",
+            hint="check it with `shoplake cdc status`; raise SHOPLAKE_CDC_SYNC_TIMEOUT_S if it "
+                 "is just busy")
+        self.position = reached

@@ -12,11 +12,17 @@ from dataclasses import dataclass, field
 import pymysql
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 
-from pipeline.aws.secrets import cdc_credentials
+from pipeline.aws.secrets import DbCredentials, cdc_credentials
 from pipeline.cdc.bronze import Bronze
-from pipeline.cdc.errors import BinlogPositionLostError
+from pipeline.cdc.errors import BinlogPositionLostError, CdcError, CdcSyncTimeoutError
 from pipeline.cdc.snapshot import full_load
-from pipeline.cdc.source import binlog_files, connect, discover_tables
+from pipeline.cdc.source import (
+    binlog_files,
+    connect,
+    current_position,
+    discover_tables,
+    writer_lock,
+)
 from pipeline.cdc.stream import Replicator
 from pipeline.config import Settings
 from pipeline.errors import ServiceUnavailableError, TransientError
@@ -33,12 +39,18 @@ class CdcReport:
     files: int = 0
     position: str = ""
     seconds: float = 0.0
+    waited_for_follower: bool = False
 
 
 def _excluded(settings: Settings) -> set[str]:
     return {t.strip() for t in settings.cdc.exclude_tables.split(",") if t.strip()}
 
 
+LOCK_WAIT_S = 15.0
+"""How long a starting follower waits for another writer's lease to be released."""
+ONCE_LOCK_WAIT_S = 2.0
+"""`--once` waits this long (a killed writer's session closing) before it concludes that a
+follower is running and waits for that instead."""
 RETRY_MAX_S = 30.0
 """Longest wait between attempts when the source or S3 is unreachable (follow mode)."""
 
@@ -77,8 +89,18 @@ def _attempt(settings: Settings, once: bool, progress: Progress, stop: threading
     creds = cdc_credentials(settings)
     bronze = Bronze(settings, creds.dbname)
     exclude = _excluded(settings)
+    lock = None
     try:
         with _translated(creds.host, creds.port, settings):
+            # A restarted follower waits briefly for its killed predecessor's session to go.
+            lock = writer_lock(creds, creds.dbname, ONCE_LOCK_WAIT_S if once else LOCK_WAIT_S)
+            if lock is None:
+                if not once:
+                    raise CdcError(f"another CDC process is replicating `{creds.dbname}`",
+                                   hint="stop it first; `shoplake cdc --once` waits for a "
+                                        "running follower instead of writing itself")
+                _wait_for_follower(settings, creds, bronze, progress, report)
+                return
             conn = connect(creds)
             try:
                 tables = discover_tables(conn, creds.dbname, exclude)
@@ -110,8 +132,33 @@ def _attempt(settings: Settings, once: bool, progress: Progress, stop: threading
     except Exception as exc:
         progress.finish("cdc", ok=False, message=str(exc).splitlines()[0])
         raise
+    finally:
+        if lock is not None:
+            lock.close()
     progress.finish("cdc", message=f"{report.changes} changes in {report.files} files, "
                                    f"at {report.position}")
+
+
+def _wait_for_follower(settings: Settings, creds: DbCredentials, bronze: Bronze,
+                       progress: Progress, report: CdcReport) -> None:
+    """`--once` beside a running follower: wait until its checkpoint passes what is
+    committed now (the "wait for DMS sync" step), without writing anything."""
+    conn = connect(creds)
+    try:
+        target = current_position(conn)
+    finally:
+        conn.close()
+    progress.start("cdc", f"a follower is running: waiting for it to reach {target}")
+    deadline = time.monotonic() + settings.cdc.sync_timeout_s
+    while True:
+        cp = bronze.load_checkpoint()
+        if cp is not None and not cp.position < target:
+            report.position, report.waited_for_follower = str(cp.position), True
+            return
+        if time.monotonic() > deadline:
+            raise CdcSyncTimeoutError(str(target), str(cp.position) if cp else "none",
+                                      settings.cdc.sync_timeout_s)
+        time.sleep(0.5)
 
 
 @contextlib.contextmanager
@@ -139,6 +186,13 @@ def reset(settings: Settings) -> int:
     """Forget the checkpoint and the bronze files: the next run starts with a full load."""
     creds = cdc_credentials(settings)
     bronze = Bronze(settings, creds.dbname)
-    removed = bronze.delete_all()
-    bronze.drop_checkpoint()
+    lock = writer_lock(creds, creds.dbname, 0)
+    if lock is None:
+        raise CdcError(f"a CDC process is replicating `{creds.dbname}`; resetting under it "
+                       "would mix two loads", hint="stop `shoplake cdc` first")
+    try:
+        removed = bronze.delete_all()
+        bronze.drop_checkpoint()
+    finally:
+        lock.close()
     return removed

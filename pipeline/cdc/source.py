@@ -137,3 +137,22 @@ def bytes_behind(files: list[tuple[str, int]], pos: BinlogPosition) -> int:
         elif name == pos.file:
             total += max(0, size - pos.pos)
     return total
+
+
+def writer_lock(creds: DbCredentials, schema: str,
+                wait_s: float) -> pymysql.connections.Connection | None:
+    """The single-writer lease on `schema`'s bronze: a GET_LOCK held by a connection.
+
+    Two writers would each delete the other's files as uncommitted and overwrite each
+    other's checkpoint. The server frees the lock when its connection ends, a killed
+    process included. Returns the connection holding the lock (keep it open), or None
+    when another process still holds it after `wait_s` seconds.
+    """
+    conn = connect(creds, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, %s)", (f"shoplake_cdc.{schema}", wait_s))
+        (got,) = cur.fetchone()
+    if got == 1:
+        return conn
+    conn.close()
+    return None

@@ -29,6 +29,10 @@ def cdc_group(click_ctx: click.Context, once: bool) -> int | None:
     if report.full_load:
         total = sum(report.full_load_rows.values())
         OUT.print(f"full load: {total} rows from {len(report.full_load_rows)} tables")
+    if report.waited_for_follower:
+        OUT.print(f"cdc: the running follower has replicated everything committed; "
+                  f"checkpoint at {report.position} ({report.seconds:.1f}s)")
+        return 0
     OUT.print(f"cdc: {report.changes} changes in {report.files} files, checkpoint at "
               f"{report.position} ({report.seconds:.1f}s)")
     return 0

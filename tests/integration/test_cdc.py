@@ -345,3 +345,25 @@ def test_following_cdc_rides_out_a_source_crash(source: Settings) -> None:
     assert cdc.cdc_status(source).lag_bytes == 0
     assert cdc.run(source, once=True).changes == 0
     assert_bronze_equals_source(source)
+
+
+def test_one_writer_at_a_time(source: Settings, monkeypatch) -> None:
+    """Beside a running follower, `--once` waits for it (the "wait for DMS sync" step)
+    instead of writing; a second follower and a reset are refused."""
+    import pipeline.cdc.service as service
+    from pipeline.cdc.errors import CdcError
+
+    cdc.run(source, once=True)
+    monkeypatch.setattr(service, "LOCK_WAIT_S", 0.5)
+    with Follower(source):
+        time.sleep(1.0)
+        _sql(source, "UPDATE customers SET city = 'Tromsø' WHERE id = 5",
+             "DELETE FROM order_items WHERE id = 7")
+        report = cdc.run(source, once=True)
+        assert report.waited_for_follower and report.changes == 0
+        assert bronze_state(source, "customers")[(5,)]["city"] == "Tromsø"
+        with pytest.raises(CdcError, match="another CDC process"):
+            cdc.run(source, once=False)
+        with pytest.raises(CdcError, match="stop `shoplake cdc` first"):
+            cdc.reset(source)
+    assert_bronze_equals_source(source)
