@@ -21,7 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipeline.aws.clients import aws_client
+from pipeline.aws.secrets import pii_salt
 from pipeline.catalog.store import get_table, load_file_index
 from pipeline.errors import TerminalError
 from pipeline.glue import bookmarks, silver
@@ -160,14 +160,6 @@ def read_bronze(spark: SparkSession, ctx: JobContext, table: str, keys: list[str
 
 
 # -- the job ----------------------------------------------------------------------------------
-def pii_salt(ctx: JobContext) -> str:
-    import json
-
-    sm = aws_client(ctx.settings, "secretsmanager")
-    return json.loads(sm.get_secret_value(
-        SecretId=ctx.settings.glue.pii_salt_secret)["SecretString"])["salt"]
-
-
 def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     settings, spark = ctx.settings, ctx.spark
     spec = TABLES[table]
@@ -204,7 +196,7 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     ingest_date = datetime.now(timezone.utc).date().isoformat()
     ctx.progress.update(ctx.name, description=f"{table}: {len(keys)} new file(s)")
     changes = read_bronze(spark, ctx, table, keys).cache()
-    valid, quarantined = clean(changes, spec, pii_salt(ctx), ingest_date,
+    valid, quarantined = clean(changes, spec, pii_salt(settings), ingest_date,
                                settings.cdc.timestamp_column)
     n_changes = changes.count()
     quarantined = quarantined.cache()

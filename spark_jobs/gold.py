@@ -14,8 +14,7 @@ from pyspark.sql import functions as F
 from pipeline.errors import TerminalError
 from pipeline.glue import silver
 from pipeline.glue.jobs import JobContext
-from pipeline.warehouse import STAGING_COLUMNS, call, load_staging
-from pipeline.warehouse.load import session
+from pipeline.warehouse import STAGING_COLUMNS, call, load_staging, session
 
 # staging table -> (silver table, {staging column: silver column})
 STAGING: dict[str, tuple[str, dict[str, str]]] = {
@@ -47,7 +46,9 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
     if pointer is None:
         raise TerminalError(f"silver table `{table}` does not exist yet",
                             hint=f"run `shoplake job run bronze_to_silver --table {table}`")
-    if ctx.args.get("force") != "true" and _stamp(ctx, staging) == pointer["run_id"]:
+    # --reset-bookmark (or --force) reloads staging even from an unchanged snapshot.
+    reload = ctx.args.get("force") == "true" or ctx.args.get("reset-bookmark") == "true"
+    if not reload and _stamp(ctx, staging) == pointer["run_id"]:
         return {"staging": staging, "rows": pointer["rows"], "copied": False}
     columns = STAGING_COLUMNS[staging]
     df = ctx.spark.read.parquet(silver.snapshot_path(ctx.settings, table, pointer["run_id"]))

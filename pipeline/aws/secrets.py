@@ -61,3 +61,16 @@ def cdc_credentials(settings: Settings) -> DbCredentials:
 
 def warehouse_credentials(settings: Settings) -> DbCredentials:
     return get_db_credentials(settings, settings.postgres.secret_name)
+
+
+def pii_salt(settings: Settings) -> str:
+    """The salt PII is hashed with in silver (secret `shoplake/pii-salt`, JSON {"salt": ...})."""
+    client = aws_client(settings, "secretsmanager")
+    try:
+        raw = client.get_secret_value(SecretId=settings.glue.pii_salt_secret)["SecretString"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            raise SecretNotFoundError(settings.glue.pii_salt_secret,
+                                      settings.localstack.endpoint_url) from exc
+        raise
+    return json.loads(raw)["salt"]

@@ -7,12 +7,16 @@ import sys
 from collections.abc import Sequence
 
 import click
+import psycopg2
+import pymysql
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 from rich.markup import escape
 
 from pipeline.cli.cdc import cdc_group
 from pipeline.cli.common import ERR, CliContext
 from pipeline.cli.config import config_group
 from pipeline.cli.glue import crawl_cmd, job_group
+from pipeline.cli.run import run_cmd
 from pipeline.cli.source import seed_cmd, simulate_cmd
 from pipeline.cli.stack import provision_cmd, stack_group
 from pipeline.cli.warehouse import reconcile_cmd, warehouse_group
@@ -41,6 +45,11 @@ cli.add_command(warehouse_group)
 cli.add_command(reconcile_cmd)
 cli.add_command(crawl_cmd)
 cli.add_command(job_group)
+cli.add_command(run_cmd)
+
+
+_UNREACHABLE = (EndpointConnectionError, ConnectionClosedError, pymysql.err.OperationalError,
+                psycopg2.OperationalError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,6 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             ERR.print_exception()
         ERR.print(f"[red]Error:[/red] {escape(str(exc))}", highlight=False)
+        return 1
+    except _UNREACHABLE as exc:
+        # A service that is down surfaces from deep inside a client library; say what to do
+        # rather than "unexpected error".
+        if debug:
+            ERR.print_exception()
+        ERR.print(f"[red]Error:[/red] a service is not reachable: "
+                  f"{escape(str(exc).strip().splitlines()[0])}\n"
+                  "  -> check `shoplake stack status`; start it with `shoplake stack up`",
+                  highlight=False)
         return 1
     except Exception as exc:  # noqa: BLE001 - the one place that catches everything
         if debug:

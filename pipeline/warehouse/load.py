@@ -21,6 +21,7 @@ import psycopg2.extensions
 
 from pipeline.aws.secrets import warehouse_credentials
 from pipeline.config import Settings
+from pipeline.errors import ConfigError
 from pipeline.warehouse.errors import (
     StagingLoadError,
     UnknownTableError,
@@ -199,7 +200,8 @@ def load_staging(settings: Settings, table_name: str, columns: Sequence[str],
 def call(settings: Settings, procedure: str) -> None:
     """`CALL sales.<procedure>()` in its own transaction (one of `PROCEDURES`)."""
     if procedure not in PROCEDURES:
-        raise ValueError(f"unknown procedure `{procedure}`; expected one of {PROCEDURES}")
+        raise ConfigError(f"unknown procedure `{procedure}`",
+                          hint=f"one of: {', '.join(PROCEDURES)}")
     with session(settings) as conn:
         try:
             with conn.cursor() as cur:

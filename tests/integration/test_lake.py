@@ -258,3 +258,23 @@ def test_a_rebuilt_bronze_flows_through_to_gold(lake: Settings) -> None:
                for s in metrics[m]["staged"])
     report = reconcile(lake)
     assert report.ok, report.differences[:5]
+
+
+def test_one_pipeline_run_does_every_step_in_order(lake: Settings,
+                                                   cli_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    from pipeline.orchestration import STEPS, run_pipeline
+
+    simulate(lake, rate=50, duration=2, seed=23)
+    report = run_pipeline(lake)
+    assert list(report.steps) == [name for name, _ in STEPS]
+    assert report.steps["cdc-sync"]["changes"] > 0
+    assert report.reconciled is True
+    # from the command line too: the new change flows through and the run exits 0
+    _sql(lake, "UPDATE order_items SET quantity = quantity + 1 WHERE id = 1")
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "-q", "run"],
+                          env=cli_env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "days match" in done.stdout

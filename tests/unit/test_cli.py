@@ -46,3 +46,16 @@ def test_logs_without_a_service_shows_each_log(capsys, monkeypatch, tmp_path) ->
     assert "==> mariadb" in out and "(no log yet)" in out
     assert "==> postgres" in out and "ready to accept connections" in out
     assert "first" not in out
+
+
+def test_an_unreachable_service_says_to_start_the_stack(capsys, monkeypatch) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("SHOPLAKE_LOCALSTACK_PORT", str(port))
+    assert main(["crawl"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: a service is not reachable")
+    assert "shoplake stack up" in err and "unexpected" not in err

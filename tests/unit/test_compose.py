@@ -70,7 +70,7 @@ COMMANDS = {
     "init": ["shoplake", "stack", "init"],
     "driver": ["shoplake", "stack", "up"],
     "cdc": ["shoplake", "cdc"],
-    "etl": ["shoplake", "job", "run", "all"],
+    "etl": ["shoplake", "run"],
 }
 BINLOG_FLAGS = {
     "log-bin": None,  # any value (or none): the flag must be present
