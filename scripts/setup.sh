@@ -22,7 +22,9 @@ quiet() {
 }
 
 # -- 1. Debian packages ----------------------------------------------------------------------
-APT_PACKAGES=(mariadb-server postgresql openjdk-17-jdk-headless docker-compose tzdata)
+# python3-venv: where Python 3.11 is Debian's own (bookworm), `python3 -m venv` needs it.
+APT_PACKAGES=(mariadb-server postgresql openjdk-17-jdk-headless docker-compose tzdata
+              python3-venv)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \

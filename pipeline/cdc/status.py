@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 
-from pipeline.aws.secrets import cdc_credentials
-from pipeline.cdc.bronze import Bronze
-from pipeline.cdc.format import TIMESTAMP_FORMAT
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.event import QueryEvent, XidEvent
+
+from pipeline.aws.secrets import DbCredentials, cdc_credentials
+from pipeline.cdc.bronze import Bronze, Checkpoint
 from pipeline.cdc.source import binlog_files, bytes_behind, connect, current_position
+from pipeline.config import Settings
+
+STATUS_SERVER_ID_OFFSET = 1000
+"""The status probe reads the binlog under its own replica id: one with the follower's id
+would push the follower off the server."""
 
 
 @dataclass(frozen=True)
@@ -25,7 +32,27 @@ class CdcStatus:
         return asdict(self)
 
 
-def cdc_status(settings) -> CdcStatus | None:  # noqa: ANN001 - Settings
+def _oldest_unreplicated(settings: Settings, creds: DbCredentials,
+                         cp: Checkpoint) -> float | None:
+    """Epoch seconds of the first binlog event after the checkpoint: the age of the oldest
+    change still waiting (the time since the last replicated commit would overstate it
+    after an idle spell)."""
+    reader = BinLogStreamReader(
+        connection_settings={"host": creds.host, "port": creds.port, "user": creds.username,
+                             "password": creds.password.reveal()},
+        server_id=settings.cdc.server_id + STATUS_SERVER_ID_OFFSET, resume_stream=True,
+        blocking=False, log_file=cp.log_file, log_pos=cp.log_pos,
+        only_events=[XidEvent, QueryEvent], is_mariadb=False, enable_logging=False)
+    try:
+        for event in reader:
+            if event.timestamp:
+                return float(event.timestamp)
+    finally:
+        reader.close()
+    return None
+
+
+def cdc_status(settings: Settings) -> CdcStatus | None:
     """None when the CDC service has never run (no checkpoint)."""
     creds = cdc_credentials(settings)
     cp = Bronze(settings, creds.dbname).load_checkpoint()
@@ -38,8 +65,9 @@ def cdc_status(settings) -> CdcStatus | None:  # noqa: ANN001 - Settings
     finally:
         conn.close()
     lag_s = 0.0
-    if lag and cp.last_commit_ts:
-        last = datetime.strptime(cp.last_commit_ts, TIMESTAMP_FORMAT)
-        lag_s = (datetime.now(UTC).replace(tzinfo=None) - last).total_seconds()
+    if lag:
+        oldest = _oldest_unreplicated(settings, creds, cp)
+        if oldest is not None:
+            lag_s = time.time() - oldest
     return CdcStatus(str(cp.position), str(head), lag, round(max(0.0, lag_s), 1),
                      cp.last_commit_ts, cp.full_load_at, cp.rows)

@@ -29,7 +29,9 @@ TEST_PORTS = {"SHOPLAKE_MYSQL_PORT": str(23306 + _OFFSET),
 @pytest.fixture(scope="session")
 def stack_env() -> Iterator[dict[str, str]]:
     """SHOPLAKE_* variables of the test stack (for Settings and for CLI subprocesses)."""
-    state = Path(tempfile.mkdtemp(prefix="shoplake-test-", dir="/tmp"))
+    # CI names a root of its own (and cleans only that); by default /tmp.
+    root = os.environ.get("SHOPLAKE_TEST_STATE_ROOT", "/tmp")
+    state = Path(tempfile.mkdtemp(prefix="shoplake-test-", dir=root))
     state.chmod(0o755)
     env = {"SHOPLAKE_STACK_STATE_DIR": str(state),
            "SHOPLAKE_STACK_TOOLS_DIR": str(REPO / ".shoplake" / "tools"), **TEST_PORTS}

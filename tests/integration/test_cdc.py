@@ -367,3 +367,19 @@ def test_one_writer_at_a_time(source: Settings, monkeypatch) -> None:
         with pytest.raises(CdcError, match="stop `shoplake cdc` first"):
             cdc.reset(source)
     assert_bronze_equals_source(source)
+
+
+def test_status_reports_lag_in_bytes_and_seconds(source: Settings) -> None:
+    cdc.run(source, once=True)
+    assert cdc.cdc_status(source).lag_bytes == 0
+    time.sleep(2.2)  # an idle spell must not count as lag
+    _sql(source, "UPDATE customers SET city = 'Bergen' WHERE id = 4")
+    status = cdc.cdc_status(source)
+    assert status.lag_bytes > 0
+    assert 0 <= status.lag_seconds < 2.0
+    time.sleep(1.5)
+    assert cdc.cdc_status(source).lag_seconds >= 1.0  # the waiting change ages
+    cdc.run(source, once=True)
+    status = cdc.cdc_status(source)
+    assert (status.lag_bytes, status.lag_seconds) == (0, 0.0)
+    assert status.rows["customers"]["U"] >= 1 and status.rows["customers"]["L"] == 100
