@@ -18,8 +18,6 @@ $SL crawl                                 # bronze schemas into the catalog
 $SL job run all --reset-bookmark          # bronze -> silver -> staging -> gold
 $SL reconcile                             # gold equals the source, day by day
 $SL simulate --rate 25 --duration 10      # the Lambda: inserts, updates, deletes
-$SL cdc --once                            # the changes, as DMS CDC files
+$SL cdc status                            # the changes wait in the binlog: lag
+$SL run                                   # incremental run: sync, crawl, jobs, reconcile
 $SL cdc status
-$SL crawl
-$SL job run all                           # incremental: only new bronze files
-$SL reconcile

@@ -2,8 +2,7 @@
 
 Rows are applied in AR_H_CHANGE_SEQ order (binlog order; full-load rows sort first): I
 and U upsert the after image by primary key, D removes the key. Used to verify bronze
-against the source (`shoplake cdc verify`, the tests) and as the spec bronze_to_silver
-follows.
+against the source (the tests) and as the spec bronze_to_silver follows.
 """
 
 from __future__ import annotations

@@ -46,12 +46,18 @@ def seed_cmd(ctx: CliContext, scale: float, seed_value: int, reset: bool,
 def simulate_cmd(ctx: CliContext, rate: float, duration: float | None,
                  seed_value: int | None) -> int:
     """Run live transactions against the source (the Lambda stand-in) until stopped."""
+    import signal
+    import threading
+
     from pipeline.simulator import simulate
 
     began = time.monotonic()
+    stop = threading.Event()
+    # `docker stop` / `kill` end the run like Ctrl-C does: counts are still printed.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with progress_for(ctx) as progress:
         counts = simulate(ctx.settings, rate=rate, duration=duration, seed=seed_value,
-                          progress=progress)
+                          progress=progress, stop_event=stop)
     for kind, n in sorted(counts.items(), key=lambda item: -item[1]):
         OUT.print(f"{kind:<16} {n:>7,}")
     OUT.print(f"[green]{sum(counts.values()):,} transactions[/green] in "
