@@ -23,14 +23,6 @@ class LocalStackService(NativeService):
     stop_timeout = 5.0  # SIGTERM can hang while activity long-polls are open
 
     @property
-    def host(self) -> str:
-        return self.settings.localstack.host
-
-    @property
-    def port(self) -> int:
-        return self.settings.localstack.port
-
-    @property
     def python(self) -> Path:
         configured = self.settings.localstack.python
         if configured:

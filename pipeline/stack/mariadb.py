@@ -21,14 +21,6 @@ class MariaDBService(NativeService):
     section = "mysql"
 
     @property
-    def host(self) -> str:
-        return self.settings.mysql.host
-
-    @property
-    def port(self) -> int:
-        return self.settings.mysql.port
-
-    @property
     def socket(self) -> Path:
         return self.settings.state_dir / "run" / "mariadb.sock"
 

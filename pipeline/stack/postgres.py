@@ -24,14 +24,6 @@ class PostgresService(NativeService):
     stop_signal = signal.SIGINT  # "fast" shutdown; SIGTERM would wait for clients to leave
 
     @property
-    def host(self) -> str:
-        return self.settings.postgres.host
-
-    @property
-    def port(self) -> int:
-        return self.settings.postgres.port
-
-    @property
     def socket_dir(self) -> Path:
         return self.settings.state_dir / "run" / "postgres"
 

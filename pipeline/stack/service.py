@@ -26,12 +26,12 @@ class NativeService(ABC):
         self.settings = settings
 
     @property
-    @abstractmethod
-    def host(self) -> str: ...
+    def host(self) -> str:
+        return str(getattr(self.settings, self.section).host)
 
     @property
-    @abstractmethod
-    def port(self) -> int: ...
+    def port(self) -> int:
+        return int(getattr(self.settings, self.section).port)
 
     @property
     def data_dir(self) -> Path:
