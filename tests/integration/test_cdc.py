@@ -232,38 +232,79 @@ def test_alter_table_add_column_mid_stream(source: Settings) -> None:
         _sql(source, "ALTER TABLE customers DROP COLUMN loyalty_tier")
 
 
+def _savepoint_writer(settings: Settings, stop: threading.Event) -> None:
+    """Transactions the way ORMs write them: with savepoints inside."""
+    c = mysql_credentials(settings)
+    conn = pymysql.connect(host=c.host, port=c.port, user=c.username,
+                           password=c.password.reveal(), database=c.dbname)
+    with conn, conn.cursor() as cur:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            conn.begin()
+            for part in ("a", "b"):  # a row before the savepoint, one after it
+                cur.execute("INSERT INTO customers (name, email, city, country) VALUES "
+                            "('Save Point', %s, 'Lyon', 'France')",
+                            (f"sp{n}{part}.{time.time()}@x.io",))
+                if part == "a":
+                    cur.execute("SAVEPOINT sp1")
+            cur.execute("RELEASE SAVEPOINT sp1")
+            conn.commit()
+            time.sleep(0.02)
+
+
 def test_kill_9_at_random_points_still_exactly_once(source: Settings,
                                                     cli_env: dict[str, str]) -> None:
+    """SIGKILL the CDC process six times during a busy stream (with savepoints in it):
+    once at a random moment (start-up or full load), then each time right after it has
+    moved its checkpoint, i.e. mid-stream, while it writes the next batch."""
     rng = random.Random(5)
     env = {**cli_env, "SHOPLAKE_CDC_BATCH_INTERVAL_S": "0.2"}
+    bronze = Bronze(source, "shop")
+
+    def position() -> tuple[str, int] | None:
+        cp = bronze.load_checkpoint()
+        return None if cp is None else (cp.log_file, cp.log_pos)
+
     stop = threading.Event()
-    thread = threading.Thread(
-        target=lambda: simulate(source, rate=150, duration=None, seed=13, stop_event=stop))
-    thread.start()
-    kills = 0
+    writers = [threading.Thread(target=lambda: simulate(source, rate=150, duration=None,
+                                                        seed=13, stop_event=stop)),
+               threading.Thread(target=_savepoint_writer, args=(source, stop))]
+    for w in writers:
+        w.start()
+    mid_stream = 0
     try:
-        for _ in range(6):
+        for attempt in range(6):
+            before = position()
             proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "-q", "cdc"],
                                     env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE)
-            time.sleep(rng.uniform(0.3, 2.5))
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                kills += 1
+            if attempt == 0:
+                time.sleep(rng.uniform(0.8, 2.0))
+            else:
+                deadline = time.monotonic() + 20
+                while position() == before and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                mid_stream += position() != before
+                time.sleep(rng.uniform(0.0, 0.5))
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-            assert proc.returncode in (-signal.SIGKILL, 0), proc.stderr.read().decode()
     finally:
         stop.set()
-        thread.join()
-    assert kills >= 5
+        for w in writers:
+            w.join()
+    assert mid_stream == 5
     cdc.run(source, once=True)
     assert_bronze_equals_source(source)
     for table in TABLES:
-        seqs = Counter(r[SEQ_COLUMN] for r in read_changes(Bronze(source, "shop"), table))
+        seqs = Counter(r[SEQ_COLUMN] for r in read_changes(bronze, table))
         snapshot_seq = min(seqs)  # every full-load row carries the snapshot's sequence
         dup = [s for s, n in seqs.items() if n > 1 and s != snapshot_seq]
         assert dup == [], f"{table}: duplicated changes {dup[:5]}"
         assert len(seqs) > 1 or table == "products"
+    saved = source_state(source, "customers")
+    assert sum(1 for r in saved.values() if r["name"] == "Save Point") > 10
 
 
 def test_table_without_primary_key_is_refused(source: Settings) -> None:
