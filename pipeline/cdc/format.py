@@ -109,8 +109,9 @@ def arrow_type_for_binlog(col: Any) -> pa.DataType | None:
     if t in (FIELD_TYPE.FLOAT, FIELD_TYPE.DOUBLE):
         return pa.float64()
     if t in _BINLOG_STRINGS:
-        if t == FIELD_TYPE.BLOB and getattr(col, "character_set_name", None) is None:
-            return None  # a real BLOB: binary, not text
+        charset = getattr(col, "character_set_name", None)
+        if charset == "binary" or (t == FIELD_TYPE.BLOB and charset is None):
+            return None  # BLOB, BINARY, VARBINARY: bytes, not text
         return pa.string()
     if t in (FIELD_TYPE.DATE, FIELD_TYPE.NEWDATE):
         return pa.date32()
@@ -120,7 +121,11 @@ def arrow_type_for_binlog(col: Any) -> pa.DataType | None:
 
 
 def binlog_type_name(col: Any) -> str:
-    return _BINLOG_NAMES.get(col.type, str(col.type))
+    name = _BINLOG_NAMES.get(col.type, str(col.type))
+    if getattr(col, "character_set_name", None) == "binary" and name in ("blob", "varchar",
+                                                                          "string"):
+        return {"blob": "blob", "varchar": "varbinary", "string": "binary"}[name]
+    return name
 
 
 def normalise(value: Any) -> Any:

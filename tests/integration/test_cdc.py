@@ -424,3 +424,25 @@ def test_status_reports_lag_in_bytes_and_seconds(source: Settings) -> None:
     status = cdc.cdc_status(source)
     assert (status.lag_bytes, status.lag_seconds) == (0, 0.0)
     assert status.rows["customers"]["U"] >= 1 and status.rows["customers"]["L"] == 100
+
+
+def test_an_unsupported_column_arriving_mid_stream_stops_before_its_rows(
+        source: Settings) -> None:
+    cdc.run(source, once=True)
+    try:
+        # a running follower meets the new column in the binlog, not at start-up
+        with pytest.raises(UnsupportedColumnError, match="`shop.products.photo`") as err:
+            with Follower(source):
+                time.sleep(1.0)
+                _sql(source, "ALTER TABLE products ADD COLUMN photo BLOB NULL")
+                _sql(source, "UPDATE products SET photo = x'89504e47' WHERE id = 1")
+                time.sleep(2.0)
+        assert "at binlog position" in str(err.value)
+        stuck = Bronze(source, "shop").load_checkpoint().position
+        assert err.value.position == str(stuck)  # past the ALTER, before the row
+        with pytest.raises(UnsupportedColumnError):  # and at start-up too: no skipping
+            cdc.run(source, once=True)
+        assert Bronze(source, "shop").load_checkpoint().position == stuck
+    finally:
+        _sql(source, "ALTER TABLE products DROP COLUMN photo")
+        cdc.reset(source)
