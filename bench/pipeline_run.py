@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import cdc  # noqa: E402
 from pipeline.aws.clients import aws_client  # noqa: E402
+from pipeline.aws.s3 import list_objects  # noqa: E402
 from pipeline.catalog import crawl  # noqa: E402
 from pipeline.config import Settings, load_settings  # noqa: E402
 from pipeline.glue import bookmarks, silver  # noqa: E402
@@ -217,7 +218,7 @@ def fetch(settings: Settings, bucket: str, keys: list[str]) -> pa.Table | None:
 
 def snapshot(settings: Settings, table: str, run_id: str) -> pa.Table | None:
     prefix = f"{silver.table_prefix(settings, table)}/snapshots/{run_id}/"
-    keys = sorted(k for k in bookmarks.list_objects(settings, settings.lake.silver_bucket, prefix)
+    keys = sorted(k for k in list_objects(settings, settings.lake.silver_bucket, prefix)
                   if k.endswith(".parquet"))
     return fetch(settings, settings.lake.silver_bucket, keys)
 
@@ -292,7 +293,7 @@ def run_pipeline(settings: Settings, full: bool, salt: str, workdir: Path) -> li
     rows: list[Row] = []
     for table in SOURCE_TABLES:
         prefix = f"{settings.mysql.database}/{table}/"
-        files = bookmarks.list_objects(settings, settings.lake.bronze_bucket, prefix)
+        files = list_objects(settings, settings.lake.bronze_bucket, prefix)
         if full:
             keys, previous = sorted(files), None
         else:

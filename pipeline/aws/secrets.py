@@ -33,19 +33,7 @@ class DbCredentials:
 
 def get_db_credentials(settings: Settings, secret_name: str) -> DbCredentials:
     """Read a database secret; raises SecretNotFoundError when it was never provisioned."""
-    client = aws_client(settings, "secretsmanager")
-    try:
-        raw = client.get_secret_value(SecretId=secret_name)["SecretString"]
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-            raise SecretNotFoundError(secret_name, settings.localstack.endpoint_url) from exc
-        raise
-    except EndpointConnectionError as exc:
-        raise ServiceUnavailableError(
-            f"Secrets Manager at {settings.localstack.endpoint_url} is not reachable",
-            service="localstack", port=settings.localstack.port,
-            hint="start the stack with `shoplake stack up`") from exc
-    data = json.loads(raw)
+    data = secret_json(settings, secret_name)
     return DbCredentials(engine=data["engine"], host=data["host"], port=int(data["port"]),
                          username=data["username"], password=Secret(data["password"]),
                          dbname=data["dbname"])
@@ -65,12 +53,21 @@ def warehouse_credentials(settings: Settings) -> DbCredentials:
 
 def pii_salt(settings: Settings) -> str:
     """The salt PII is hashed with in silver (secret `shoplake/pii-salt`, JSON {"salt": ...})."""
+    return secret_json(settings, settings.glue.pii_salt_secret)["salt"]
+
+
+def secret_json(settings: Settings, secret_name: str) -> dict[str, Any]:
+    """A secret's JSON value; typed errors when it is missing or Secrets Manager is down."""
     client = aws_client(settings, "secretsmanager")
     try:
-        raw = client.get_secret_value(SecretId=settings.glue.pii_salt_secret)["SecretString"]
+        raw = client.get_secret_value(SecretId=secret_name)["SecretString"]
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-            raise SecretNotFoundError(settings.glue.pii_salt_secret,
-                                      settings.localstack.endpoint_url) from exc
+            raise SecretNotFoundError(secret_name, settings.localstack.endpoint_url) from exc
         raise
-    return json.loads(raw)["salt"]
+    except EndpointConnectionError as exc:
+        raise ServiceUnavailableError(
+            f"Secrets Manager at {settings.localstack.endpoint_url} is not reachable",
+            service="localstack", port=settings.localstack.port,
+            hint="start the stack with `shoplake stack up`") from exc
+    return json.loads(raw)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.aws.clients import aws_client
+from pipeline.aws.s3 import list_objects
 from pipeline.catalog.store import find_table, load_file_index, put_table, save_file_index
 from pipeline.config import Settings
 from pipeline.progress import Progress, SilentProgress
@@ -99,14 +100,12 @@ def _in_write_order(key: str) -> tuple[int, str]:
 def crawl(settings: Settings, progress: Progress | None = None) -> list[CrawlResult]:
     """Catalog every table under the bronze bucket; only files not seen before are read."""
     progress = progress or SilentProgress()
-    s3 = aws_client(settings, "s3")
     bucket = settings.lake.bronze_bucket
     by_table: dict[tuple[str, str], dict[str, str]] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        for obj in page.get("Contents", []):
-            parts = obj["Key"].split("/")
-            if len(parts) == 3 and not parts[0].startswith("_"):
-                by_table.setdefault((parts[0], parts[1]), {})[obj["Key"]] = obj["ETag"]
+    for key, etag in list_objects(settings, bucket).items():
+        parts = key.split("/")
+        if len(parts) == 3 and not parts[0].startswith("_"):
+            by_table.setdefault((parts[0], parts[1]), {})[key] = etag
     results = []
     progress.start("crawl", f"crawling s3://{bucket}", total=len(by_table))
     for (schema, table), files in sorted(by_table.items()):

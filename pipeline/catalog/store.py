@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pipeline.aws.clients import aws_client
+from pipeline.aws.s3 import get_json, list_objects, put_json
 from pipeline.config import Settings
 from pipeline.errors import TerminalError
 
@@ -17,39 +16,28 @@ def _key(database: str, table: str) -> str:
 def get_table(settings: Settings, table: str, database: str | None = None) -> dict[str, Any]:
     """The catalog entry of `table`; raises with a hint when the crawler has not run."""
     database = database or settings.glue.database
-    s3 = aws_client(settings, "s3")
-    try:
-        body = s3.get_object(Bucket=settings.lake.artifacts_bucket,
-                             Key=_key(database, table))["Body"].read()
-    except s3.exceptions.NoSuchKey as exc:
+    entry = get_json(settings, settings.lake.artifacts_bucket, _key(database, table))
+    if entry is None:
         raise TerminalError(f"table `{database}.{table}` is not in the catalog",
-                            hint="run `shoplake crawl` after the CDC has written bronze") from exc
-    return json.loads(body)
+                            hint="run `shoplake crawl` after the CDC has written bronze")
+    return entry
 
 
 def find_table(settings: Settings, table: str, database: str | None = None
                ) -> dict[str, Any] | None:
-    try:
-        return get_table(settings, table, database)
-    except TerminalError:
-        return None
+    return get_json(settings, settings.lake.artifacts_bucket,
+                    _key(database or settings.glue.database, table))
 
 
 def put_table(settings: Settings, entry: dict[str, Any]) -> None:
-    aws_client(settings, "s3").put_object(
-        Bucket=settings.lake.artifacts_bucket,
-        Key=_key(entry["DatabaseName"], entry["Name"]),
-        Body=json.dumps(entry, indent=1, default=str).encode())
+    put_json(settings, settings.lake.artifacts_bucket,
+             _key(entry["DatabaseName"], entry["Name"]), entry, indent=1)
 
 
 def list_tables(settings: Settings, database: str | None = None) -> list[dict[str, Any]]:
     database = database or settings.glue.database
-    s3 = aws_client(settings, "s3")
-    names = []
-    for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=settings.lake.artifacts_bucket, Prefix=f"glue/catalog/{database}/"):
-        names.extend(o["Key"].rsplit("/", 1)[-1][:-5] for o in page.get("Contents", []))
-    return [get_table(settings, n, database) for n in sorted(names)]
+    keys = list_objects(settings, settings.lake.artifacts_bucket, f"glue/catalog/{database}/")
+    return [get_table(settings, k.rsplit("/", 1)[-1][:-5], database) for k in sorted(keys)]
 
 
 def columns(entry: dict[str, Any]) -> list[tuple[str, str]]:
@@ -67,16 +55,10 @@ def load_file_index(settings: Settings, table: str) -> dict[str, Any]:
     Jobs use it too: files of one table may differ in columns (CSV is positional), so a
     job reads each group of files with its own column list.
     """
-    s3 = aws_client(settings, "s3")
-    try:
-        body = s3.get_object(Bucket=settings.lake.artifacts_bucket,
-                             Key=_index_key(settings.glue.database, table))["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return {}
-    return json.loads(body)
+    return get_json(settings, settings.lake.artifacts_bucket,
+                    _index_key(settings.glue.database, table)) or {}
 
 
 def save_file_index(settings: Settings, table: str, index: dict[str, Any]) -> None:
-    aws_client(settings, "s3").put_object(
-        Bucket=settings.lake.artifacts_bucket, Key=_index_key(settings.glue.database, table),
-        Body=json.dumps(index).encode())
+    put_json(settings, settings.lake.artifacts_bucket, _index_key(settings.glue.database, table),
+             index)

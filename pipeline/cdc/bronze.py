@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from pipeline.aws.clients import aws_client
+from pipeline.aws.s3 import delete_keys, get_json, list_objects, put_json
 from pipeline.cdc.format import is_cdc_file
 from pipeline.cdc.source import BinlogPosition
 from pipeline.config import Settings
@@ -44,6 +43,7 @@ class Bronze:
     """Keys are `<schema>/<table>/<file>`, as DMS lays out its S3 target."""
 
     def __init__(self, settings: Settings, schema: str) -> None:
+        self.settings = settings
         self.s3 = aws_client(settings, "s3")
         self.bucket = settings.lake.bronze_bucket
         self.schema = schema
@@ -57,16 +57,7 @@ class Bronze:
         self.s3.put_object(Bucket=self.bucket, Key=self.key(table, name), Body=body)
 
     def keys(self) -> list[str]:
-        found: list[str] = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=f"{self.schema}/"):
-            found.extend(obj["Key"] for obj in page.get("Contents", []))
-        return found
-
-    def _delete(self, keys: list[str]) -> None:
-        for i in range(0, len(keys), 1000):
-            chunk = [{"Key": k} for k in keys[i:i + 1000]]
-            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+        return list(list_objects(self.settings, self.bucket, f"{self.schema}/"))
 
     def delete_uncommitted(self, last_file: str) -> int:
         """Delete CDC files written after the checkpoint (a crash between file and checkpoint)."""
@@ -74,7 +65,7 @@ class Bronze:
         doomed = [k for k in self.keys()
                   if is_cdc_file(k.rsplit("/", 1)[-1])
                   and k.rsplit("/", 1)[-1].rsplit(".", 1)[0] > last_stem]
-        self._delete(doomed)
+        delete_keys(self.settings, self.bucket, doomed)
         if doomed:
             LOG.warning("deleted %d uncommitted CDC file(s) newer than %s", len(doomed),
                         last_file or "the full load")
@@ -83,20 +74,15 @@ class Bronze:
     def delete_all(self) -> int:
         """Before a full load: no file of an earlier, abandoned load may survive."""
         keys = self.keys()
-        self._delete(keys)
+        delete_keys(self.settings, self.bucket, keys)
         return len(keys)
 
     def load_checkpoint(self) -> Checkpoint | None:
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=self.checkpoint_key)["Body"].read()
-        except self.s3.exceptions.NoSuchKey:
-            return None
-        data: dict[str, Any] = json.loads(body)
-        return Checkpoint(**data)
+        data = get_json(self.settings, self.bucket, self.checkpoint_key)
+        return None if data is None else Checkpoint(**data)
 
     def save_checkpoint(self, cp: Checkpoint) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=self.checkpoint_key,
-                           Body=json.dumps(asdict(cp), indent=1).encode())
+        put_json(self.settings, self.bucket, self.checkpoint_key, asdict(cp), indent=1)
 
     def drop_checkpoint(self) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=self.checkpoint_key)

@@ -7,11 +7,11 @@ its checkpoint): the job must then start over from the whole of bronze.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
 from pipeline.aws.clients import aws_client
+from pipeline.aws.s3 import get_json, put_json
 from pipeline.config import Settings
 
 LOG = logging.getLogger(__name__)
@@ -31,34 +31,18 @@ def _key(job: str, table: str) -> str:
 
 
 def load_bookmark(settings: Settings, job: str, table: str) -> Bookmark:
-    s3 = aws_client(settings, "s3")
-    try:
-        body = s3.get_object(Bucket=settings.lake.artifacts_bucket,
-                             Key=_key(job, table))["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return Bookmark(job, table)
-    return Bookmark(**json.loads(body))
+    data = get_json(settings, settings.lake.artifacts_bucket, _key(job, table))
+    return Bookmark(job, table) if data is None else Bookmark(**data)
 
 
 def save_bookmark(settings: Settings, bookmark: Bookmark) -> None:
-    aws_client(settings, "s3").put_object(
-        Bucket=settings.lake.artifacts_bucket, Key=_key(bookmark.job, bookmark.table),
-        Body=json.dumps(bookmark.__dict__).encode())
+    put_json(settings, settings.lake.artifacts_bucket, _key(bookmark.job, bookmark.table),
+             bookmark.__dict__)
 
 
 def reset_bookmark(settings: Settings, job: str, table: str) -> None:
     aws_client(settings, "s3").delete_object(Bucket=settings.lake.artifacts_bucket,
                                              Key=_key(job, table))
-
-
-def list_objects(settings: Settings, bucket: str, prefix: str) -> dict[str, str]:
-    """key -> ETag of every object under prefix."""
-    s3 = aws_client(settings, "s3")
-    found: dict[str, str] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            found[obj["Key"]] = obj["ETag"]
-    return found
 
 
 def new_files(bookmark: Bookmark, current: dict[str, str]) -> tuple[list[str], bool]:

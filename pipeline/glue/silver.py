@@ -6,11 +6,10 @@ Spark ignores the `_`-prefixed pointer when it lists the table folder.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING
 
-from pipeline.aws.clients import aws_client
+from pipeline.aws.s3 import delete_keys, get_json, list_objects, put_json
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
@@ -32,13 +31,7 @@ def _pointer_key(settings: Settings, table: str) -> str:
 
 
 def current_snapshot(settings: Settings, table: str) -> dict | None:
-    s3 = aws_client(settings, "s3")
-    try:
-        body = s3.get_object(Bucket=settings.lake.silver_bucket,
-                             Key=_pointer_key(settings, table))["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return None
-    return json.loads(body)
+    return get_json(settings, settings.lake.silver_bucket, _pointer_key(settings, table))
 
 
 def snapshot_path(settings: Settings, table: str, run_id: str) -> str:
@@ -55,21 +48,13 @@ def read_current(spark: SparkSession, settings: Settings, table: str) -> DataFra
 
 def publish(settings: Settings, table: str, run_id: str, rows: int) -> None:
     """Make snapshot `run_id` current, then delete all but it and its predecessor."""
-    s3 = aws_client(settings, "s3")
+    bucket = settings.lake.silver_bucket
     previous = current_snapshot(settings, table)
-    s3.put_object(Bucket=settings.lake.silver_bucket, Key=_pointer_key(settings, table),
-                  Body=json.dumps({"run_id": run_id, "rows": rows}).encode())
+    put_json(settings, bucket, _pointer_key(settings, table), {"run_id": run_id, "rows": rows})
     keep = {run_id, previous["run_id"] if previous else run_id}
     prefix = f"{table_prefix(settings, table)}/snapshots/"
-    doomed = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.lake.silver_bucket,
-                                                              Prefix=prefix):
-        for obj in page.get("Contents", []):
-            if obj["Key"][len(prefix):].split("/", 1)[0] not in keep:
-                doomed.append({"Key": obj["Key"]})
-    for i in range(0, len(doomed), 1000):
-        s3.delete_objects(Bucket=settings.lake.silver_bucket,
-                          Delete={"Objects": doomed[i:i + 1000], "Quiet": True})
+    delete_keys(settings, bucket, [k for k in list_objects(settings, bucket, prefix)
+                                   if k[len(prefix):].split("/", 1)[0] not in keep])
 
 
 def quarantine_path(settings: Settings, table: str, run_id: str) -> str:
@@ -79,13 +64,7 @@ def quarantine_path(settings: Settings, table: str, run_id: str) -> str:
 
 def drop_table(settings: Settings, table: str) -> None:
     """Forget a silver table entirely (a rebuild from bronze follows)."""
-    s3 = aws_client(settings, "s3")
+    bucket = settings.lake.silver_bucket
     for prefix in (f"{table_prefix(settings, table)}/",
                    f"quarantine/{table_prefix(settings, table)}/"):
-        keys = [{"Key": o["Key"]}
-                for page in s3.get_paginator("list_objects_v2").paginate(
-                    Bucket=settings.lake.silver_bucket, Prefix=prefix)
-                for o in page.get("Contents", [])]
-        for i in range(0, len(keys), 1000):
-            s3.delete_objects(Bucket=settings.lake.silver_bucket,
-                              Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+        delete_keys(settings, bucket, list(list_objects(settings, bucket, prefix)))
