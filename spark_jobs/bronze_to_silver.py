@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from pipeline.aws.s3 import list_objects
 from pipeline.aws.secrets import pii_salt
 from pipeline.catalog.store import get_table, load_file_index
 from pipeline.errors import TerminalError
@@ -123,16 +124,13 @@ def spark_type(glue: str) -> T.DataType:
     return _SPARK_TYPES.get(glue, T.StringType())
 
 
-def read_bronze(spark: SparkSession, ctx: JobContext, table: str, keys: list[str]) -> DataFrame:
-    """New bronze files as one DataFrame, in the catalog table's column order. Files are
-    read in groups of equal columns and types (CSV is positional), then unioned by name."""
+def read_bronze(spark: SparkSession, ctx: JobContext, table: str, keys: list[str],
+                index: dict[str, Any]) -> DataFrame:
+    """Crawled bronze files (`index`: the crawler's per-file columns) as one DataFrame, in
+    the catalog table's column order. Files are read in groups of equal columns and types
+    (CSV is positional), then unioned by name."""
     settings = ctx.settings
     catalog = [c["Name"] for c in get_table(settings, table)["StorageDescriptor"]["Columns"]]
-    index = load_file_index(settings, table)
-    missing = [k for k in keys if k not in index]
-    if missing:
-        raise TerminalError(f"{len(missing)} bronze file(s) of `{table}` are not crawled yet, "
-                            f"e.g. `{missing[0]}`", hint="run `shoplake crawl` first")
     # Each group is read with its files' own types (an ALTER may have widened a column
     # since); unionByName then widens to the common type.
     groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
@@ -164,7 +162,7 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     settings, spark = ctx.settings, ctx.spark
     spec = TABLES[table]
     prefix = f"{settings.mysql.database}/{table}/"
-    current_files = bookmarks.list_objects(settings, settings.lake.bronze_bucket, prefix)
+    current_files = list_objects(settings, settings.lake.bronze_bucket, prefix)
     bookmark = bookmarks.load_bookmark(settings, ctx.name, table)
     if ctx.args.get("reset-bookmark") == "true":
         bookmark = bookmarks.Bookmark(ctx.name, table)
@@ -178,15 +176,15 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
         keys = [k for k in keys if k in index]
     if rebuilt or not bookmark.processed:
         silver.drop_table(settings, table)  # start from nothing, not from a stale state
+    pointer = silver.current_snapshot(settings, table)
     if not keys:
         return {"table": table, "files": 0, "changes": 0, "quarantined": 0,
-                "rows": (silver.current_snapshot(settings, table) or {}).get("rows", 0)}
+                "rows": (pointer or {}).get("rows", 0)}
     # The same input gives the same run id, so a retried run overwrites its own output.
     # ETags count: a rebuilt bronze reuses the names (LOAD00000001...) with other content,
     # and the load jobs skip staging whose snapshot id they have already seen.
     run_id = hashlib.sha256("\n".join(f"{k} {current_files[k]}" for k in keys)
                             .encode()).hexdigest()[:16]
-    pointer = silver.current_snapshot(settings, table)
     if pointer is not None and pointer["run_id"] == run_id:
         # A crash came between publishing this input and saving the bookmark: the work is
         # done (and rewriting the snapshot the pointer names would destroy it).
@@ -195,7 +193,7 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
                 "rows": pointer["rows"], "run_id": run_id, "already_published": True}
     ingest_date = datetime.now(timezone.utc).date().isoformat()
     ctx.progress.update(ctx.name, description=f"{table}: {len(keys)} new file(s)")
-    changes = read_bronze(spark, ctx, table, keys).cache()
+    changes = read_bronze(spark, ctx, table, keys, index).cache()
     valid, quarantined = clean(changes, spec, pii_salt(settings), ingest_date,
                                settings.cdc.timestamp_column)
     n_changes = changes.count()

@@ -57,9 +57,9 @@ def run_cmd(ctx: CliContext, names: tuple[str, ...], table: str | None, reset_bo
             progress.start(name, f"running {name}" + (f" --table {table}" if table else ""))
             result = run_job(ctx.settings, name, table=table, reset_bookmark=reset_bookmark,
                              extra_args=args, progress=progress)
-            progress.finish(name, message=_summary(result.metrics))
-            rows.append({"job": name, "seconds": f"{result.seconds:.1f}",
-                         "result": _summary(result.metrics)})
+            summary = _summary(result.metrics)
+            progress.finish(name, message=summary)
+            rows.append({"job": name, "seconds": f"{result.seconds:.1f}", "result": summary})
     print_rows(rows, ["job", "seconds", "result"], "table")
     return 0
 
