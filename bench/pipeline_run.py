@@ -57,11 +57,11 @@ from pipeline.glue import bookmarks, silver  # noqa: E402
 from pipeline.glue.jobs import JOBS, SOURCE_TABLES, run_job  # noqa: E402
 from pipeline.glue.session import get_spark  # noqa: E402
 from pipeline.progress import LogProgress  # noqa: E402
-from pipeline.simulator.simulate import Simulator  # noqa: E402
+from pipeline.source.generate import BASE_COUNTS, Pools  # noqa: E402
+from pipeline.source.load import connect, seed  # noqa: E402
+from pipeline.source.simulate import Simulator  # noqa: E402
 from pipeline.warehouse import apply_ddl, reconcile  # noqa: E402
 from pipeline.warehouse.load import session  # noqa: E402
-from seed.generate import BASE_COUNTS, Pools  # noqa: E402
-from seed.load import connect, seed  # noqa: E402
 from spark_jobs.silver_model import TABLES, SilverTable  # noqa: E402
 
 TARGET_INCREMENTAL_S = 30.0

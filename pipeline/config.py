@@ -182,6 +182,10 @@ class SparkSettings:
     hadoop_aws_version: str = setting("hadoop-aws version; must match pyspark's Hadoop.", "3.3.4")
     aws_sdk_version: str = setting("aws-java-sdk-bundle version hadoop-aws was built with.",
                                    "1.12.262")
+    console_output: bool = setting("Let Spark's and the JVM's own output (log4j lines, stage "
+                                   "bars) reach the terminal; by default it goes to "
+                                   "<state_dir>/logs/spark.log (`--debug` turns this on).",
+                                   False)
 
 
 @dataclass(frozen=True)

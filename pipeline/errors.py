@@ -9,6 +9,16 @@ parsing messages.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an error's message, or its class name when it has none
+    (`str(KeyError())` is empty, a psycopg2 message starts with a newline)."""
+    message = exc.message if isinstance(exc, ShoplakeError) else str(exc)
+    for line in message.splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
+
+
 class ShoplakeError(Exception):
     """Root of shoplake's errors. `hint` says what the user should do next."""
 
@@ -108,3 +118,37 @@ class SourceNotEmptyError(TerminalError):
         super().__init__(f"database `{database}` already holds rows ({filled})",
                          hint="rerun with `shoplake seed --reset` to drop and reload the tables")
         self.database, self.counts = database, dict(counts)
+
+
+class LoginRefusedError(TerminalError):
+    """A database refused the login shoplake read from a secret: retrying will not help."""
+
+    def __init__(self, service: str, host: str, port: int, user: str, secret_name: str,
+                 detail: str) -> None:
+        where = f"the secret `{secret_name}` in Secrets Manager" if secret_name else "config"
+        super().__init__(
+            f"`{service}` at {host}:{port} refused the login of `{user}`: {detail}",
+            hint=f"the user and password come from {where}; `shoplake provision` rewrites "
+                 "the stack's secrets from the passwords in the state folder's credentials/")
+        self.service, self.host, self.port = service, host, port
+        self.user, self.secret_name = user, secret_name
+
+
+class QueryError(TerminalError):
+    """A database rejected a statement (unknown column, bad value): not worth a retry."""
+
+    def __init__(self, service: str, what: str, detail: str, *, code: str = "",
+                 hint: str = "") -> None:
+        super().__init__(f"`{service}` rejected {what}: {detail}" + (f" (error {code})"
+                                                                      if code else ""),
+                         hint=hint or "rerun with --debug for the statement's traceback")
+        self.service, self.code = service, code
+
+
+class ConflictError(TransientError):
+    """A lock wait timed out or a deadlock rolled the transaction back: retry it."""
+
+    def __init__(self, service: str, what: str, detail: str) -> None:
+        super().__init__(f"{what} on `{service}` was rolled back: {detail}",
+                         hint="retry; nothing was committed")
+        self.service = service

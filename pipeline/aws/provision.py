@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.aws.clients import aws_client
 from pipeline.config import Settings
-from pipeline.errors import ProvisioningError
+from pipeline.errors import ProvisioningError, first_line
 from pipeline.progress import Progress, SilentProgress
 
 LOG = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def provision(settings: Settings, secrets: dict[str, dict[str, Any]],
             done.append(ensure_secret(settings, name, value))
             progress.update("provision", advance=1)
     except (ClientError, BotoCoreError) as exc:
-        progress.finish("provision", ok=False, message=str(exc))
+        progress.finish("provision", ok=False, message=first_line(exc))
         raise ProvisioningError(f"provisioning failed on LocalStack at "
                                 f"{settings.localstack.endpoint_url}: {exc}",
                                 resource=done[-1].name if done else "") from exc

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.aws.clients import aws_client
+from pipeline.aws.errors import translate
 from pipeline.config import Secret, Settings
-from pipeline.errors import SecretNotFoundError, ServiceUnavailableError
+from pipeline.errors import SecretNotFoundError
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class DbCredentials:
     username: str
     password: Secret
     dbname: str
+    secret_name: str = field(default="", compare=False)
+    """The secret these came from (not part of its JSON), for messages."""
+    service: str = field(default="", compare=False)
+    """The stack's name for the server (`mariadb`, `mysql`, `postgres`), for messages."""
 
     def to_secret_json(self) -> dict[str, Any]:
         """The secret's JSON: RDS's keys (engine, host, port, username, password, dbname)."""
@@ -34,9 +39,12 @@ class DbCredentials:
 def get_db_credentials(settings: Settings, secret_name: str) -> DbCredentials:
     """Read a database secret; raises SecretNotFoundError when it was never provisioned."""
     data = secret_json(settings, secret_name)
-    return DbCredentials(engine=data["engine"], host=data["host"], port=int(data["port"]),
+    engine = data["engine"]
+    # Natively MariaDB stands in for MySQL; `shoplake stack` knows it by that name.
+    service = "mariadb" if engine == "mysql" and settings.mode == "native" else engine
+    return DbCredentials(engine=engine, host=data["host"], port=int(data["port"]),
                          username=data["username"], password=Secret(data["password"]),
-                         dbname=data["dbname"])
+                         dbname=data["dbname"], secret_name=secret_name, service=service)
 
 
 def mysql_credentials(settings: Settings) -> DbCredentials:
@@ -64,10 +72,7 @@ def secret_json(settings: Settings, secret_name: str) -> dict[str, Any]:
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "ResourceNotFoundException":
             raise SecretNotFoundError(secret_name, settings.localstack.endpoint_url) from exc
-        raise
-    except EndpointConnectionError as exc:
-        raise ServiceUnavailableError(
-            f"Secrets Manager at {settings.localstack.endpoint_url} is not reachable",
-            service="localstack", port=settings.localstack.port,
-            hint="start the stack with `shoplake stack up`") from exc
+        raise translate(exc, settings.localstack.endpoint_url, settings.localstack.port) from exc
+    except BotoCoreError as exc:
+        raise translate(exc, settings.localstack.endpoint_url, settings.localstack.port) from exc
     return json.loads(raw)

@@ -25,8 +25,9 @@ from pipeline.cdc.source import (
 )
 from pipeline.cdc.stream import Replicator
 from pipeline.config import Settings
-from pipeline.errors import ServiceUnavailableError, TransientError
+from pipeline.errors import ServiceUnavailableError, TransientError, first_line
 from pipeline.progress import Progress, SilentProgress
+from pipeline.source.db import error_code, translate
 
 LOG = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def _attempt(settings: Settings, once: bool, progress: Progress, stop: threading
     exclude = _excluded(settings)
     lock = None
     try:
-        with _translated(creds.host, creds.port, settings):
+        with _translated(creds, settings):
             # A restarted follower waits briefly for its killed predecessor's session to go.
             lock = writer_lock(creds, creds.dbname, ONCE_LOCK_WAIT_S if once else LOCK_WAIT_S)
             if lock is None:
@@ -130,7 +131,7 @@ def _attempt(settings: Settings, once: bool, progress: Progress, stop: threading
                 report.files += replicator.files
                 report.position = str(replicator.cp.position)
     except Exception as exc:
-        progress.finish("cdc", ok=False, message=str(exc).splitlines()[0])
+        progress.finish("cdc", ok=False, message=first_line(exc))
         raise
     finally:
         if lock is not None:
@@ -162,19 +163,14 @@ def _wait_for_follower(settings: Settings, creds: DbCredentials, bronze: Bronze,
 
 
 @contextlib.contextmanager
-def _translated(host: str, port: int, settings: Settings) -> Iterator[None]:
-    """Driver errors as shoplake errors: transient (retry) or terminal (stop), by type."""
+def _translated(creds: DbCredentials, settings: Settings) -> Iterator[None]:
+    """Driver errors as shoplake errors: transient (retry) or terminal (stop), by code."""
     try:
         yield
-    except pymysql.err.OperationalError as exc:
-        code = exc.args[0] if exc.args else 0
-        if code == 1236:  # the server no longer has the binlog file we asked for
+    except pymysql.err.Error as exc:
+        if error_code(exc) == 1236:  # the server no longer has the binlog file we asked for
             raise BinlogPositionLostError("checkpoint", "unknown") from exc
-        if code in (1044, 1045, 1227):  # access denied: retrying will not help
-            raise
-        raise ServiceUnavailableError(f"the source at {host}:{port} is unreachable: "
-                                      f"{exc.args[-1]}", service="mariadb", port=port,
-                                      hint="run `shoplake stack up`") from exc
+        raise translate(exc, creds, "replicating the binlog") from exc
     except (EndpointConnectionError, ConnectionClosedError) as exc:
         raise ServiceUnavailableError(f"S3 at {settings.localstack.endpoint_url} is "
                                       f"unreachable: {exc}", service="localstack",

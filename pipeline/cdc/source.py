@@ -10,6 +10,9 @@ import pymysql
 
 from pipeline.aws.secrets import DbCredentials
 from pipeline.cdc.errors import NoPrimaryKeyError, UnsupportedColumnError
+from pipeline.source.db import connect
+
+__all__ = ["connect"]  # the CDC user's sessions are made like every other source session
 
 # information_schema DATA_TYPE values the CDC service replicates.
 SUPPORTED_TYPES = frozenset({
@@ -59,12 +62,6 @@ class TableInfo:
     @property
     def qualified(self) -> str:
         return f"{self.schema}.{self.name}"
-
-
-def connect(creds: DbCredentials, **kwargs: object) -> pymysql.connections.Connection:
-    return pymysql.connect(host=creds.host, port=creds.port, user=creds.username,
-                           password=creds.password.reveal(), database=creds.dbname,
-                           charset="utf8mb4", **kwargs)
 
 
 def is_mariadb(conn: pymysql.connections.Connection) -> bool:

@@ -16,8 +16,10 @@ from rich.table import Table
 from pipeline.config import Settings
 from pipeline.progress import LogProgress, Progress, RichProgress, SilentProgress
 
-OUT = Console()
-ERR = Console(stderr=True)
+# soft_wrap: long lines are left whole (a terminal wraps them itself; a pipe or a log file
+# gets one line per message, not lines cut at 80 columns).
+OUT = Console(soft_wrap=True)
+ERR = Console(stderr=True, soft_wrap=True)
 
 format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]),
                              default="table", show_default=True, help="Output format.")

@@ -47,29 +47,18 @@ def list_cmd() -> int:
 def run_cmd(ctx: CliContext, names: tuple[str, ...], table: str | None, reset_bookmark: bool,
             extra: tuple[str, ...]) -> int:
     """Run NAMES (or `all`) in this process, sharing one SparkSession."""
-    from pipeline.glue.jobs import JOBS, run_job
+    from pipeline.glue.jobs import JOBS, check_job_args, run_job, summarize
 
     jobs = list(JOBS) if names == ("all",) else list(names)
+    for name in jobs:
+        check_job_args(name, table)
     args = dict(e.split("=", 1) for e in extra)
     rows = []
     with progress_for(ctx) as progress:
         for name in jobs:
-            progress.start(name, f"running {name}" + (f" --table {table}" if table else ""))
             result = run_job(ctx.settings, name, table=table, reset_bookmark=reset_bookmark,
                              extra_args=args, progress=progress)
-            summary = _summary(result.metrics)
-            progress.finish(name, message=summary)
-            rows.append({"job": name, "seconds": f"{result.seconds:.1f}", "result": summary})
+            rows.append({"job": name, "seconds": f"{result.seconds:.1f}",
+                         "result": summarize(result.metrics)})
     print_rows(rows, ["job", "seconds", "result"], "table")
     return 0
-
-
-def _summary(metrics: dict) -> str:
-    if "tables" in metrics:
-        return "; ".join(_summary(m) for m in metrics["tables"])
-    if "table" in metrics:
-        return (f"{metrics['table']}: {metrics['files']} files, {metrics['changes']} changes, "
-                f"{metrics['quarantined']} quarantined, {metrics['rows']} rows")
-    staged = ", ".join(f"{s['staging']} {s['rows']}{'' if s['copied'] else ' (unchanged)'}"
-                       for s in metrics.get("staged", []))
-    return f"{staged} -> CALL {metrics.get('procedure')}"

@@ -7,9 +7,6 @@ import sys
 from collections.abc import Sequence
 
 import click
-import psycopg2
-import pymysql
-from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 from rich.markup import escape
 
 from pipeline.cli.cdc import cdc_group
@@ -24,15 +21,33 @@ from pipeline.config import load_settings
 from pipeline.errors import ShoplakeError
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time: while a live progress display runs
+    on a terminal, rich swaps in a proxy that prints above the live rows, so a warning does
+    not tear them apart."""
+
+    @property
+    def stream(self):  # noqa: ANN201 - logging's own attribute
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """shoplake: the AWS e-commerce data pipeline, offline on one machine."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    ctx.obj = CliContext(settings=load_settings(), debug=debug, quiet=quiet)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler],
+                        force=True)
+    # --debug shows Spark's own output too; otherwise it goes to the state folder's logs.
+    overrides = {"spark__console_output": True} if debug else {}
+    ctx.obj = CliContext(settings=load_settings(**overrides), debug=debug, quiet=quiet)
 
 
 cli.add_command(stack_group)
@@ -48,10 +63,6 @@ cli.add_command(job_group)
 cli.add_command(run_cmd)
 
 
-_UNREACHABLE = (EndpointConnectionError, ConnectionClosedError, pymysql.err.OperationalError,
-                psycopg2.OperationalError)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
@@ -65,29 +76,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (click.Abort, KeyboardInterrupt):
         ERR.print("[yellow]interrupted[/yellow]")
         return 130
-    except ShoplakeError as exc:
-        if debug:
-            ERR.print_exception()
-        ERR.print(f"[red]Error:[/red] {escape(str(exc))}", highlight=False)
-        return 1
-    except _UNREACHABLE as exc:
-        # A service that is down surfaces from deep inside a client library; say what to do
-        # rather than "unexpected error".
-        if debug:
-            ERR.print_exception()
-        ERR.print(f"[red]Error:[/red] a service is not reachable: "
-                  f"{escape(str(exc).strip().splitlines()[0])}\n"
-                  "  -> check `shoplake stack status`; start it with `shoplake stack up`",
-                  highlight=False)
-        return 1
     except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        from pipeline.classify import typed_error
+
         if debug:
             ERR.print_exception()
-        else:
+        typed = typed_error(exc, _settings_or_none())
+        if typed is not None:
+            ERR.print(f"[red]Error:[/red] {escape(str(typed))}", highlight=False)
+            return 1
+        if not debug:
             ERR.print(f"[red]unexpected error:[/red] {type(exc).__name__}: {escape(str(exc))}\n"
                       "rerun with --debug for the traceback", highlight=False)
         return 2
     return result if isinstance(result, int) else 0
+
+
+def _settings_or_none():  # noqa: ANN202 - Settings | None
+    """The settings the command ran with (from the same environment), to name endpoints."""
+    try:
+        return load_settings()
+    except ShoplakeError:
+        return None
 
 
 if __name__ == "__main__":

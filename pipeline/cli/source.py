@@ -22,7 +22,7 @@ from pipeline.cli.common import OUT, CliContext, pass_cli, progress_for
 def seed_cmd(ctx: CliContext, scale: float, seed_value: int, reset: bool,
              anchor: datetime | None) -> int:
     """Create the `shop` tables and load generated customers, products and orders."""
-    from seed.load import seed
+    from pipeline.source.load import seed
 
     began = time.monotonic()
     with progress_for(ctx) as progress:
@@ -49,7 +49,7 @@ def simulate_cmd(ctx: CliContext, rate: float, duration: float | None,
     import signal
     import threading
 
-    from pipeline.simulator import simulate
+    from pipeline.source.simulate import simulate
 
     began = time.monotonic()
     stop = threading.Event()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, first_line
 from pipeline.glue.session import get_spark
 from pipeline.progress import Progress, SilentProgress
 
@@ -95,22 +95,49 @@ def default_args(settings: Settings, name: str, table: str | None) -> dict[str, 
     return args
 
 
+def check_job_args(name: str, table: str | None = None) -> None:
+    """Refuse an unknown job or table before anything starts (Spark takes seconds)."""
+    if name not in JOBS:
+        raise ConfigError(f"unknown job `{name}`", hint=f"jobs: {', '.join(JOBS)} "
+                          "(`shoplake job list`)")
+    if table is not None and table not in SOURCE_TABLES:
+        raise ConfigError(f"unknown table `{table}` for job `{name}`",
+                          hint=f"tables: {', '.join(SOURCE_TABLES)}")
+
+
 def run_job(settings: Settings, name: str, table: str | None = None,
             reset_bookmark: bool = False, extra_args: dict[str, str] | None = None,
             progress: Progress | None = None) -> JobResult:
-    if name not in JOBS:
-        raise ConfigError(f"unknown job `{name}`", hint=f"jobs: {', '.join(JOBS)}")
+    check_job_args(name, table)
     progress = progress or SilentProgress()
     args = default_args(settings, name, table) | (extra_args or {})
     if reset_bookmark:
         args["reset-bookmark"] = "true"
     module = importlib.import_module(JOBS[name])
     started = time.monotonic()
-    ctx = JobContext(settings, get_spark(settings), name, args, progress)
-    metrics = module.run(ctx)
+    progress.start(name, f"running {name}" + (f" --table {table}" if table else ""))
+    try:
+        ctx = JobContext(settings, get_spark(settings), name, args, progress)
+        metrics = module.run(ctx)
+    except Exception as exc:
+        progress.finish(name, ok=False, message=first_line(exc))
+        raise
+    progress.finish(name, message=summarize(metrics))
     seconds = time.monotonic() - started
     LOG.info("job %s %s: %s in %.1fs", name, table or "", metrics, seconds)
     return JobResult(name, table or "", metrics, seconds)
+
+
+def summarize(metrics: dict[str, Any]) -> str:
+    """A job's metrics in one line, for progress rows and `job run`'s table."""
+    if "tables" in metrics:
+        return "; ".join(summarize(m) for m in metrics["tables"])
+    if "table" in metrics:
+        return (f"{metrics['table']}: {metrics['files']} files, {metrics['changes']} changes, "
+                f"{metrics['quarantined']} quarantined, {metrics['rows']} rows")
+    staged = ", ".join(f"{s['staging']} {s['rows']}{'' if s['copied'] else ' (unchanged)'}"
+                       for s in metrics.get("staged", []))
+    return f"{staged} -> CALL {metrics.get('procedure')}"
 
 
 def submit_main(module_run: Any, argv: Sequence[str] | None = None) -> int:

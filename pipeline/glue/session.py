@@ -71,39 +71,82 @@ def get_spark(settings: Settings) -> SparkSession:
         active = SparkSession.getActiveSession()
         if active is not None:  # someone else's session would hide our configuration
             active.stop()
-        builder = (
-            SparkSession.builder.master(settings.spark.master).appName("shoplake-glue")
-            .config("spark.driver.memory", settings.spark.driver_memory)
-            .config("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions))
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config("spark.sql.sources.partitionOverwriteMode", "static")
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.driver.extraJavaOptions",
-                    f"-Dlog4j2.configurationFile={Path(__file__).parent / 'log4j2.properties'}")
-            .config("spark.hadoop.fs.s3a.endpoint", ls.endpoint_url)
-            .config("spark.hadoop.fs.s3a.endpoint.region", ls.region)
-            .config("spark.hadoop.fs.s3a.path.style.access", "true")
-            .config("spark.hadoop.fs.s3a.connection.ssl.enabled", "false")
-            .config("spark.hadoop.fs.s3a.aws.credentials.provider",
-                    "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider")
-            .config("spark.hadoop.fs.s3a.access.key", ls.access_key_id)
-            .config("spark.hadoop.fs.s3a.secret.key", ls.secret_access_key.reveal())
-            # Parquet written by pyarrow (the CDC service) uses microsecond timestamps.
-            .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        )
+        conf = _spark_conf(settings)
         if settings.spark.master.startswith("local"):
             # Local mode needs no network identity; loopback keeps it off other interfaces.
-            builder = (builder.config("spark.driver.host", "127.0.0.1")
-                       .config("spark.driver.bindAddress", "127.0.0.1"))
+            conf.set("spark.driver.host", "127.0.0.1").set("spark.driver.bindAddress",
+                                                           "127.0.0.1")
         jars = _jars_config(settings)
         if jars:
-            builder = builder.config("spark.jars", jars)
-        _SESSION, _KEY = builder.getOrCreate(), key
+            conf.set("spark.jars", jars)
+        _launch_jvm(settings, conf)
+        _SESSION = SparkSession.builder.config(conf=conf).getOrCreate()
+        _KEY = key
         _SESSION.sparkContext.setLogLevel("ERROR")
         LOG.info("spark session on %s", settings.spark.master)
         return _SESSION
+
+
+def _spark_conf(settings: Settings):  # noqa: ANN202 - a SparkConf (pyspark is optional)
+    from pyspark import SparkConf
+
+    ls = settings.localstack
+    return SparkConf().setAll([
+        ("spark.master", settings.spark.master),
+        ("spark.app.name", "shoplake-glue"),
+        ("spark.driver.memory", settings.spark.driver_memory),
+        ("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions)),
+        ("spark.sql.session.timeZone", "UTC"),
+        ("spark.sql.execution.arrow.pyspark.enabled", "true"),
+        ("spark.sql.sources.partitionOverwriteMode", "static"),
+        ("spark.ui.enabled", "false"),
+        ("spark.ui.showConsoleProgress", "false"),
+        ("spark.driver.extraJavaOptions",
+         f"-Dlog4j2.configurationFile={Path(__file__).parent / 'log4j2.properties'}"),
+        ("spark.hadoop.fs.s3a.endpoint", ls.endpoint_url),
+        ("spark.hadoop.fs.s3a.endpoint.region", ls.region),
+        ("spark.hadoop.fs.s3a.path.style.access", "true"),
+        ("spark.hadoop.fs.s3a.connection.ssl.enabled", "false"),
+        ("spark.hadoop.fs.s3a.aws.credentials.provider",
+         "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"),
+        ("spark.hadoop.fs.s3a.access.key", ls.access_key_id),
+        ("spark.hadoop.fs.s3a.secret.key", ls.secret_access_key.reveal()),
+        # Parquet written by pyarrow (the CDC service) uses microsecond timestamps.
+        ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"),
+    ])
+
+
+def spark_log_file(settings: Settings) -> Path:
+    """Where the JVM's own stdout and stderr go (log4j, Spark's banners)."""
+    return settings.state_dir / "logs" / "spark.log"
+
+
+def _launch_jvm(settings: Settings, conf) -> None:  # noqa: ANN001 - a SparkConf
+    """Start Spark's JVM with its stdout and stderr in `spark_log_file`, so that its own
+    output never lands between shoplake's progress lines on a terminal.
+
+    pyspark would start the JVM on first use with our stdout and stderr; starting it here,
+    with the same configuration, is the only way to hand it other ones. Under spark-submit
+    the JVM already runs (it started us), and `spark.console_output` keeps it on ours.
+    """
+    import os
+
+    from pyspark import SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if settings.spark.console_output or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return
+    if SparkContext._gateway is not None:  # this process's JVM is up already
+        return
+    log_file = spark_log_file(settings)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        log.write(f"\n=== shoplake: starting Spark's JVM (pid {os.getpid()}) "
+                  f"master {settings.spark.master}\n".encode())
+        log.flush()
+        gateway = launch_gateway(conf, popen_kwargs={"stdout": log, "stderr": log})
+    SparkContext._ensure_initialized(gateway=gateway)
+    LOG.info("Spark's JVM writes to %s", log_file)
 
 
 def stop_spark() -> None:

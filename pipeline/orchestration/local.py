@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.errors import first_line
 from pipeline.progress import Progress, SilentProgress
 
 
@@ -79,9 +80,11 @@ def run_pipeline(settings: Settings, progress: Progress | None = None,
         try:
             report.steps[name] = step(settings, progress)
         except Exception as exc:
-            progress.finish(f"step:{name}", ok=False, message=str(exc).splitlines()[0])
+            progress.finish(f"step:{name}", ok=False, message=first_line(exc))
             raise
-        progress.finish(f"step:{name}")
+        progress.finish(f"step:{name}", message=", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in report.steps[name].items()
+            if not isinstance(v, dict)))
     if reconcile:
         report.reconciled = bool(report.steps["reconcile"]["ok"])
     report.seconds = time.monotonic() - began

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pipeline.aws.provision import Provisioned, provision
 from pipeline.aws.secrets import DbCredentials
 from pipeline.config import Settings, env_name
-from pipeline.errors import ConfigError, PortInUseError, ServiceStartError
+from pipeline.errors import ConfigError, PortInUseError, ServiceStartError, first_line
 from pipeline.progress import Progress, SilentProgress
 from pipeline.stack.credentials import ensure_credentials
 from pipeline.stack.localstack import LocalStackService
@@ -129,7 +129,7 @@ def _up_one(settings: Settings, svc: NativeService, progress: Progress) -> UpRes
                 log_tail=proc.tail(15))
         svc.bootstrap()
     except Exception as exc:
-        progress.finish(svc.name, ok=False, message=str(exc).splitlines()[0])
+        progress.finish(svc.name, ok=False, message=first_line(exc))
         raise
     took = time.monotonic() - started
     progress.finish(svc.name, message=f"{action} (pid {rec.pid}) in {took:.1f}s")

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import psycopg2
 
-from pipeline.errors import ServiceUnavailableError, TerminalError, TransientError
+from pipeline.errors import (
+    LoginRefusedError,
+    ServiceUnavailableError,
+    ShoplakeError,
+    TerminalError,
+    TransientError,
+    first_line,
+)
 
 _TRANSIENT_SQLSTATES = {
     "40001": "a concurrent transaction conflicted (serialization failure)",
@@ -20,6 +27,19 @@ _TRANSIENT_SQLSTATES = {
     "57P03": "the server is starting up",
 }
 """SQLSTATEs after which the same call may succeed."""
+
+_LOGIN_REFUSED = ("password authentication failed", "no pg_hba.conf entry",
+                  "role \"", "database \"", "authentication failed")
+"""libpq's words for a login the server refused (a failed connection carries no SQLSTATE
+client-side, so these stable messages stand in for 28P01, 28000 and 3D000)."""
+
+_UNREACHABLE = ("connection refused", "timeout expired", "could not connect to server",
+                "server closed the connection", "connection reset", "is starting up",
+                "is shutting down", "not yet accepting connections", "in recovery mode",
+                "could not receive data from server", "could not send data to server",
+                "no connection to the server", "terminating connection",
+                "connection already closed", "ssl syscall error")
+"""libpq's words for a server that cannot be reached or went away: worth a retry."""
 
 _MISSING_SQLSTATES = ("42P01", "3F000", "42883")
 """Undefined table, undefined schema, undefined function/procedure: DDL was never applied."""
@@ -100,8 +120,7 @@ def _first_line(exc: psycopg2.Error) -> str:
         context = (diag.context or "").splitlines()
         where = next((ln for ln in context if ln.startswith("COPY ")), "")
         return f"{primary} ({where})" if where else primary
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc)
 
 
 def from_psycopg(exc: psycopg2.Error, what: str, *, table: str = "",
@@ -114,7 +133,7 @@ def from_psycopg(exc: psycopg2.Error, what: str, *, table: str = "",
                                       table=table, procedure=procedure)
     if code in _MISSING_SQLSTATES:
         return WarehouseNotInitializedError(what, detail, table=table, procedure=procedure)
-    if isinstance(exc, psycopg2.OperationalError) and not code:
+    if not code and _matches(exc, _UNREACHABLE):
         # No SQLSTATE: the connection itself broke mid-call; the server rolled back.
         return WarehouseConflictError(what, f"the connection was lost ({detail})",
                                       table=table, procedure=procedure)
@@ -123,3 +142,22 @@ def from_psycopg(exc: psycopg2.Error, what: str, *, table: str = "",
     if table:
         return StagingLoadError(table, detail)
     return WarehouseError(f"{what} failed: {detail}", hint="rerun with --debug for details")
+
+
+def _matches(exc: BaseException, phrases: tuple[str, ...]) -> bool:
+    text = str(exc).lower()
+    return any(p in text for p in phrases)
+
+
+def from_connect_error(exc: psycopg2.Error, host: str, port: int, user: str,
+                       secret_name: str) -> ShoplakeError:
+    """The typed error for a failed connection to the warehouse: a refused login is
+    terminal and names the secret; only an unreachable or departing server is transient."""
+    text = first_line(exc)
+    detail = text.rsplit("FATAL:", 1)[-1].strip()  # the server's own words, when it spoke
+    if _matches(exc, _LOGIN_REFUSED):
+        return LoginRefusedError("postgres", host, port, user, secret_name, detail)
+    if _matches(exc, _UNREACHABLE):
+        return WarehouseUnavailableError(host, port, detail)
+    return WarehouseError(f"cannot connect to the warehouse at {host}:{port}: {detail}",
+                          hint="check `shoplake config show` and `shoplake stack status`")

@@ -25,7 +25,7 @@ from pipeline.errors import ConfigError
 from pipeline.warehouse.errors import (
     StagingLoadError,
     UnknownTableError,
-    WarehouseUnavailableError,
+    from_connect_error,
     from_psycopg,
 )
 from pipeline.warehouse.model import PROCEDURES, SCHEMA, table
@@ -47,8 +47,9 @@ def connect(settings: Settings) -> Connection:
                                 password=creds.password.reveal(), dbname=creds.dbname,
                                 connect_timeout=5, application_name="shoplake-warehouse",
                                 options="-c timezone=UTC")
-    except psycopg2.OperationalError as exc:
-        raise WarehouseUnavailableError(creds.host, creds.port, str(exc).strip()) from exc
+    except psycopg2.Error as exc:
+        raise from_connect_error(exc, creds.host, creds.port, creds.username,
+                                 creds.secret_name) from exc
 
 
 @contextlib.contextmanager

@@ -29,8 +29,8 @@ import pymysql
 
 from pipeline.aws.secrets import mysql_credentials
 from pipeline.config import Settings
-from pipeline.errors import ServiceUnavailableError
 from pipeline.progress import Progress, SilentProgress
+from pipeline.source.db import connect, translated
 from pipeline.warehouse.errors import from_psycopg
 from pipeline.warehouse.load import session
 from pipeline.warehouse.model import SCHEMA
@@ -135,18 +135,10 @@ def _per_day(rows: list[tuple]) -> dict[date, dict[str, Number]]:
 @contextlib.contextmanager
 def _source(settings: Settings) -> Iterator[pymysql.cursors.Cursor]:
     creds = mysql_credentials(settings)
+    conn = connect(creds)
     try:
-        conn = pymysql.connect(host=creds.host, port=creds.port, user=creds.username,
-                               password=creds.password.reveal(), database=creds.dbname,
-                               charset="utf8mb4", connect_timeout=5,
-                               init_command="SET time_zone = '+00:00'")
-    except pymysql.err.OperationalError as exc:
-        raise ServiceUnavailableError(
-            f"the source database at {creds.host}:{creds.port} is not reachable",
-            service="mariadb" if settings.mode == "native" else "mysql", port=creds.port,
-            hint="start it with `shoplake stack up`") from exc
-    try:
-        with conn.cursor() as cur:
+        with translated(creds, "reading the source's totals for reconciliation"), \
+                conn.cursor() as cur:
             # One snapshot for every query, so a concurrent writer cannot make the per-day
             # numbers and the totals disagree with each other.
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")

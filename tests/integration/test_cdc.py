@@ -25,9 +25,9 @@ from pipeline.cdc.errors import BinlogPositionLostError, NoPrimaryKeyError, Unsu
 from pipeline.cdc.format import OP_COLUMN, SEQ_COLUMN, is_cdc_file
 from pipeline.cdc.replay import read_changes, replay
 from pipeline.config import Settings
-from pipeline.simulator.simulate import simulate
+from pipeline.source.load import seed
+from pipeline.source.simulate import simulate
 from pipeline.stack.mariadb import MariaDBService
-from seed.load import seed
 
 pytestmark = pytest.mark.integration
 

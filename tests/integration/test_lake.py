@@ -23,10 +23,10 @@ from pipeline.cdc.format import OP_COLUMN, SEQ_COLUMN, encode
 from pipeline.config import Settings
 from pipeline.glue import silver
 from pipeline.glue.jobs import JOBS, run_job
-from pipeline.simulator.simulate import simulate
+from pipeline.source.load import seed
+from pipeline.source.simulate import simulate
 from pipeline.warehouse import apply_ddl, reconcile
 from pipeline.warehouse.load import session
-from seed.load import seed
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
 

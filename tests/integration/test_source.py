@@ -19,9 +19,9 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import SourceNotEmptyError, TerminalError
-from pipeline.simulator import KINDS, simulate
-from seed.generate import COLUMNS, TABLES, generate
-from seed.load import connect, drop_schema, reset_schema, seed, table_counts
+from pipeline.source.generate import COLUMNS, TABLES, generate
+from pipeline.source.load import connect, drop_schema, reset_schema, seed, table_counts
+from pipeline.source.simulate import KINDS, simulate
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ import pytest
 from pipeline.aws.secrets import mysql_credentials
 from pipeline.cli.main import main
 from pipeline.config import Settings
+from pipeline.source.load import seed
 from pipeline.warehouse import PROCEDURES, apply_ddl, call, connect, load_staging, reconcile
 from pipeline.warehouse.errors import ProcedureError, StagingLoadError, UnknownTableError
 from pipeline.warehouse.model import STAGING_COLUMNS
-from seed.load import seed
 
 pytestmark = pytest.mark.integration
 

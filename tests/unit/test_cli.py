@@ -57,5 +57,7 @@ def test_an_unreachable_service_says_to_start_the_stack(capsys, monkeypatch) -> 
     monkeypatch.setenv("SHOPLAKE_LOCALSTACK_PORT", str(port))
     assert main(["crawl"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("Error: a service is not reachable")
+    assert err.startswith(f"Error: LocalStack (S3, Secrets Manager, Step Functions) at "
+                          f"http://127.0.0.1:{port} is not reachable")
+    assert len(err.splitlines()) == 2, "one error line, one hint line, however long"
     assert "shoplake stack up" in err and "unexpected" not in err

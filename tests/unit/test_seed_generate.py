@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from seed.generate import (
+from pipeline.source.generate import (
     COLUMNS,
     NEXT_STATUSES,
     PAYMENT_WEIGHTS,
@@ -21,7 +21,7 @@ from seed.generate import (
     generate,
     months_before,
 )
-from seed.load import schema_statements
+from pipeline.source.load import schema_statements
 
 pytestmark = pytest.mark.unit
 

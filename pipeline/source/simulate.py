@@ -20,7 +20,7 @@ import pymysql
 from pipeline.config import Settings
 from pipeline.errors import TerminalError
 from pipeline.progress import Progress, SilentProgress
-from seed.generate import (
+from pipeline.source.generate import (
     COUNTRIES,
     NEXT_STATUSES,
     PAYMENT_WEIGHTS,
@@ -30,7 +30,7 @@ from seed.generate import (
     phone_number,
     unique_email,
 )
-from seed.load import connect
+from pipeline.source.load import connect
 
 LOG = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pymysql
 
-from pipeline.aws.secrets import mysql_credentials
 from pipeline.config import Settings
-from pipeline.errors import ServiceUnavailableError, SourceNotEmptyError
+from pipeline.errors import SourceNotEmptyError
 from pipeline.progress import Progress, SilentProgress
-from seed.generate import COLUMNS, TABLES, Dataset, generate
+from pipeline.source.db import connect_app
+from pipeline.source.generate import COLUMNS, TABLES, Dataset, generate
 
 LOG = logging.getLogger(__name__)
 
@@ -32,20 +32,7 @@ BATCH_ROWS = 5_000
 
 def connect(settings: Settings, *, autocommit: bool = False) -> pymysql.connections.Connection:
     """A session on `shop` as the application user, in UTC; credentials from the secret."""
-    creds = mysql_credentials(settings)
-    try:
-        return pymysql.connect(host=creds.host, port=creds.port, user=creds.username,
-                               password=creds.password.reveal(), database=creds.dbname,
-                               charset="utf8mb4", autocommit=autocommit, connect_timeout=5,
-                               init_command="SET time_zone = '+00:00'")
-    except pymysql.err.OperationalError as exc:
-        if exc.args and exc.args[0] in (2002, 2003, 2013):  # cannot connect / lost at connect
-            service = "mariadb" if settings.mode == "native" else "mysql"
-            raise ServiceUnavailableError(
-                f"the source database at {creds.host}:{creds.port} is not reachable",
-                service=service, port=creds.port,
-                hint="start it with `shoplake stack up`") from exc
-        raise
+    return connect_app(settings, autocommit=autocommit)
 
 
 def schema_statements() -> list[str]:

@@ -1,0 +1,7 @@
+"""The OLTP source `shop` (RDS MySQL stand-in): its schema, connections, the deterministic
+seed generator and loader (`load`, `generate`), and the simulator of live transactions
+standing in for the AWS Lambda (`simulate`).
+
+Everything that reads or writes the source goes through `pipeline.source.db`, so a refused
+login or an unreachable server is classified once, by MySQL error code.
+"""

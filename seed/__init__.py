@@ -1,1 +1,0 @@
-"""The OLTP source `shop` (RDS MySQL stand-in): schema and deterministic data generator."""
