@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from pipeline.errors import TerminalError
 from pipeline.glue import silver
@@ -23,6 +25,19 @@ STAGING: dict[str, tuple[str, dict[str, str]]] = {
     "stg_orders": ("orders", {"order_id": "id"}),
     "stg_order_items": ("order_items", {"order_item_id": "id"}),
 }
+
+
+TIMESTAMP_TEXT = "yyyy-MM-dd HH:mm:ss.SSSSSS"
+"""How timestamps leave Spark for COPY: text, rendered in the session's time zone (UTC)."""
+
+
+def as_text_timestamps(df: DataFrame) -> DataFrame:
+    """Timestamps as UTC text. Collected as Python datetimes they would be converted to the
+    driver's local time zone (pyspark uses the process's TZ), shifting every value."""
+    return df.select(*[
+        F.date_format(F.col(f.name), TIMESTAMP_TEXT).alias(f.name)
+        if isinstance(f.dataType, T.TimestampType | T.TimestampNTZType) else F.col(f.name)
+        for f in df.schema.fields])
 
 
 def _stamp(ctx: JobContext, staging: str) -> str | None:
@@ -53,7 +68,7 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
     columns = STAGING_COLUMNS[staging]
     df = ctx.spark.read.parquet(silver.snapshot_path(ctx.settings, table, pointer["run_id"]))
     df = df.select(*[F.col(renames.get(c, c)).alias(c) for c in columns])
-    rows = (tuple(r) for r in df.toLocalIterator(prefetchPartitions=True))
+    rows = (tuple(r) for r in as_text_timestamps(df).toLocalIterator(prefetchPartitions=True))
     count = load_staging(ctx.settings, staging, columns, rows)
     _set_stamp(ctx, staging, pointer["run_id"])
     return {"staging": staging, "rows": count, "copied": True}

@@ -63,7 +63,20 @@ cli.add_command(job_group)
 cli.add_command(run_cmd)
 
 
+def use_utc() -> None:
+    """Run this process (and the JVM and workers it starts) in UTC, whatever the machine's
+    time zone: shoplake's timestamps are naive UTC end to end, and a library that converts
+    to "local time" (pyspark collecting timestamps, datetime.fromtimestamp) must not shift
+    them. Databases get UTC sessions of their own as well."""
+    import os
+    import time
+
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    use_utc()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:

@@ -101,8 +101,13 @@ def _spark_conf(settings: Settings):  # noqa: ANN202 - a SparkConf (pyspark is o
         ("spark.sql.sources.partitionOverwriteMode", "static"),
         ("spark.ui.enabled", "false"),
         ("spark.ui.showConsoleProgress", "false"),
+        # The JVMs and Python workers in UTC too: Spark's session zone covers SQL, these
+        # cover java.util and Python-side conversions.
         ("spark.driver.extraJavaOptions",
-         f"-Dlog4j2.configurationFile={Path(__file__).parent / 'log4j2.properties'}"),
+         f"-Dlog4j2.configurationFile={Path(__file__).parent / 'log4j2.properties'} "
+         "-Duser.timezone=UTC"),
+        ("spark.executor.extraJavaOptions", "-Duser.timezone=UTC"),
+        ("spark.executorEnv.TZ", "UTC"),
         ("spark.hadoop.fs.s3a.endpoint", ls.endpoint_url),
         ("spark.hadoop.fs.s3a.endpoint.region", ls.region),
         ("spark.hadoop.fs.s3a.path.style.access", "true"),
