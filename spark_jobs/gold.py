@@ -1,8 +1,9 @@
 """What the load_* jobs share: silver snapshot -> staging (COPY) -> stored procedure.
 
-Staging holds the full current state of a silver table. Each staging table is stamped
-with the silver snapshot it was loaded from (a table comment), so a job whose input has
-not changed skips the COPY, and two jobs that need the same staging table load it once.
+Staging holds the full current state of a silver table. `sales.load_state` records which
+silver snapshot each staging table holds (written in the COPY's transaction), so a job
+whose input has not changed skips the COPY, and two jobs that need the same staging table
+load it once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pyspark.sql import types as T
 from pipeline.errors import TerminalError
 from pipeline.glue import silver
 from pipeline.glue.jobs import JobContext
-from pipeline.warehouse import STAGING_COLUMNS, call, load_staging, session
+from pipeline.warehouse import STAGING_COLUMNS, call, load_staging, loaded_snapshot
 
 # staging table -> (silver table, {staging column: silver column})
 STAGING: dict[str, tuple[str, dict[str, str]]] = {
@@ -40,20 +41,6 @@ def as_text_timestamps(df: DataFrame) -> DataFrame:
         for f in df.schema.fields])
 
 
-def _stamp(ctx: JobContext, staging: str) -> str | None:
-    with session(ctx.settings) as conn, conn.cursor() as cur:
-        cur.execute("SELECT obj_description(%s::regclass, 'pg_class')", (f"sales.{staging}",))
-        row = cur.fetchone()
-    comment = row[0] if row else None
-    return comment.removeprefix("silver snapshot ") if comment else None
-
-
-def _set_stamp(ctx: JobContext, staging: str, run_id: str) -> None:
-    with session(ctx.settings) as conn, conn.cursor() as cur:
-        cur.execute(f"COMMENT ON TABLE sales.{staging} IS %s", (f"silver snapshot {run_id}",))
-        conn.commit()
-
-
 def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
     """Load `staging` from its silver table's current snapshot unless already loaded."""
     table, renames = STAGING[staging]
@@ -63,14 +50,14 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
                             hint=f"run `shoplake job run bronze_to_silver --table {table}`")
     # --reset-bookmark (or --force) reloads staging even from an unchanged snapshot.
     reload = ctx.args.get("force") == "true" or ctx.args.get("reset-bookmark") == "true"
-    if not reload and _stamp(ctx, staging) == pointer["run_id"]:
+    if not reload and loaded_snapshot(ctx.settings, staging) == pointer["run_id"]:
         return {"staging": staging, "rows": pointer["rows"], "copied": False}
     columns = STAGING_COLUMNS[staging]
     df = ctx.spark.read.parquet(silver.snapshot_path(ctx.settings, table, pointer["run_id"]))
     df = df.select(*[F.col(renames.get(c, c)).alias(c) for c in columns])
     rows = (tuple(r) for r in as_text_timestamps(df).toLocalIterator(prefetchPartitions=True))
-    count = load_staging(ctx.settings, staging, columns, rows)
-    _set_stamp(ctx, staging, pointer["run_id"])
+    count = load_staging(ctx.settings, staging, columns, rows, snapshot=pointer["run_id"],
+                         run_id=ctx.args.get("run_id"))
     return {"staging": staging, "rows": count, "copied": True}
 
 

@@ -9,10 +9,17 @@ into SCD2 dimensions and facts (`sql/procedures.sql`), and checked against the s
 
 from __future__ import annotations
 
-from pipeline.warehouse.load import call, connect, copy_rows, load_staging, session
+from pipeline.warehouse.load import (
+    call,
+    connect,
+    copy_rows,
+    load_staging,
+    loaded_snapshot,
+    session,
+)
 from pipeline.warehouse.model import PROCEDURES, SCHEMA, STAGING_COLUMNS
 from pipeline.warehouse.reconcile import ReconcileReport, reconcile
 from pipeline.warehouse.schema import apply_ddl
 
 __all__ = ["PROCEDURES", "SCHEMA", "STAGING_COLUMNS", "ReconcileReport", "apply_ddl", "call",
-           "connect", "copy_rows", "load_staging", "reconcile", "session"]
+           "connect", "copy_rows", "load_staging", "loaded_snapshot", "reconcile", "session"]

@@ -28,7 +28,7 @@ from pipeline.warehouse.errors import (
     from_connect_error,
     from_psycopg,
 )
-from pipeline.warehouse.model import PROCEDURES, SCHEMA, table
+from pipeline.warehouse.model import LOAD_STATE, PROCEDURES, SCHEMA, table
 
 LOG = logging.getLogger(__name__)
 
@@ -174,12 +174,15 @@ def _rollback(conn: Connection) -> None:
 
 
 def load_staging(settings: Settings, table_name: str, columns: Sequence[str],
-                 rows: Iterable[Sequence[Any]]) -> int:
+                 rows: Iterable[Sequence[Any]], snapshot: str | None = None,
+                 run_id: str | None = None) -> int:
     """Replace the content of staging table `table_name` with `rows`; returns the count.
 
     TRUNCATE and COPY share one transaction, so readers see the old rows or the new ones,
     never an empty table, and a rejected row leaves the old content in place. (Redshift
-    commits TRUNCATE on its own; there the same effect takes DELETE + COPY.)
+    commits TRUNCATE on its own; there the same effect takes DELETE + COPY.) With
+    `snapshot`, the same transaction records in `sales.load_state` that the table now holds
+    that silver snapshot (loaded by `run_id`), so content and stamp never disagree.
     """
     name = _check_staging(table_name, columns)
     with session(settings) as conn:
@@ -187,6 +190,15 @@ def load_staging(settings: Settings, table_name: str, columns: Sequence[str],
             with conn.cursor() as cur:
                 cur.execute(f"TRUNCATE {SCHEMA}.{name}")
             count = copy_rows(conn, name, columns, rows)
+            if snapshot is not None:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        f"INSERT INTO {SCHEMA}.{LOAD_STATE.name} (staging, silver_snapshot, "
+                        "rows, run_id, loaded_at) VALUES (%s, %s, %s, %s, now() AT TIME ZONE "
+                        "'UTC') ON CONFLICT (staging) DO UPDATE SET silver_snapshot = "
+                        "excluded.silver_snapshot, rows = excluded.rows, run_id = "
+                        "excluded.run_id, loaded_at = excluded.loaded_at",
+                        (name, snapshot, count, run_id))
             conn.commit()
         except psycopg2.Error as exc:
             _rollback(conn)
@@ -196,6 +208,21 @@ def load_staging(settings: Settings, table_name: str, columns: Sequence[str],
             raise StagingLoadError(name, str(exc)) from exc
     LOG.info("loaded %d rows into %s.%s", count, SCHEMA, name)
     return count
+
+
+def loaded_snapshot(settings: Settings, table_name: str) -> str | None:
+    """The silver snapshot staging table `table_name` holds (None: never loaded)."""
+    with session(settings) as conn:
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT silver_snapshot FROM {SCHEMA}.{LOAD_STATE.name} "
+                            "WHERE staging = %s", (table_name,))
+                row = cur.fetchone()
+            conn.rollback()
+        except psycopg2.Error as exc:
+            raise from_psycopg(exc, f"reading `{SCHEMA}.{LOAD_STATE.name}`",
+                               table=LOAD_STATE.name) from exc
+    return row[0] if row else None
 
 
 def call(settings: Settings, procedure: str) -> None:

@@ -194,6 +194,16 @@ TABLES: tuple[Table, ...] = (
            Index("ix_fact_order_items_date_key", ("date_key",)))),
 )
 
+LOAD_STATE = Table(
+    "load_state", "meta", "Which silver snapshot each staging table holds, and which run "
+    "loaded it, so unchanged input is not copied again (survives `warehouse init`).",
+    (_c("staging", "string(64)", nullable=False), _c("silver_snapshot", "string(64)",
+                                                      nullable=False),
+     _c("rows", "bigint", nullable=False), _c("run_id", "string(128)"),
+     _c("loaded_at", "timestamp", nullable=False)),
+    ("staging",), "ALL")
+TABLES = (*TABLES, LOAD_STATE)
+
 STAGING_COLUMNS: dict[str, tuple[str, ...]] = {
     t.name: t.column_names for t in TABLES if t.layer == "staging"}
 """Column order of each staging table: the rows handed to `load_staging` follow it."""

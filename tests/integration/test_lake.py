@@ -184,6 +184,16 @@ def test_running_the_same_jobs_again_gives_the_same_gold(lake: Settings) -> None
     assert reconcile(lake).ok
 
 
+def test_an_unchanged_snapshot_is_not_copied_again_after_warehouse_init(lake: Settings) -> None:
+    """`shoplake run` applies the DDL every time; that must not make every load job copy
+    its staging table again (the stamp of what staging holds survives the DDL)."""
+    sync_and_run(lake)
+    apply_ddl(lake)
+    again = sync_and_run(lake)
+    staged = [s for name in JOBS if name != "bronze_to_silver" for s in again[name]["staged"]]
+    assert staged and not any(s["copied"] for s in staged), staged
+
+
 def test_a_crash_between_publish_and_bookmark_is_harmless(lake: Settings) -> None:
     """The retry of a run whose snapshot was published but whose bookmark was not saved
     must keep that snapshot (not overwrite the folder it is reading from)."""

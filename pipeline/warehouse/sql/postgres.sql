@@ -130,3 +130,13 @@ CREATE TABLE IF NOT EXISTS sales.fact_order_items (
 COMMENT ON TABLE sales.fact_order_items IS 'One row per order line, priced at the time of the order.';
 CREATE INDEX IF NOT EXISTS ix_fact_order_items_order_id ON sales.fact_order_items (order_id);
 CREATE INDEX IF NOT EXISTS ix_fact_order_items_date_key ON sales.fact_order_items (date_key);
+
+CREATE TABLE IF NOT EXISTS sales.load_state (
+    staging         text NOT NULL,
+    silver_snapshot text NOT NULL,
+    rows            bigint NOT NULL,
+    run_id          text,
+    loaded_at       timestamp NOT NULL,
+    PRIMARY KEY (staging)
+);
+COMMENT ON TABLE sales.load_state IS 'Which silver snapshot each staging table holds, and which run loaded it, so unchanged input is not copied again (survives `warehouse init`).';

@@ -146,3 +146,14 @@ DISTSTYLE KEY
 DISTKEY (order_id)
 COMPOUND SORTKEY (date_key, order_id);
 COMMENT ON TABLE sales.fact_order_items IS 'One row per order line, priced at the time of the order.';
+
+CREATE TABLE IF NOT EXISTS sales.load_state (
+    staging         VARCHAR(256) ENCODE zstd NOT NULL,
+    silver_snapshot VARCHAR(256) ENCODE zstd NOT NULL,
+    rows            BIGINT ENCODE az64 NOT NULL,
+    run_id          VARCHAR(512) ENCODE zstd,
+    loaded_at       TIMESTAMP ENCODE az64 NOT NULL,
+    PRIMARY KEY (staging)
+)
+DISTSTYLE ALL;
+COMMENT ON TABLE sales.load_state IS 'Which silver snapshot each staging table holds, and which run loaded it, so unchanged input is not copied again (survives `warehouse init`).';
