@@ -300,13 +300,13 @@ def run_pipeline(settings: Settings, full: bool, salt: str, workdir: Path) -> li
             keys, rebuilt = bookmarks.new_files(
                 bookmarks.load_bookmark(settings, B2S, table), files)
             pointer = None if rebuilt else silver.current_snapshot(settings, table)
-            previous = pointer["run_id"] if pointer else None
+            previous = silver.snapshot_id(pointer) if pointer else None
         say(f"{B2S} {table}: {len(keys)} file(s)")
         result = run_job(settings, B2S, table=table, reset_bookmark=full)
         m = result.metrics
         con, duck = duck_table(settings, table, keys, previous, salt, workdir)
         pointer = silver.current_snapshot(settings, table)
-        spark_rows = snapshot(settings, table, pointer["run_id"]) if pointer else None
+        spark_rows = snapshot(settings, table, silver.snapshot_id(pointer)) if pointer else None
         duck.agrees, duck.verdict = compare(con, spark_rows, TABLES[table])
         if duck.quarantined != m["quarantined"]:
             duck.agrees = False

@@ -198,6 +198,15 @@ class GlueSettings:
                                    "shoplake/pii-salt")
 
 
+@dataclass(frozen=True)
+class OrchestrationSettings:
+    """How pipeline runs are serialised and orchestrated (the Step Functions stand-in)."""
+
+    run_lock_wait_s: float = setting("Seconds a run waits for another run's lease before it "
+                                     "gives up; 0 refuses at once (`shoplake run --wait N`).",
+                                     0.0)
+
+
 SECTIONS: dict[str, type] = {
     "stack": StackSettings,
     "mysql": MySQLSettings,
@@ -207,6 +216,7 @@ SECTIONS: dict[str, type] = {
     "cdc": CdcSettings,
     "spark": SparkSettings,
     "glue": GlueSettings,
+    "orchestration": OrchestrationSettings,
 }
 
 
@@ -222,6 +232,7 @@ class Settings:
     cdc: CdcSettings
     spark: SparkSettings
     glue: GlueSettings
+    orchestration: OrchestrationSettings
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

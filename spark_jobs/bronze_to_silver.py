@@ -176,7 +176,7 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
         keys = [k for k in keys if k in index]
     if rebuilt or not bookmark.processed:
         silver.drop_table(settings, table)  # start from nothing, not from a stale state
-    pointer = silver.current_snapshot(settings, table)
+    pointer, etag = silver.current_pointer(settings, table)
     if not keys:
         return {"table": table, "files": 0, "changes": 0, "quarantined": 0,
                 "rows": (pointer or {}).get("rows", 0)}
@@ -193,26 +193,34 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
                 "rows": pointer["rows"], "run_id": run_id, "already_published": True}
     ingest_date = datetime.now(timezone.utc).date().isoformat()
     ctx.progress.update(ctx.name, description=f"{table}: {len(keys)} new file(s)")
+    snapshot = silver.new_snapshot_id(run_id)  # this attempt's own folders
     changes = read_bronze(spark, ctx, table, keys, index).cache()
-    valid, quarantined = clean(changes, spec, pii_salt(settings), ingest_date,
-                               settings.cdc.timestamp_column)
-    n_changes = changes.count()
-    quarantined = quarantined.cache()
-    n_bad = quarantined.count()
-    if n_bad:
-        quarantined.write.mode("overwrite").parquet(silver.quarantine_path(settings, table,
-                                                                          run_id))
-        LOG.warning("%d row(s) of `%s` quarantined in run %s", n_bad, table, run_id)
-    state = merge(silver.read_current(spark, settings, table), valid, spec)
-    state.write.mode("overwrite").partitionBy("ingest_date").parquet(
-        silver.snapshot_path(settings, table, run_id))
-    rows = spark.read.parquet(silver.snapshot_path(settings, table, run_id)).count()
-    silver.publish(settings, table, run_id, rows)
+    try:
+        valid, quarantined = clean(changes, spec, pii_salt(settings), ingest_date,
+                                   settings.cdc.timestamp_column)
+        n_changes = changes.count()
+        quarantined = quarantined.cache()
+        n_bad = quarantined.count()
+        if n_bad:
+            quarantined.write.mode("overwrite").parquet(
+                silver.quarantine_path(settings, table, snapshot))
+            LOG.warning("%d row(s) of `%s` quarantined in run %s", n_bad, table, run_id)
+        state = merge(silver.read_current(spark, settings, table, pointer), valid, spec)
+        state.write.mode("overwrite").partitionBy("ingest_date").parquet(
+            silver.snapshot_path(settings, table, snapshot))
+        rows = spark.read.parquet(silver.snapshot_path(settings, table, snapshot)).count()
+    except BaseException:
+        silver.discard(settings, table, snapshot)
+        raise
+    finally:
+        changes.unpersist()
+    # Publishes only if nobody else did since `pointer` was read (else SilverConflictError).
+    silver.publish(settings, table, run_id, snapshot, rows, etag,
+                   pipeline_run=ctx.args.get("run_id"))
     _save_bookmark(settings, bookmark, current_files, keys, run_id)  # after the publish
-    changes.unpersist()
     quarantined.unpersist()
     return {"table": table, "files": len(keys), "changes": n_changes, "quarantined": n_bad,
-            "rows": rows, "run_id": run_id}
+            "rows": rows, "run_id": run_id, "snapshot": snapshot}
 
 
 def _save_bookmark(settings: Any, bookmark: bookmarks.Bookmark, current: dict[str, str],

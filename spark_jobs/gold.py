@@ -50,13 +50,14 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
                             hint=f"run `shoplake job run bronze_to_silver --table {table}`")
     # --reset-bookmark (or --force) reloads staging even from an unchanged snapshot.
     reload = ctx.args.get("force") == "true" or ctx.args.get("reset-bookmark") == "true"
-    if not reload and loaded_snapshot(ctx.settings, staging) == pointer["run_id"]:
+    snapshot = silver.snapshot_id(pointer)
+    if not reload and loaded_snapshot(ctx.settings, staging) == snapshot:
         return {"staging": staging, "rows": pointer["rows"], "copied": False}
     columns = STAGING_COLUMNS[staging]
-    df = ctx.spark.read.parquet(silver.snapshot_path(ctx.settings, table, pointer["run_id"]))
+    df = ctx.spark.read.parquet(silver.snapshot_path(ctx.settings, table, snapshot))
     df = df.select(*[F.col(renames.get(c, c)).alias(c) for c in columns])
     rows = (tuple(r) for r in as_text_timestamps(df).toLocalIterator(prefetchPartitions=True))
-    count = load_staging(ctx.settings, staging, columns, rows, snapshot=pointer["run_id"],
+    count = load_staging(ctx.settings, staging, columns, rows, snapshot=snapshot,
                          run_id=ctx.args.get("run_id"))
     return {"staging": staging, "rows": count, "copied": True}
 

@@ -66,6 +66,9 @@ def status_cmd(ctx: CliContext, fmt: str) -> int:
 @pass_cli
 def reset_cmd(ctx: CliContext) -> int:
     """Delete the checkpoint and bronze files so the next run starts with a full load."""
-    removed = cdc.reset(ctx.settings)
+    from pipeline.orchestration.lease import run_lease
+
+    with run_lease(ctx.settings, "shoplake cdc reset"):  # not under a run reading bronze
+        removed = cdc.reset(ctx.settings)
     OUT.print(f"removed {removed} bronze file(s) and the checkpoint")
     return 0

@@ -21,6 +21,11 @@ from pipeline.progress import LogProgress, Progress, RichProgress, SilentProgres
 OUT = Console(soft_wrap=True)
 ERR = Console(stderr=True, soft_wrap=True)
 
+wait_option = click.option(
+    "--wait", "wait_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+    help="If another run holds the run lease, wait this long for it "
+         "[default: orchestration.run_lock_wait_s, 0: refuse at once].")
+
 format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]),
                              default="table", show_default=True, help="Output format.")
 

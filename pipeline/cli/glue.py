@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli.common import OUT, CliContext, format_option, pass_cli, print_rows, progress_for
+from pipeline.cli.common import (
+    OUT,
+    CliContext,
+    format_option,
+    pass_cli,
+    print_rows,
+    progress_for,
+    wait_option,
+)
 
 
 @click.command("crawl")
 @format_option
+@wait_option
 @pass_cli
-def crawl_cmd(ctx: CliContext, fmt: str) -> int:
+def crawl_cmd(ctx: CliContext, fmt: str, wait_s: float | None) -> int:
     """Infer bronze tables' schemas and write them to the catalog (the Glue crawler)."""
     from pipeline.catalog import crawl
+    from pipeline.orchestration.lease import run_lease
 
-    with progress_for(ctx) as progress:
+    with progress_for(ctx) as progress, run_lease(ctx.settings, "shoplake crawl", wait_s,
+                                                  progress):
         results = crawl(ctx.settings, progress)
     print_rows([r.__dict__ for r in results],
                ["table", "version", "columns", "records", "files", "changed"], fmt,
@@ -43,9 +54,10 @@ def list_cmd() -> int:
 @click.option("--reset-bookmark", is_flag=True, help="Reprocess all input, not just new files.")
 @click.option("--arg", "extra", multiple=True, metavar="KEY=VALUE",
               help="Extra Glue argument, as --KEY VALUE would be on AWS.")
+@wait_option
 @pass_cli
 def run_cmd(ctx: CliContext, names: tuple[str, ...], table: str | None, reset_bookmark: bool,
-            extra: tuple[str, ...]) -> int:
+            extra: tuple[str, ...], wait_s: float | None) -> int:
     """Run NAMES (or `all`) in this process, sharing one SparkSession."""
     from pipeline.glue.jobs import JOBS, check_job_args, run_job, summarize
 
@@ -54,7 +66,10 @@ def run_cmd(ctx: CliContext, names: tuple[str, ...], table: str | None, reset_bo
         check_job_args(name, table)
     args = dict(e.split("=", 1) for e in extra)
     rows = []
-    with progress_for(ctx) as progress:
+    from pipeline.orchestration.lease import run_lease
+
+    with progress_for(ctx) as progress, run_lease(ctx.settings, "shoplake job run", wait_s,
+                                                  progress):
         for name in jobs:
             result = run_job(ctx.settings, name, table=table, reset_bookmark=reset_bookmark,
                              extra_args=args, progress=progress)

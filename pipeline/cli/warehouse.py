@@ -20,9 +20,11 @@ def warehouse_group() -> None:
 @pass_cli
 def init_cmd(ctx: CliContext, reset: bool) -> int:
     """Create the schema, tables, procedures and mart view (idempotent)."""
+    from pipeline.orchestration.lease import run_lease
     from pipeline.warehouse import apply_ddl
 
-    result = apply_ddl(ctx.settings, reset=reset)
+    with run_lease(ctx.settings, "shoplake warehouse init"):  # not under a running load
+        result = apply_ddl(ctx.settings, reset=reset)
     if result.reset:
         OUT.print("dropped schema `sales`")
     if result.created:

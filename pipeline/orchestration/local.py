@@ -69,10 +69,23 @@ STEPS: list[tuple[str, Callable[[Settings, Progress], dict[str, Any]]]] = [
 
 
 def run_pipeline(settings: Settings, progress: Progress | None = None,
-                 reconcile: bool = True) -> RunReport:
+                 reconcile: bool = True, wait_s: float | None = None) -> RunReport:
+    """Every step in order, holding the run lease (see `lease.run_lease`) throughout."""
+    from pipeline.orchestration.lease import run_lease
+
     progress = progress or SilentProgress()
     began = time.monotonic()
     report = RunReport()
+    with run_lease(settings, "shoplake run", wait_s, progress):
+        _run_steps(settings, progress, reconcile, report)
+    if reconcile:
+        report.reconciled = bool(report.steps["reconcile"]["ok"])
+    report.seconds = time.monotonic() - began
+    return report
+
+
+def _run_steps(settings: Settings, progress: Progress, reconcile: bool,
+               report: RunReport) -> None:
     for name, step in STEPS:
         if name == "reconcile" and not reconcile:
             continue
@@ -85,7 +98,3 @@ def run_pipeline(settings: Settings, progress: Progress | None = None,
         progress.finish(f"step:{name}", message=", ".join(
             f"{k.replace('_', ' ')} {v}" for k, v in report.steps[name].items()
             if not isinstance(v, dict)))
-    if reconcile:
-        report.reconciled = bool(report.steps["reconcile"]["ok"])
-    report.seconds = time.monotonic() - began
-    return report

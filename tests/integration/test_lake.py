@@ -87,7 +87,8 @@ def test_full_run_reconciles_exactly(lake: Settings) -> None:
     # silver is partitioned by ingestion date and holds hashes, not e-mail addresses
     pointer = silver.current_snapshot(lake, "customers")
     keys = [o["Key"] for o in aws_client(lake, "s3").list_objects_v2(
-        Bucket=lake.lake.silver_bucket, Prefix=f"shop/customers/snapshots/{pointer['run_id']}/"
+        Bucket=lake.lake.silver_bucket,
+        Prefix=f"shop/customers/snapshots/{silver.snapshot_id(pointer)}/"
     )["Contents"]]
     assert any("/ingest_date=" in k for k in keys)
     email = _sql(lake, "SELECT email FROM customers WHERE id = 1")[0][0]
@@ -154,7 +155,7 @@ def test_bad_row_lands_in_quarantine_with_its_reason(lake: Settings) -> None:
     crawl(lake)
     result = run_job(lake, "bronze_to_silver", table="order_items").metrics
     assert result["files"] == 1 and result["quarantined"] == 1
-    prefix = f"quarantine/shop/order_items/run_id={result['run_id']}/"
+    prefix = f"quarantine/shop/order_items/run_id={result['snapshot']}/"
     s3 = aws_client(lake, "s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=lake.lake.silver_bucket,
                                                  Prefix=prefix)["Contents"]
