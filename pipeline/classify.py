@@ -29,6 +29,12 @@ def typed_error(exc: BaseException, settings: Settings | None = None) -> Shoplak
         from pipeline.warehouse.errors import from_psycopg
 
         return _as_shoplake(from_psycopg(exc, "a warehouse statement"))
+    from pipeline.glue.errors import is_spark_error
+
+    if is_spark_error(exc) and settings is not None:
+        from pipeline.glue.errors import translate as translate_spark
+
+        return translate_spark(exc, settings)
     if isinstance(exc, BotoCoreError | ClientError):
         endpoint = settings.localstack.endpoint_url if settings else "the AWS endpoint"
         return translate_aws(exc, endpoint, settings.localstack.port if settings else None)

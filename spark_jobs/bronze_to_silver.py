@@ -12,6 +12,7 @@ replayed file changes nothing) and publishes a new snapshot partitioned by inges
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from datetime import datetime, timezone
@@ -210,7 +211,9 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
             silver.snapshot_path(settings, table, snapshot))
         rows = spark.read.parquet(silver.snapshot_path(settings, table, snapshot)).count()
     except BaseException:
-        silver.discard(settings, table, snapshot)
+        # Best effort: with S3 gone the cleanup fails too, and must not hide why.
+        with contextlib.suppress(Exception):
+            silver.discard(settings, table, snapshot)
         raise
     finally:
         changes.unpersist()

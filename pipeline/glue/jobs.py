@@ -120,7 +120,14 @@ def run_job(settings: Settings, name: str, table: str | None = None,
         ctx = JobContext(settings, get_spark(settings), name, args, progress)
         metrics = module.run(ctx)
     except Exception as exc:
-        progress.finish(name, ok=False, message=first_line(exc))
+        from pipeline.classify import typed_error
+        from pipeline.glue.errors import translate
+
+        # one typed line (not a Java stack trace, not a raw driver error)
+        typed = translate(exc, settings, name) or typed_error(exc, settings)
+        progress.finish(name, ok=False, message=first_line(typed or exc))
+        if typed is not None and typed is not exc:
+            raise typed from exc
         raise
     progress.finish(name, message=summarize(metrics))
     seconds = time.monotonic() - started

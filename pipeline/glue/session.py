@@ -19,6 +19,8 @@ _LOCK = threading.Lock()
 _SESSION: SparkSession | None = None
 _KEY: tuple | None = None
 MAVEN = "https://repo1.maven.org/maven2"
+S3A_ATTEMPTS = 2
+"""AWS SDK attempts per S3 request from Spark (Hadoop's default, 20, took minutes)."""
 
 
 def jar_paths(settings: Settings) -> list[Path]:
@@ -118,6 +120,18 @@ def _spark_conf(settings: Settings):  # noqa: ANN202 - a SparkConf (pyspark is o
         ("spark.hadoop.fs.s3a.secret.key", ls.secret_access_key.reveal()),
         # Parquet written by pyarrow (the CDC service) uses microsecond timestamps.
         ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"),
+        # Fail fast when S3 is gone: Hadoop's defaults (20 SDK attempts with backoff, 7 S3A
+        # retries of each, a 200 s socket timeout) kept a run hanging ~16 minutes after
+        # LocalStack died. These bound one S3 call to a few seconds; the orchestrator
+        # retries whole steps instead.
+        ("spark.hadoop.fs.s3a.attempts.maximum", str(S3A_ATTEMPTS)),
+        ("spark.hadoop.fs.s3a.retry.limit", "2"),
+        ("spark.hadoop.fs.s3a.retry.interval", "500ms"),
+        ("spark.hadoop.fs.s3a.retry.throttle.limit", "3"),
+        ("spark.hadoop.fs.s3a.retry.throttle.interval", "500ms"),
+        ("spark.hadoop.fs.s3a.connection.establish.timeout", "3000"),
+        ("spark.hadoop.fs.s3a.connection.timeout", "20000"),
+        ("spark.hadoop.fs.s3a.connection.request.timeout", "30000"),
     ])
 
 

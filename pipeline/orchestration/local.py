@@ -93,7 +93,12 @@ def _run_steps(settings: Settings, progress: Progress, reconcile: bool,
         try:
             report.steps[name] = step(settings, progress)
         except Exception as exc:
-            progress.finish(f"step:{name}", ok=False, message=first_line(exc))
+            from pipeline.classify import typed_error
+
+            typed = typed_error(exc, settings)
+            progress.finish(f"step:{name}", ok=False, message=first_line(typed or exc))
+            if typed is not None and typed is not exc:
+                raise typed from exc
             raise
         progress.finish(f"step:{name}", message=", ".join(
             f"{k.replace('_', ' ')} {v}" for k, v in report.steps[name].items()

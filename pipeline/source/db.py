@@ -73,7 +73,7 @@ def translate(exc: pymysql.err.Error, creds: DbCredentials | None,
     if code in UNREACHABLE or (code is None and isinstance(exc, pymysql.err.OperationalError)):
         # No code: PyMySQL met a broken socket itself (struct errors, EOF mid-packet).
         return ServiceUnavailableError(
-            f"the source database{where} is not reachable: "
+            f"the source database (`{service}`){where} is not reachable: "
             f"{UNREACHABLE.get(code or 0, detail)}", service=service, port=port,
             hint="start it with `shoplake stack up` (or wait for it to come back)")
     if code in CONFLICTS:

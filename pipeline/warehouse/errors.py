@@ -7,6 +7,8 @@ reading SQLSTATEs themselves.
 
 from __future__ import annotations
 
+import re
+
 import psycopg2
 
 from pipeline.errors import (
@@ -107,7 +109,11 @@ class WarehouseUnavailableError(ServiceUnavailableError):
     """PostgreSQL (the Redshift stand-in) cannot be reached; retry once it is up."""
 
     def __init__(self, host: str, port: int, detail: str) -> None:
-        super().__init__(f"the warehouse at {host}:{port} is not reachable: {detail}",
+        # libpq repeats the address: 'connection to server at "h", port p failed: ...'
+        detail = re.sub(r'^connection to server at "[^"]*"(?:\s*\([^)]*\))?, port \d+ '
+                        r'failed:\s*', "", detail.strip())
+        super().__init__(f"the warehouse (`postgres`) at {host}:{port} is not reachable: "
+                         f"{detail}",
                          service="postgres", port=port,
                          hint="start it with `shoplake stack up`")
 

@@ -1,56 +1,5 @@
-"""Session fixtures that start the real native stack through the code the CLI uses.
+"""The integration suite's fixtures live in tests/conftest.py (shared with tests/faults)."""
 
-The stack gets its own state folder under /tmp (world-traversable, short enough for unix
-socket paths, reachable by the postgres OS user wherever the repo is cloned) and its own
-ports, so a developer's running stack is left alone.
-"""
+from tests.conftest import TEST_PORTS
 
-from __future__ import annotations
-
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from pipeline import stack
-from pipeline.config import Settings, load_settings
-from tests.conftest import REPO
-
-# Two test sessions may run side by side with SHOPLAKE_TEST_PORT_OFFSET=<n> on one of them.
-_OFFSET = int(os.environ.get("SHOPLAKE_TEST_PORT_OFFSET", "0"))
-TEST_PORTS = {"SHOPLAKE_MYSQL_PORT": str(23306 + _OFFSET),
-              "SHOPLAKE_POSTGRES_PORT": str(25432 + _OFFSET),
-              "SHOPLAKE_LOCALSTACK_PORT": str(24566 + _OFFSET)}
-
-
-@pytest.fixture(scope="session")
-def stack_env() -> Iterator[dict[str, str]]:
-    """SHOPLAKE_* variables of the test stack (for Settings and for CLI subprocesses)."""
-    # CI names a root of its own (and cleans only that); by default /tmp.
-    root = os.environ.get("SHOPLAKE_TEST_STATE_ROOT", "/tmp")
-    state = Path(tempfile.mkdtemp(prefix="shoplake-test-", dir=root))
-    state.chmod(0o755)
-    env = {"SHOPLAKE_STACK_STATE_DIR": str(state),
-           "SHOPLAKE_STACK_TOOLS_DIR": str(REPO / ".shoplake" / "tools"), **TEST_PORTS}
-    yield env
-    shutil.rmtree(state, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def stack_settings(stack_env: dict[str, str]) -> Iterator[Settings]:
-    """A running, provisioned native stack; stopped and purged at the end of the session."""
-    settings = load_settings(environ=stack_env)
-    try:
-        stack.up(settings)
-        yield settings
-    finally:
-        stack.down(settings, purge=True)
-
-
-@pytest.fixture()
-def cli_env(stack_env: dict[str, str]) -> dict[str, str]:
-    """Environment for running `shoplake` as a subprocess against the test stack."""
-    return {**os.environ, **stack_env}
+__all__ = ["TEST_PORTS"]

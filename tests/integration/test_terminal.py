@@ -29,8 +29,7 @@ from pipeline.config import Settings, load_settings
 from pipeline.source.db import connect_app
 from pipeline.stack.manager import process_of
 from pipeline.stack.mariadb import MariaDBService
-from tests.conftest import REPO
-from tests.integration.conftest import TEST_PORTS
+from tests.conftest import REPO, TEST_PORTS
 from tests.terminal import (
     Screen,
     TerminalRun,
