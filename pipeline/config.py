@@ -47,17 +47,26 @@ class Secret:
         return hash(self._value)
 
 
-def setting(doc: str, native: Any, compose: Any = None) -> Any:
-    """Declare a field: its docstring and its default in each mode (compose defaults to native)."""
+def setting(doc: str, native: Any, compose: Any = None, *, choices: tuple[str, ...] = (),
+            minimum: float | None = None, maximum: float | None = None) -> Any:
+    """Declare a field: its docstring, its default in each mode (compose defaults to native)
+    and what values it accepts (`choices`, or a number from `minimum` to `maximum`)."""
     compose_default = native if compose is None else compose
-    return field(default=None, metadata={"doc": doc, "native": native, "compose": compose_default})
+    return field(default=None, metadata={"doc": doc, "native": native, "compose": compose_default,
+                                         "choices": choices, "minimum": minimum,
+                                         "maximum": maximum})
+
+
+PORT = {"minimum": 1, "maximum": 65535}
+"""The range of a TCP port."""
 
 
 @dataclass(frozen=True)
 class StackSettings:
     """How shoplake runs its services."""
 
-    mode: str = setting("`native` starts child processes; `compose` expects containers.", "native")
+    mode: str = setting("`native` starts child processes; `compose` expects containers.",
+                        "native", choices=MODES)
     state_dir: Path = setting(
         "Folder for data dirs, logs, pid files and generated credentials.",
         ".shoplake",
@@ -68,8 +77,10 @@ class StackSettings:
         ".shoplake/tools",
         "/opt/shoplake/tools",
     )
-    startup_timeout: float = setting("Seconds to wait for a service to turn healthy.", 60.0)
-    stop_timeout: float = setting("Seconds between SIGTERM and SIGKILL on `stack down`.", 15.0)
+    startup_timeout: float = setting("Seconds to wait for a service to turn healthy.", 60.0,
+                                     minimum=1)
+    stop_timeout: float = setting("Seconds between SIGTERM and SIGKILL on `stack down`.", 15.0,
+                                  minimum=0)
     compose_project: str = setting("Compose project to report in compose mode; empty matches "
                                    "shoplake's services in any project.", "")
 
@@ -79,7 +90,7 @@ class MySQLSettings:
     """The OLTP source: MariaDB natively, MySQL 8.4 in compose (stands in for RDS MySQL)."""
 
     host: str = setting("Host the source database listens on.", "127.0.0.1", "mysql")
-    port: int = setting("TCP port of the source database.", 13306, 3306)
+    port: int = setting("TCP port of the source database.", 13306, 3306, **PORT)
     database: str = setting("Name of the OLTP schema.", "shop")
     user: str = setting("Application user (owner of the `shop` schema).", "shoplake")
     server_id: int = setting("Binlog server id of the source.", 1)
@@ -92,7 +103,7 @@ class PostgresSettings:
     """The warehouse: PostgreSQL standing in for Redshift."""
 
     host: str = setting("Host the warehouse listens on.", "127.0.0.1", "postgres")
-    port: int = setting("TCP port of the warehouse.", 15432, 5432)
+    port: int = setting("TCP port of the warehouse.", 15432, 5432, **PORT)
     database: str = setting("Warehouse database name.", "warehouse")
     user: str = setting("Warehouse owner (superuser of the native cluster).", "shoplake")
     os_user: str = setting("OS user that runs postgres when shoplake runs as root.", "postgres")
@@ -107,7 +118,7 @@ class LocalStackSettings:
     """LocalStack: S3, Secrets Manager, Step Functions, EventBridge and SQS."""
 
     host: str = setting("Host of the LocalStack gateway.", "127.0.0.1", "localstack")
-    port: int = setting("Port of the LocalStack gateway.", 14566, 4566)
+    port: int = setting("Port of the LocalStack gateway.", 14566, 4566, **PORT)
     region: str = setting("AWS region every client uses.", "us-east-1")
     access_key_id: str = setting("AWS access key id LocalStack accepts.", "test")
     secret_access_key: Secret = setting("AWS secret key LocalStack accepts.", "test")
@@ -148,14 +159,15 @@ class CdcSettings:
                                "shoplake/mysql-cdc")
     server_id: int = setting("Replica server id the binlog reader announces (unique).", 4242)
     data_format: str = setting("Bronze file format, as DMS's DataFormat: `parquet` or `csv`.",
-                               "parquet")
+                               "parquet", choices=("parquet", "csv"))
     batch_interval_s: float = setting("Close a CDC file after this many seconds "
-                                      "(DMS CdcMaxBatchInterval).", 5.0)
+                                      "(DMS CdcMaxBatchInterval).", 5.0, minimum=0.1)
     batch_max_rows: int = setting("Close a CDC file after this many row changes (bounds "
-                                  "memory: ~150 MB peak at 50k).", 50000)
+                                  "memory: ~150 MB peak at 50k).", 50000, minimum=1)
     min_file_size_kb: int = setting("Close a CDC file once its rows reach this size, in KB "
-                                    "(DMS CdcMinFileSize).", 32000)
-    full_load_chunk_rows: int = setting("Rows per LOAD file during the full load.", 100000)
+                                    "(DMS CdcMinFileSize).", 32000, minimum=1)
+    full_load_chunk_rows: int = setting("Rows per LOAD file during the full load.", 100000,
+                                        minimum=1)
     timestamp_column: str = setting("Commit-time column added to every row "
                                     "(DMS TimestampColumnName).", "commit_ts")
     include_op_for_full_load: bool = setting("Write the Op column (I) in full-load files too "
@@ -163,7 +175,7 @@ class CdcSettings:
     csv_null_value: str = setting("How NULL is written in CSV files (DMS CsvNullValue).", "\\N")
     exclude_tables: str = setting("Comma-separated tables of the source not to replicate.", "")
     sync_timeout_s: float = setting("How long `cdc --once` waits for a running follower to "
-                                    "catch up.", 120.0)
+                                    "catch up.", 120.0, minimum=0)
 
 
 @dataclass(frozen=True)
@@ -175,7 +187,7 @@ class SparkSettings:
     driver_memory: str = setting("Driver memory (local mode runs everything in the driver).",
                                  "2g")
     shuffle_partitions: int = setting("spark.sql.shuffle.partitions; small data, few "
-                                      "partitions.", 4)
+                                      "partitions.", 4, minimum=1)
     jars_dir: str = setting("Folder with hadoop-aws and aws-java-sdk-bundle; empty uses "
                             "<tools_dir>/jars (the spark image has them in pyspark's jars).",
                             "")
@@ -204,7 +216,21 @@ class OrchestrationSettings:
 
     run_lock_wait_s: float = setting("Seconds a run waits for another run's lease before it "
                                      "gives up; 0 refuses at once (`shoplake run --wait N`).",
-                                     0.0)
+                                     0.0, minimum=0)
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    """How gold is checked against the source after a run."""
+
+    on_quarantine: str = setting("What rows held in quarantine (gold behind the source for "
+                                 "them) do to `run` and `reconcile`: `fail` (exit 1) or "
+                                 "`warn`.", "fail", choices=("fail", "warn"))
+    bucket_rows: int = setting("Keys per checksum bucket when comparing rows; a bucket "
+                               "whose checksums differ is compared row by row.", 10000,
+                               minimum=10)
+    max_rows_shown: int = setting("Differing rows listed per table (all are counted).", 20,
+                                  minimum=1)
 
 
 SECTIONS: dict[str, type] = {
@@ -217,6 +243,7 @@ SECTIONS: dict[str, type] = {
     "spark": SparkSettings,
     "glue": GlueSettings,
     "orchestration": OrchestrationSettings,
+    "reconcile": ReconcileSettings,
 }
 
 
@@ -233,6 +260,7 @@ class Settings:
     spark: SparkSettings
     glue: GlueSettings
     orchestration: OrchestrationSettings
+    reconcile: ReconcileSettings
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -283,6 +311,19 @@ def _convert(raw: Any, annotation: str, key: str) -> Any:
         raise ConfigError(f"`{key}` must be {annotation}, got `{raw}`", key=key) from exc
 
 
+def _check(value: Any, meta: Mapping[str, Any], key: str, source: str) -> None:
+    """Refuse a value the field does not accept, naming where it came from."""
+    where = f" (from {source})" if source.startswith("env") else ""
+    if meta["choices"] and value not in meta["choices"]:
+        raise ConfigError(f"`{key}` must be one of {', '.join(meta['choices'])}; got "
+                          f"`{value}`{where}", key=key)
+    low, high = meta["minimum"], meta["maximum"]
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = (f"from {low:g} to {high:g}" if low is not None and high is not None
+                  else f"at least {low:g}" if low is not None else f"at most {high:g}")
+        raise ConfigError(f"`{key}` must be {bounds}; got `{value}`{where}", key=key)
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Resolve settings from overrides, then `SHOPLAKE_*` variables, then mode defaults.
 
@@ -309,6 +350,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             else:
                 raw, sources[key] = f.metadata[mode], f"default ({mode})"
             values[f.name] = _convert(raw, str(f.type), key)
+            _check(values[f.name], f.metadata, key, sources[key])
         built[section_name] = cls(**values)
     built["stack"] = _absolute_dirs(built["stack"])
     return Settings(**built, sources=sources)

@@ -24,7 +24,8 @@ from pyspark.sql import types as T
 
 from pipeline.aws.s3 import list_objects
 from pipeline.aws.secrets import pii_salt
-from pipeline.catalog.store import get_table, load_file_index
+from pipeline.catalog.store import find_table, get_table, load_file_index
+from pipeline.cdc.format import write_order
 from pipeline.errors import TerminalError
 from pipeline.glue import bookmarks, silver
 from pipeline.glue.jobs import SOURCE_TABLES, JobContext, submit_main
@@ -67,10 +68,14 @@ def clean(changes: DataFrame, spec: SilverTable, salt: str, ingest_date: str,
     for key in spec.primary_key:
         reasons.append(F.when(F.col(key).isNull(), F.lit(f"null primary key `{key}`")))
     upsert = F.col(OP) != "D"
+    types = dict(spec.columns)
     for col in spec.required:
         target = typed.get(col, F.col(col))
-        reasons.append(F.when(upsert & target.isNull() & F.col(col).isNull(),
-                              F.lit(f"missing `{col}`")))
+        # A NOT NULL DATETIME arrives NULL only as a zero date ('0000-00-00', which the
+        # source's sql_mode may accept): say so, it is what the user must look for.
+        why = (f"missing `{col}` (NULL, or a zero date such as '0000-00-00' at the source)"
+               if types.get(col) in ("timestamp", "date") else f"missing `{col}`")
+        reasons.append(F.when(upsert & target.isNull() & F.col(col).isNull(), F.lit(why)))
     for col, allowed in spec.enums.items():
         reasons.append(F.when(upsert & typed[col].isNotNull() & ~typed[col].isin(*allowed),
                               F.concat(F.lit(f"unknown {col} '"), typed[col], F.lit("'"))))
@@ -101,15 +106,48 @@ def merge(current: DataFrame | None, valid: DataFrame, spec: SilverTable) -> Dat
     """Latest change per key wins (binlog order); deletes drop the key; on equal sequence
     (a replayed file) the current row is kept, so a replay changes nothing."""
     cols = spec.names + ["_change_seq", "_commit_ts", "ingest_date"]
-    incoming = valid.select(*cols, "_op", F.lit(0).alias("_src"))
+    # Both sides in the spec's types: a widened decimal makes the old state's column
+    # narrower than the new changes', and the state takes the wider one.
+    typed = [F.col(n).cast(t).alias(n) for n, t in spec.columns]
+    meta = [F.col(c) for c in ("_change_seq", "_commit_ts", "ingest_date")]
+    incoming = valid.select(*typed, *meta, "_op", F.lit(0).alias("_src"))
     if current is not None:
-        incoming = current.select(*cols, F.lit("I").alias("_op"), F.lit(1).alias("_src")) \
-            .unionByName(incoming)
+        incoming = current.select(*typed, *meta, F.lit("I").alias("_op"),
+                                  F.lit(1).alias("_src")).unionByName(incoming)
     w = Window.partitionBy(*spec.primary_key).orderBy(F.col("_change_seq").desc(),
                                                       F.col("_src").desc())
     return (incoming.withColumn("_rn", F.row_number().over(w))
             .filter((F.col("_rn") == 1) & (F.col("_op") != "D"))
             .select(*cols))
+
+
+HELD_COLUMNS = ("key", "change_seq", "op", "reason", "quarantined_run", "quarantined_at")
+"""One row per key whose latest change is held in quarantine (gold is behind for it)."""
+
+
+def hold(previous: DataFrame | None, quarantined: DataFrame, valid: DataFrame,
+         spec: SilverTable, run_id: str, at: str) -> DataFrame:
+    """The keys still held after this batch: those held before or quarantined now, whose
+    latest quarantined change no valid change (update or delete) has superseded since.
+
+    A quarantined update leaves silver (and gold) on the key's previous value; this is the
+    list reconcile reports as "gold is behind the source". Rows without a key cannot be
+    superseded or loaded and are left out (they stay in the quarantine files).
+    """
+    key = spec.primary_key[0]
+    fresh = (quarantined.filter(F.col(key).isNotNull())
+             .select(F.col(key).cast("string").alias("key"), F.col(SEQ).alias("change_seq"),
+                     F.col(OP).alias("op"), F.col("_reason").alias("reason"),
+                     F.lit(run_id).alias("quarantined_run"),
+                     F.lit(at).alias("quarantined_at")))
+    held = fresh if previous is None else previous.select(*HELD_COLUMNS).unionByName(fresh)
+    latest = Window.partitionBy("key").orderBy(F.col("change_seq").desc())
+    held = held.withColumn("_rn", F.row_number().over(latest)).filter("_rn = 1").drop("_rn")
+    applied = valid.groupBy(F.col(key).cast("string").alias("key")).agg(
+        F.max("_change_seq").alias("_applied"))
+    return (held.join(applied, "key", "left")
+            .filter(F.col("_applied").isNull() | (F.col("_applied") < F.col("change_seq")))
+            .select(*HELD_COLUMNS))
 
 
 # -- reading bronze ---------------------------------------------------------------------------
@@ -161,26 +199,40 @@ def read_bronze(spark: SparkSession, ctx: JobContext, table: str, keys: list[str
 # -- the job ----------------------------------------------------------------------------------
 def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     settings, spark = ctx.settings, ctx.spark
-    spec = TABLES[table]
+    entry = find_table(settings, table)
+    spec = TABLES[table].with_source_types(
+        {c["Name"]: c["Type"] for c in entry["StorageDescriptor"]["Columns"]} if entry else {})
     prefix = f"{settings.mysql.database}/{table}/"
     current_files = list_objects(settings, settings.lake.bronze_bucket, prefix)
     bookmark = bookmarks.load_bookmark(settings, ctx.name, table)
     if ctx.args.get("reset-bookmark") == "true":
         bookmark = bookmarks.Bookmark(ctx.name, table)
-    keys, rebuilt = bookmarks.new_files(bookmark, current_files)
-    # A follower keeps writing bronze; files the crawler has not seen wait for the next run.
     index = load_file_index(settings, table)
-    waiting = [k for k in keys if k not in index]
+    # A processed file that has since become unreadable (the crawler rejected its new
+    # content) is damage, not a rebuilt bronze: its changes are in silver already, so the
+    # table goes on, and the file is reported (it could not rebuild silver any more).
+    damaged = {k: etag for k, etag in bookmark.processed.items()
+               if k in current_files and current_files[k] != etag
+               and index.get(k, {}).get("rejected") and index[k]["etag"] == current_files[k]}
+    keys, rebuilt = bookmarks.new_files(bookmark, current_files | damaged)
+    # A follower keeps writing bronze; files the crawler has not seen (in this version)
+    # wait for the next run.
+    waiting = [k for k in keys if index.get(k, {}).get("etag") != current_files.get(k)]
     if waiting:
         LOG.info("%d new file(s) of `%s` are not crawled yet; left for the next run",
                  len(waiting), table)
-        keys = [k for k in keys if k in index]
-    if rebuilt or not bookmark.processed:
-        silver.drop_table(settings, table)  # start from nothing, not from a stale state
+        keys = [k for k in keys if k not in waiting]
+    keys, blocked = _before_rejected(settings, table, keys, index)
+    # A rebuilt bronze (or --reset-bookmark) starts from nothing rather than a stale state;
+    # the current snapshot stays published until the rebuilt one replaces it, so a crash
+    # (or Ctrl-C) in between leaves the table as it was, not gone.
+    rebuild = rebuilt or not bookmark.processed
     pointer, etag = silver.current_pointer(settings, table)
+    base = None if rebuild else pointer
     if not keys:
         return {"table": table, "files": 0, "changes": 0, "quarantined": 0,
-                "rows": (pointer or {}).get("rows", 0)}
+                "held": (pointer or {}).get("held", 0), "rows": (pointer or {}).get("rows", 0),
+                **blocked}
     # The same input gives the same run id, so a retried run overwrites its own output.
     # ETags count: a rebuilt bronze reuses the names (LOAD00000001...) with other content,
     # and the load jobs skip staging whose snapshot id they have already seen.
@@ -191,7 +243,8 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
         # done (and rewriting the snapshot the pointer names would destroy it).
         _save_bookmark(settings, bookmark, current_files, keys, run_id)
         return {"table": table, "files": len(keys), "changes": 0, "quarantined": 0,
-                "rows": pointer["rows"], "run_id": run_id, "already_published": True}
+                "held": pointer.get("held", 0), "rows": pointer["rows"], "run_id": run_id,
+                "already_published": True}
     ingest_date = datetime.now(timezone.utc).date().isoformat()
     ctx.progress.update(ctx.name, description=f"{table}: {len(keys)} new file(s)")
     snapshot = silver.new_snapshot_id(run_id)  # this attempt's own folders
@@ -206,10 +259,19 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
             quarantined.write.mode("overwrite").parquet(
                 silver.quarantine_path(settings, table, snapshot))
             LOG.warning("%d row(s) of `%s` quarantined in run %s", n_bad, table, run_id)
-        state = merge(silver.read_current(spark, settings, table, pointer), valid, spec)
+        state = merge(silver.read_current(spark, settings, table, base) if base else None,
+                      valid, spec)
         state.write.mode("overwrite").partitionBy("ingest_date").parquet(
             silver.snapshot_path(settings, table, snapshot))
         rows = spark.read.parquet(silver.snapshot_path(settings, table, snapshot)).count()
+        held = hold(silver.read_held(spark, settings, table, base), quarantined, valid,
+                    spec, ctx.args.get("run_id") or run_id,
+                    datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")).cache()
+        n_held = held.count()
+        if n_held:
+            held.coalesce(1).write.mode("overwrite").parquet(
+                silver.held_path(settings, table, snapshot))
+        held.unpersist()
     except BaseException:
         # Best effort: with S3 gone the cleanup fails too, and must not hide why.
         with contextlib.suppress(Exception):
@@ -219,11 +281,38 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
         changes.unpersist()
     # Publishes only if nobody else did since `pointer` was read (else SilverConflictError).
     silver.publish(settings, table, run_id, snapshot, rows, etag,
-                   pipeline_run=ctx.args.get("run_id"))
+                   pipeline_run=ctx.args.get("run_id"), held=n_held)
     _save_bookmark(settings, bookmark, current_files, keys, run_id)  # after the publish
     quarantined.unpersist()
     return {"table": table, "files": len(keys), "changes": n_changes, "quarantined": n_bad,
-            "rows": rows, "run_id": run_id, "snapshot": snapshot}
+            "held": n_held, "rows": rows, "run_id": run_id, "snapshot": snapshot, **blocked}
+
+
+def _before_rejected(settings: Any, table: str, keys: list[str], index: dict[str, Any]
+                     ) -> tuple[list[str], dict[str, Any]]:
+    """The new files to process, given the files the crawler rejected.
+
+    An unreadable file with a DMS name is part of the table's change stream (truncated,
+    say): applying later changes without it could resurrect a deleted row, so the table
+    stops before it and its later files wait. A file that is not DMS output (a foreign
+    name or foreign columns) is not part of the stream and is only left out. Either way
+    it is reported (as held, by `shoplake quarantine` and reconcile) until it is replaced
+    or removed.
+    """
+    bad = {k: index[k]["rejected"] for k in keys if index[k].get("rejected")}
+    if not bad:
+        return keys, {}
+    in_stream = sorted((k for k in bad if index[k].get("blocks")), key=write_order)
+    ordered = sorted((k for k in keys if k not in bad), key=write_order)
+    if in_stream:
+        stop = write_order(in_stream[0])
+        ordered = [k for k in ordered if write_order(k) < stop]
+    bucket = settings.lake.bronze_bucket
+    for key, why in bad.items():
+        LOG.warning("`%s` skips s3://%s/%s: %s%s", table, bucket, key, why,
+                    "; later files wait for it" if key == (in_stream or [None])[0] else "")
+    return ordered, {"rejected_files": len(bad),
+                     "blocked_at": f"s3://{bucket}/{in_stream[0]}" if in_stream else None}
 
 
 def _save_bookmark(settings: Any, bookmark: bookmarks.Bookmark, current: dict[str, str],

@@ -18,6 +18,8 @@ from pipeline.errors import TerminalError
 from pipeline.glue import silver
 from pipeline.glue.jobs import JobContext
 from pipeline.warehouse import STAGING_COLUMNS, call, load_staging, loaded_snapshot
+from pipeline.warehouse.schema import widen_for_staging
+from pipeline.warehouse.widen import Numeric
 
 # staging table -> (silver table, {staging column: silver column})
 STAGING: dict[str, tuple[str, dict[str, str]]] = {
@@ -56,6 +58,13 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
     columns = STAGING_COLUMNS[staging]
     df = ctx.spark.read.parquet(silver.snapshot_path(ctx.settings, table, snapshot))
     df = df.select(*[F.col(renames.get(c, c)).alias(c) for c in columns])
+    # A decimal silver carries wider than staging (the source widened it): widen staging
+    # and the gold columns computed from it first, or COPY would round every value.
+    for f in df.schema.fields:
+        if isinstance(f.dataType, T.DecimalType):
+            incoming = Numeric(f.dataType.precision, f.dataType.scale)
+            for change in widen_for_staging(ctx.settings, staging, f.name, incoming):
+                ctx.progress.update(ctx.name, description=f"widened {change}")
     rows = (tuple(r) for r in as_text_timestamps(df).toLocalIterator(prefetchPartitions=True))
     count = load_staging(ctx.settings, staging, columns, rows, snapshot=snapshot,
                          run_id=ctx.args.get("run_id"))

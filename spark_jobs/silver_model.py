@@ -7,7 +7,9 @@ partition column `ingest_date` (the day the row's current version was ingested).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from pipeline.warehouse.widen import MAX_PRECISION, DecimalTooWideError, parse_numeric
 
 ORDER_STATUSES = ("placed", "paid", "shipped", "delivered", "cancelled", "returned")
 PLATFORMS = ("Website", "Mobile", "In-store")
@@ -34,6 +36,22 @@ class SilverTable:
 
     def source_column(self, silver_name: str) -> str:
         return silver_name[:-5] if silver_name.endswith("_hash") else silver_name
+
+    def with_source_types(self, source_types: dict[str, str]) -> SilverTable:
+        """This table with its decimals widened to what the source now holds (a source
+        `ALTER ... MODIFY price DECIMAL(14,4)` must not be rounded back to 2 places).
+        `source_types`: the catalog's column types (`decimal(14,4)`)."""
+        columns = []
+        for name, typ in self.columns:
+            mine = parse_numeric(typ)
+            theirs = parse_numeric(source_types.get(self.source_column(name), ""))
+            if mine and theirs and not mine.covers(theirs):
+                wide = mine.union(theirs)
+                if wide.precision > MAX_PRECISION:
+                    raise DecimalTooWideError(f"{self.name}.{name}", wide)
+                typ = f"decimal({wide.precision},{wide.scale})"
+            columns.append((name, typ))
+        return replace(self, columns=tuple(columns))
 
 
 TABLES: dict[str, SilverTable] = {t.name: t for t in (

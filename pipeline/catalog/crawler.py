@@ -15,7 +15,9 @@ import pyarrow.parquet as pq
 from pipeline.aws.clients import aws_client
 from pipeline.aws.s3 import list_objects
 from pipeline.catalog.store import find_table, load_file_index, put_table, save_file_index
+from pipeline.cdc.format import OP_COLUMN, SEQ_COLUMN, is_cdc_file, is_dms_file, write_order
 from pipeline.config import Settings
+from pipeline.errors import first_line
 from pipeline.progress import Progress, SilentProgress
 
 LOG = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ class CrawlResult:
     records: int
     files: int
     changed: bool
+    rejected: tuple[tuple[str, str], ...] = ()
+    """(key, what is wrong) of each file left out."""
 
 
 def glue_type(t: pa.DataType) -> str:
@@ -91,10 +95,37 @@ def _merge(columns: list[tuple[str, str]], new: list[tuple[str, str]],
     return [(n, merged[n]) for n in order]
 
 
-def _in_write_order(key: str) -> tuple[int, str]:
-    """The full load first, then CDC files by their (time) names: newest types win."""
+class BadBronzeFile(Exception):  # noqa: N818 - a verdict on a file, caught in this module
+    """A bronze file the crawler refuses to catalog: unreadable, or not a DMS file.
+
+    `blocks`: the file is part of the table's change stream (a DMS name) but cannot be
+    read, so the jobs stop the table before it; foreign content is only left out."""
+
+    def __init__(self, reason: str, blocks: bool = False) -> None:
+        super().__init__(reason)
+        self.blocks = blocks
+
+
+def _inspect(settings: Settings, bucket: str, key: str) -> tuple[list[tuple[str, str]], int]:
+    """The file's columns and rows, or BadBronzeFile saying what is wrong with it."""
     name = key.rsplit("/", 1)[-1]
-    return (0 if name.startswith("LOAD") else 1, name)
+    if not is_dms_file(name):
+        raise BadBronzeFile("not a DMS file name (LOAD00000001.parquet, "
+                            "20261126-1134010000.parquet, or .csv)")
+    try:
+        columns, rows = _file_schema(settings, bucket, key)
+    except (pa.ArrowException, UnicodeDecodeError, csv.Error, ValueError, OSError) as exc:
+        raise BadBronzeFile(f"unreadable {name.rsplit('.', 1)[-1]} file "
+                            f"({first_line(exc)})", blocks=True) from exc
+    names = {n for n, _ in columns}
+    required = {SEQ_COLUMN, settings.cdc.timestamp_column}
+    if is_cdc_file(name) or settings.cdc.include_op_for_full_load:
+        required.add(OP_COLUMN)
+    missing = sorted(required - names)
+    if missing:
+        raise BadBronzeFile(f"lacks the DMS column(s) {', '.join(missing)} "
+                            f"(its columns: {', '.join(sorted(names))[:200]})")
+    return columns, rows
 
 
 def crawl(settings: Settings, progress: Progress | None = None) -> list[CrawlResult]:
@@ -112,7 +143,9 @@ def crawl(settings: Settings, progress: Progress | None = None) -> list[CrawlRes
         results.append(_crawl_table(settings, bucket, schema, table, files))
         progress.update("crawl", advance=1)
     changed = sum(r.changed for r in results)
-    progress.finish("crawl", message=f"{len(results)} tables, {changed} schema change(s)")
+    rejected = sum(len(r.rejected) for r in results)
+    progress.finish("crawl", message=f"{len(results)} tables, {changed} schema change(s)"
+                    + (f", {rejected} file(s) rejected" if rejected else ""))
     return results
 
 
@@ -124,15 +157,31 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
     if any(files.get(k) != v["etag"] for k, v in seen.items()):
         seen = {}
     columns: list[tuple[str, str]] = []
-    for key in sorted(files, key=_in_write_order):
+    rejected = []
+    for key in sorted(files, key=write_order):
         if key not in seen:
-            cols, rows = _file_schema(settings, bucket, key)
-            seen[key] = {"etag": files[key], "rows": rows, "columns": cols}
+            try:
+                cols, rows = _inspect(settings, bucket, key)
+                seen[key] = {"etag": files[key], "rows": rows, "columns": cols}
+            except BadBronzeFile as bad:
+                seen[key] = {"etag": files[key], "rows": 0, "columns": [],
+                             "rejected": str(bad), "blocks": bad.blocks,
+                             "at": datetime.now(UTC).isoformat()}
+                LOG.warning("rejected s3://%s/%s (table `%s`): %s; it is left out of the "
+                            "catalog%s", bucket, key, table, bad,
+                            " and its table waits at it" if bad.blocks else "")
+        if seen[key].get("rejected"):
+            rejected.append((key, seen[key]["rejected"]))
+            continue  # never part of the schema
         columns = _merge(columns, [tuple(c) for c in seen[key]["columns"]],
                          exact=key.endswith(".parquet"))
+    version = int(entry["VersionId"]) if entry else 0
+    accepted = [k for k in files if not seen[k].get("rejected")]
+    if not columns:  # nothing readable yet: no catalog entry rather than an empty schema
+        save_file_index(settings, table, seen)
+        return CrawlResult(table, version, 0, 0, len(files), False, tuple(rejected))
     old_columns = ([(c["Name"], c["Type"]) for c in entry["StorageDescriptor"]["Columns"]]
                    if entry else None)
-    version = int(entry["VersionId"]) if entry else 0
     changed = old_columns != columns
     if changed:
         version += 1
@@ -145,7 +194,7 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
             LOG.warning("schema of `%s.%s` changed (version %d): added %s, removed %s, "
                         "retyped %s", settings.glue.database, table, version,
                         added or "none", removed or "none", retyped or "none")
-    classification = "parquet" if all(k.endswith(".parquet") for k in files) else "csv"
+    classification = "parquet" if all(k.endswith(".parquet") for k in accepted) else "csv"
     records = sum(v["rows"] for v in seen.values())
     now = datetime.now(UTC).isoformat()
     put_table(settings, {
@@ -167,4 +216,5 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
         "PartitionKeys": [],
     })
     save_file_index(settings, table, seen)
-    return CrawlResult(table, version, len(columns), records, len(files), changed)
+    return CrawlResult(table, version, len(columns), records, len(files), changed,
+                       tuple(rejected))

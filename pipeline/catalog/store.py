@@ -62,3 +62,8 @@ def load_file_index(settings: Settings, table: str) -> dict[str, Any]:
 def save_file_index(settings: Settings, table: str, index: dict[str, Any]) -> None:
     put_json(settings, settings.lake.artifacts_bucket, _index_key(settings.glue.database, table),
              index)
+
+
+def rejected_files(settings: Settings, table: str) -> dict[str, dict[str, Any]]:
+    """Bronze files of `table` the crawler refused (key -> {rejected: why, at, etag})."""
+    return {k: v for k, v in load_file_index(settings, table).items() if v.get("rejected")}

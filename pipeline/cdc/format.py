@@ -41,6 +41,24 @@ def is_cdc_file(name: str) -> bool:
     return len(stem) == 19 and stem[8] == "-" and stem.replace("-", "").isdigit()
 
 
+def is_load_file(name: str) -> bool:
+    stem = name.rsplit(".", 1)[0]
+    return (len(stem) == 12 and stem.startswith("LOAD")
+            and all(c in "0123456789ABCDEF" for c in stem[4:]))
+
+
+def is_dms_file(name: str) -> bool:
+    """A full-load or CDC file name in DMS's format, with one of our extensions."""
+    ext = name.rsplit(".", 1)[-1] if "." in name else ""
+    return ext in EXTENSIONS.values() and (is_load_file(name) or is_cdc_file(name))
+
+
+def write_order(key: str) -> tuple[int, str]:
+    """The order DMS wrote a table's files in: the full load, then CDC files by name."""
+    name = key.rsplit("/", 1)[-1]
+    return (0 if is_load_file(name) else 1, name)
+
+
 def next_cdc_name(last: str, now: datetime, data_format: str) -> str:
     """A CDC file name after `now` and strictly greater than the last one written.
 

@@ -79,6 +79,12 @@ def _load_table(conn: pymysql.connections.Connection, table: TableInfo, bronze: 
     all_names = prefix_names + names + [SEQ_COLUMN]
     all_types = ([pa.string()] * len(prefix_names)
                  + [arrow_type_for_column(c) for c in table.columns] + [pa.string()])
+    # PyMySQL hands back a zero date ('0000-00-00 00:00:00', which MySQL accepts unless
+    # sql_mode has NO_ZERO_DATE) as text; the binlog reader gives None for the same value.
+    # Bronze holds NULL for both, so a full load and CDC agree; silver quarantines it.
+    date_columns = [(i, c.name) for i, c in enumerate(table.columns)
+                    if c.data_type in ("date", "datetime", "timestamp")]
+    invalid: dict[str, int] = {}
     key = f"load:{table.name}"
     with conn.cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM `{table.name}`")
@@ -95,7 +101,8 @@ def _load_table(conn: pymysql.connections.Connection, table: TableInfo, bronze: 
             if not chunk and file_no > 0:
                 break
             file_no += 1
-            rows = [prefix_values + tuple(r) + (seq,) for r in chunk]
+            rows = [prefix_values + _dates_or_null(r, date_columns, invalid) + (seq,)
+                    for r in chunk]
             bronze.put(table.name, load_file_name(file_no, cdc.data_format),
                        encode(all_names, all_types, rows, cdc.data_format, cdc.csv_null_value))
             written += len(rows)
@@ -105,4 +112,20 @@ def _load_table(conn: pymysql.connections.Connection, table: TableInfo, bronze: 
     finally:
         cur.close()
     progress.finish(key, message=f"{written} rows in {file_no} file(s)")
+    for column, n in invalid.items():
+        LOG.warning("%d zero or invalid date(s) in `%s.%s` loaded as NULL (silver holds "
+                    "those rows in quarantine)", n, table.qualified, column)
     return written
+
+
+def _dates_or_null(row: tuple, date_columns: list[tuple[int, str]],
+                   invalid: dict[str, int]) -> tuple:
+    """`row` with each date the driver could not parse (returned as text) as None."""
+    if not any(isinstance(row[i], str) for i, _ in date_columns):
+        return tuple(row)
+    out = list(row)
+    for i, name in date_columns:
+        if isinstance(out[i], str):
+            out[i] = None
+            invalid[name] = invalid.get(name, 0) + 1
+    return tuple(out)

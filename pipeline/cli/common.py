@@ -18,8 +18,10 @@ from pipeline.progress import LogProgress, Progress, RichProgress, SilentProgres
 
 # soft_wrap: long lines are left whole (a terminal wraps them itself; a pipe or a log file
 # gets one line per message, not lines cut at 80 columns).
-OUT = Console(soft_wrap=True)
-ERR = Console(stderr=True, soft_wrap=True)
+# Through a pipe there is no width to fit: tables get room instead of 80 wrapped columns.
+PIPE_WIDTH = 200
+OUT = Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+ERR = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)
 
 wait_option = click.option(
     "--wait", "wait_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",

@@ -27,9 +27,19 @@ def crawl_cmd(ctx: CliContext, fmt: str, wait_s: float | None) -> int:
     with progress_for(ctx) as progress, run_lease(ctx.settings, "shoplake crawl", wait_s,
                                                   progress):
         results = crawl(ctx.settings, progress)
-    print_rows([r.__dict__ for r in results],
-               ["table", "version", "columns", "records", "files", "changed"], fmt,
+    print_rows([r.__dict__ | {"rejected": len(r.rejected)} for r in results],
+               ["table", "version", "columns", "records", "files", "rejected", "changed"], fmt,
                title=f"catalog database {ctx.settings.glue.database}")
+    if fmt == "table":
+        bucket = ctx.settings.lake.bronze_bucket
+        for r in results:
+            for key, why in r.rejected:
+                OUT.print(f"[yellow]rejected[/yellow] s3://{bucket}/{key} (table `{r.table}`): "
+                          f"{why}", highlight=False)
+        if any(r.rejected for r in results):
+            OUT.print("rejected files are left out of the catalog; their tables wait at them "
+                      "(`shoplake quarantine` lists them): replace or delete each file, or "
+                      "rebuild bronze with `shoplake cdc reset`")
     return 0
 
 
@@ -76,4 +86,27 @@ def run_cmd(ctx: CliContext, names: tuple[str, ...], table: str | None, reset_bo
             rows.append({"job": name, "seconds": f"{result.seconds:.1f}",
                          "result": summarize(result.metrics)})
     print_rows(rows, ["job", "seconds", "result"], "table")
+    return 0
+
+
+@click.command("quarantine")
+@format_option
+@pass_cli
+def quarantine_cmd(ctx: CliContext, fmt: str) -> int:
+    """The rows held in quarantine, for which gold is behind the source: table, key, why,
+    since which run. They stay held until a later valid change of the key supersedes them."""
+    from pipeline.warehouse.reconcile import read_held
+
+    held = read_held(ctx.settings)
+    rows = [{"table": h["table"], "key": h["key"], "reason": h["reason"],
+             "since": h.get("quarantined_at"), "run": h.get("quarantined_run"),
+             "change": h.get("op")} for h in held]
+    if fmt == "json":
+        print_rows(rows, [], fmt)
+        return 0
+    if not rows:
+        OUT.print("no rows held in quarantine: gold is not behind the source for any key")
+        return 0
+    print_rows(rows, ["table", "key", "reason", "since", "run", "change"], fmt,
+               title=f"{len(rows)} row(s) held in quarantine (gold is behind the source)")
     return 0

@@ -12,7 +12,7 @@ from rich.markup import escape
 from pipeline.cli.cdc import cdc_group
 from pipeline.cli.common import ERR, CliContext
 from pipeline.cli.config import config_group
-from pipeline.cli.glue import crawl_cmd, job_group
+from pipeline.cli.glue import crawl_cmd, job_group, quarantine_cmd
 from pipeline.cli.run import run_cmd
 from pipeline.cli.source import seed_cmd, simulate_cmd
 from pipeline.cli.stack import provision_cmd, stack_group
@@ -61,6 +61,7 @@ cli.add_command(reconcile_cmd)
 cli.add_command(crawl_cmd)
 cli.add_command(job_group)
 cli.add_command(run_cmd)
+cli.add_command(quarantine_cmd)
 
 
 def use_utc() -> None:

@@ -20,11 +20,16 @@ def run_cmd(ctx: CliContext, no_reconcile: bool, wait_s: float | None) -> int:
         report = run_pipeline(ctx.settings, progress, reconcile=not no_reconcile,
                               wait_s=wait_s)
     OUT.print(f"pipeline run finished in {report.seconds:.1f}s")
-    if report.reconciled is False:
-        rec = report.steps["reconcile"]
-        OUT.print(f"[red]reconcile: {rec['differences']} difference(s)[/red]: run "
-                  "`shoplake reconcile` for the details")
-        return 1
-    if report.reconciled:
-        OUT.print(f"reconcile: all {report.steps['reconcile']['days']} days match")
-    return 0
+    if report.reconciled is None:
+        return 0
+    from pipeline.cli.warehouse import print_behind, reconcile_exit_code, show_reconcile
+
+    rec = report.steps["reconcile"]["report"]
+    if not rec.ok:
+        OUT.print(f"[red]reconcile: {len(rec.differences) + sum(rec.row_counts.values())} "
+                  "difference(s)[/red]:")
+        return show_reconcile(ctx, rec)
+    OUT.print(f"reconcile: all {rec.days} days match, "
+              f"{sum(rec.rows_compared.values()):,} rows compared")
+    print_behind(ctx, rec)
+    return reconcile_exit_code(ctx, rec)

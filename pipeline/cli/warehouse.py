@@ -31,6 +31,8 @@ def init_cmd(ctx: CliContext, reset: bool) -> int:
         OUT.print(f"created {len(result.created)} tables: {', '.join(result.created)}")
     if result.existing:
         OUT.print(f"kept {len(result.existing)} existing tables")
+    for change in result.widened:
+        OUT.print(f"widened {change}")
     OUT.print("[green]warehouse ready[/green]: procedures and `sales.v_sales_mart` applied")
     return 0
 
@@ -39,27 +41,57 @@ def init_cmd(ctx: CliContext, reset: bool) -> int:
 @format_option
 @pass_cli
 def reconcile_cmd(ctx: CliContext, fmt: str) -> int:
-    """Compare the source with gold per day and in total; exit 1 on any difference."""
+    """Compare the source with gold per day, in total and row by row; exit 1 on any
+    difference, or while rows are held in quarantine (unless reconcile.on_quarantine=warn)."""
     from pipeline.warehouse import reconcile
 
     with progress_for(ctx) as progress:
         report = reconcile(ctx.settings, progress=progress)
     if fmt == "json":
         click.echo(json.dumps(report.as_dict(), indent=2))
-        return 0 if report.ok else 1
+        return reconcile_exit_code(ctx, report)
+    return show_reconcile(ctx, report)
+
+
+def reconcile_exit_code(ctx: CliContext, report) -> int:  # noqa: ANN001 - ReconcileReport
+    behind_fails = report.behind and ctx.settings.reconcile.on_quarantine == "fail"
+    return 1 if not report.ok or behind_fails else 0
+
+
+def show_reconcile(ctx: CliContext, report) -> int:  # noqa: ANN001 - ReconcileReport
+    """Print a reconcile report for people; the exit code it means."""
     src, gold = report.source_totals, report.gold_totals
+    compared = sum(report.rows_compared.values())
     if report.ok:
         OUT.print(f"[green]all {report.days} days match[/green]: {src['orders']:,} orders, "
                   f"{src['items']:,} items ({src['quantity']:,} units), revenue "
                   f"{src['revenue']:,}; {src['customers']:,} customers, "
-                  f"{src['products']:,} products")
-        return 0
-    rows = [{"day": d.key if d.scope == "day" else "(total)", "metric": d.metric,
-             "source": d.source, "gold": d.gold, "delta": d.delta}
-            for d in report.differences]
-    print_rows(rows, ["day", "metric", "source", "gold", "delta"], fmt,
-               title=f"{len(report.differing_days)} of {report.days} days differ")
-    totals = [{"metric": m, "source": src[m], "gold": gold[m]} for m in src]
-    print_rows(totals, ["metric", "source", "gold"], fmt, title="totals")
-    OUT.print("[red]gold does not match the source[/red]")
-    return 1
+                  f"{src['products']:,} products; {compared:,} rows compared, all equal")
+    else:
+        if report.differences:
+            rows = [{"day": d.key if d.scope == "day" else "(total)", "metric": d.metric,
+                     "source": d.source, "gold": d.gold, "delta": d.delta}
+                    for d in report.differences]
+            print_rows(rows, ["day", "metric", "source", "gold", "delta"], "table",
+                       title=f"{len(report.differing_days)} of {report.days} days differ")
+            totals = [{"metric": m, "source": src[m], "gold": gold[m]} for m in src]
+            print_rows(totals, ["metric", "source", "gold"], "table", title="totals")
+        for table, n in sorted(report.row_counts.items()):
+            OUT.print(f"[red]{n} row(s) of `{table}` differ[/red] "
+                      f"(of {report.rows_compared.get(table, 0):,} compared):")
+            for row in report.rows:
+                if row.table == table:
+                    OUT.print(f"  {row.describe()}", highlight=False)
+        OUT.print("[red]gold does not match the source[/red]")
+    print_behind(ctx, report)
+    return reconcile_exit_code(ctx, report)
+
+
+def print_behind(ctx: CliContext, report) -> None:  # noqa: ANN001 - ReconcileReport
+    """The rows held in quarantine, as gold being behind the source (nothing when none)."""
+    if not report.behind:
+        return
+    colour = "red" if ctx.settings.reconcile.on_quarantine == "fail" else "yellow"
+    OUT.print(f"[{colour}]gold is behind the source[/{colour}]: {report.held_summary()} held "
+              "in quarantine; `shoplake quarantine` lists them (fix them at the source, then "
+              "run again)", highlight=False)

@@ -120,6 +120,14 @@ def _spark_conf(settings: Settings):  # noqa: ANN202 - a SparkConf (pyspark is o
         ("spark.hadoop.fs.s3a.secret.key", ls.secret_access_key.reveal()),
         # Parquet written by pyarrow (the CDC service) uses microsecond timestamps.
         ("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS"),
+        # Dates before 1582 (MySQL accepts 1000-01-01): pyarrow writes the proleptic
+        # Gregorian calendar, as Spark 3 does; no rebasing to the old hybrid calendar, in
+        # either direction, so such a date is read and written exactly (Spark would
+        # otherwise refuse with WRITE_ANCIENT_DATETIME).
+        ("spark.sql.parquet.datetimeRebaseModeInWrite", "CORRECTED"),
+        ("spark.sql.parquet.datetimeRebaseModeInRead", "CORRECTED"),
+        ("spark.sql.parquet.int96RebaseModeInWrite", "CORRECTED"),
+        ("spark.sql.parquet.int96RebaseModeInRead", "CORRECTED"),
         # Fail fast when S3 is gone: Hadoop's defaults (20 SDK attempts with backoff, 7 S3A
         # retries of each, a 200 s socket timeout) kept a run hanging ~16 minutes after
         # LocalStack died. These bound one S3 call to a few seconds; the orchestrator

@@ -115,24 +115,54 @@ def publish(settings: Settings, table: str, run_id: str, snapshot: str, rows: in
     prefix = f"{table_prefix(settings, table)}/snapshots/"
     delete_keys(settings, bucket, [k for k in list_objects(settings, bucket, prefix)
                                    if k[len(prefix):].split("/", 1)[0] not in keep])
+    held = f"quarantine/{table_prefix(settings, table)}/held="
+    delete_keys(settings, bucket, [k for k in list_objects(settings, bucket, held)
+                                   if k[len(held):].split("/", 1)[0] not in keep])
+
+
+def held_path(settings: Settings, table: str, snapshot: str) -> str:
+    """Where snapshot `snapshot` keeps the keys it holds in quarantine (bronze_to_silver's
+    `hold`): gold is behind the source for them."""
+    return s3a(settings.lake.silver_bucket,
+               f"quarantine/{table_prefix(settings, table)}/held={snapshot}")
+
+
+def read_held(spark: SparkSession, settings: Settings, table: str,
+              pointer: dict | None) -> DataFrame | None:
+    if not pointer or not pointer.get("held"):
+        return None
+    return spark.read.parquet(held_path(settings, table, snapshot_id(pointer)))
+
+
+def held_rows(settings: Settings, table: str) -> list[dict[str, Any]]:
+    """The held keys of the current snapshot, read without Spark (reconcile, the CLI)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    pointer = current_snapshot(settings, table)
+    if not pointer or not pointer.get("held"):
+        return []
+    bucket = settings.lake.silver_bucket
+    prefix = f"quarantine/{table_prefix(settings, table)}/held={snapshot_id(pointer)}/"
+    s3 = aws_client(settings, "s3")
+    rows: list[dict[str, Any]] = []
+    for key in sorted(list_objects(settings, bucket, prefix)):
+        if key.endswith(".parquet"):
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            rows += pq.read_table(io.BytesIO(body)).to_pylist()
+    return [r | {"table": table} for r in rows]
 
 
 def discard(settings: Settings, table: str, snapshot: str) -> None:
     """Delete an attempt's snapshot and quarantine folders (it lost, or failed)."""
     bucket = settings.lake.silver_bucket
     for prefix in (f"{table_prefix(settings, table)}/snapshots/{snapshot}/",
-                   f"quarantine/{table_prefix(settings, table)}/run_id={snapshot}/"):
+                   f"quarantine/{table_prefix(settings, table)}/run_id={snapshot}/",
+                   f"quarantine/{table_prefix(settings, table)}/held={snapshot}/"):
         delete_keys(settings, bucket, list(list_objects(settings, bucket, prefix)))
 
 
 def quarantine_path(settings: Settings, table: str, run_id: str) -> str:
     return s3a(settings.lake.silver_bucket,
                f"quarantine/{table_prefix(settings, table)}/run_id={run_id}")
-
-
-def drop_table(settings: Settings, table: str) -> None:
-    """Forget a silver table entirely (a rebuild from bronze follows)."""
-    bucket = settings.lake.silver_bucket
-    for prefix in (f"{table_prefix(settings, table)}/",
-                   f"quarantine/{table_prefix(settings, table)}/"):
-        delete_keys(settings, bucket, list(list_objects(settings, bucket, prefix)))

@@ -52,8 +52,10 @@ def _jobs(names: list[str]) -> Callable[[Settings, Progress], dict[str, Any]]:
 def _reconcile(settings: Settings, progress: Progress) -> dict[str, Any]:
     from pipeline.warehouse import reconcile
 
-    report = reconcile(settings)
-    return {"ok": report.ok, "days": report.days, "differences": len(report.differences)}
+    report = reconcile(settings, progress)
+    return {"ok": report.ok, "days": report.days,
+            "differences": len(report.differences) + sum(report.row_counts.values()),
+            "held": len(report.held), "report": report}
 
 
 STEPS: list[tuple[str, Callable[[Settings, Progress], dict[str, Any]]]] = [
@@ -102,4 +104,4 @@ def _run_steps(settings: Settings, progress: Progress, reconcile: bool,
             raise
         progress.finish(f"step:{name}", message=", ".join(
             f"{k.replace('_', ' ')} {v}" for k, v in report.steps[name].items()
-            if not isinstance(v, dict)))
+            if isinstance(v, str | int | float | bool)))

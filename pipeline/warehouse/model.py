@@ -30,10 +30,13 @@ SCHEMA = "sales"
 """Schema of the Gold layer, in Postgres as on Redshift."""
 
 OPEN_END = "9999-12-31 00:00:00"
-"""`record_end_ts` of a dimension's current version."""
+"""`record_end_ts` of a dimension's current version. Lookups treat a current version as
+open-ended (`order_ts < record_end_ts OR is_current`), so an order stamped at the very
+end of MySQL's range (9999-12-31 23:59:59.999999) still finds it."""
 
-FIRST_START = "1900-01-01 00:00:00"
-"""`record_start_ts` of a key's first version, so it covers every order placed before."""
+FIRST_START = "0001-01-01 00:00:00"
+"""`record_start_ts` of a key's first version, so it covers every order placed before
+(MySQL's DATETIME starts at 1000-01-01)."""
 
 DIM_DATE_RANGE = (date(2020, 1, 1), date(2030, 12, 31))
 """Days `warehouse init` puts in dim_date; the fact procedure adds any order day outside."""
@@ -179,8 +182,8 @@ TABLES: tuple[Table, ...] = (
           (_key("order_id"), _key("customer_id"), _c("customer_sk", "bigint"),
            _key("date_key"), _c("status", "string(16)"), _c("platform", "string(16)"),
            _c("payment_method", "string(32)"), _c("order_ts", "timestamp", nullable=False),
-           _c("updated_at", "timestamp"), _key("item_count"),
-           _c("order_total", "numeric(14,2)", nullable=False)),
+           _c("updated_at", "timestamp"), Column("item_count", "bigint", nullable=False),
+           _c("order_total", "numeric(38,2)", nullable=False)),
           ("order_id",), "KEY", "order_id", ("date_key", "order_id"),
           (Index("ix_fact_orders_date_key", ("date_key",)),
            Index("ix_fact_orders_customer_id", ("customer_id",)))),
@@ -188,7 +191,7 @@ TABLES: tuple[Table, ...] = (
           (_key("order_item_id"), _key("order_id"), _key("product_id"),
            _c("product_sk", "bigint"), _key("date_key"), _key("quantity"),
            _c("unit_price", "numeric(12,2)", nullable=False),
-           _c("line_total", "numeric(14,2)", nullable=False)),
+           _c("line_total", "numeric(22,2)", nullable=False)),
           ("order_item_id",), "KEY", "order_id", ("date_key", "order_id"),
           (Index("ix_fact_order_items_order_id", ("order_id",)),
            Index("ix_fact_order_items_date_key", ("date_key",)))),

@@ -24,6 +24,7 @@ from pipeline.warehouse.model import (
     SCHEMA,
     TABLES,
 )
+from pipeline.warehouse.widen import Numeric, for_staging, model_types, widen
 
 LOG = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class ApplyResult:
     """Tables that were already there (left as they were)."""
     reset: bool
     """Whether the schema was dropped first."""
+    widened: tuple[str, ...] = ()
+    """Columns given a wider type than they had (`sales.t.c numeric(14,2) -> ...`)."""
 
 
 def _sql_file(path: Path) -> str:
@@ -97,7 +100,9 @@ def apply_ddl(settings: Settings, reset: bool = False) -> ApplyResult:
                 # Whole files in one execute: no parameters, so psycopg2 sends them verbatim
                 # (dollar-quoted bodies and `%` included) as one multi-statement query.
                 cur.execute(tables_sql)
-                cur.execute(procedures_sql)
+                # Tables made by an earlier model: its wider types (never narrower).
+                widened = widen(conn, model_types())
+                cur.execute(procedures_sql)  # recreates the mart view if widening dropped it
                 cur.execute(f"CALL {SCHEMA}.sp_fill_dim_date(%s, %s)", DIM_DATE_RANGE)
             conn.commit()
         except psycopg2.Error as exc:
@@ -108,6 +113,27 @@ def apply_ddl(settings: Settings, reset: bool = False) -> ApplyResult:
             raise
     names = [t.name for t in TABLES]
     result = ApplyResult(created=tuple(n for n in names if n not in before),
-                         existing=tuple(n for n in names if n in before), reset=reset)
+                         existing=tuple(n for n in names if n in before), reset=reset,
+                         widened=tuple(widened))
     LOG.info("applied warehouse DDL: created %s", ", ".join(result.created) or "nothing")
     return result
+
+
+def widen_for_staging(settings: Settings, staging: str, column: str, incoming: Numeric
+                      ) -> list[str]:
+    """Make `staging.column`, and the gold columns computed from it, hold `incoming` values
+    exactly (the source widened a decimal); recreates the mart view. The changes made."""
+    procedures_sql = _sql_file(PROCEDURES_FILE)
+    with session(settings) as conn:
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK_KEY,))
+                changes = widen(conn, for_staging(staging, column, incoming))
+                if changes:
+                    cur.execute(procedures_sql)
+            conn.commit()
+        except psycopg2.Error as exc:
+            conn.rollback()
+            raise from_psycopg(exc, f"widening `{SCHEMA}.{staging}.{column}` to {incoming}",
+                               table=staging) from exc
+    return changes

@@ -71,7 +71,7 @@ def test_gold_timestamps_equal_the_source_outside_utc(stack_settings: Settings,
     products = _source(stack_settings, "SELECT id, updated_at FROM products")
     versions = _gold(stack_settings,
                      "SELECT product_id, record_start_ts FROM sales.dim_product "
-                     "WHERE is_current AND record_start_ts > '1900-01-01'")
+                     "WHERE is_current AND record_start_ts > '0001-01-01'")
     assert versions, "the simulator changed at least one price"
     assert {k: v for k, v in versions.items()} == {k: products[k] for k in versions}
 

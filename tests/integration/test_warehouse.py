@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 T = datetime
 OPEN = T(9999, 12, 31)
-FIRST = T(1900, 1, 1)
+FIRST = T(1, 1, 1)  # model.FIRST_START
 CITY_CHANGED_AT = T(2024, 5, 1, 8, 30)
 PRICE_CHANGED_AT = T(2024, 5, 15)
 

@@ -108,8 +108,8 @@ CREATE TABLE IF NOT EXISTS sales.fact_orders (
     payment_method text,
     order_ts       timestamp NOT NULL,
     updated_at     timestamp,
-    item_count     integer NOT NULL,
-    order_total    numeric(14,2) NOT NULL,
+    item_count     bigint NOT NULL,
+    order_total    numeric(38,2) NOT NULL,
     PRIMARY KEY (order_id)
 );
 COMMENT ON TABLE sales.fact_orders IS 'One row per order, with its items summed.';
@@ -124,7 +124,7 @@ CREATE TABLE IF NOT EXISTS sales.fact_order_items (
     date_key      integer NOT NULL,
     quantity      integer NOT NULL,
     unit_price    numeric(12,2) NOT NULL,
-    line_total    numeric(14,2) NOT NULL,
+    line_total    numeric(22,2) NOT NULL,
     PRIMARY KEY (order_item_id)
 );
 COMMENT ON TABLE sales.fact_order_items IS 'One row per order line, priced at the time of the order.';

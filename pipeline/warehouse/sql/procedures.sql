@@ -23,10 +23,13 @@ CREATE OR REPLACE FUNCTION sales.fn_customer_hash(name text, email_hash text, ci
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT md5(json_build_array(name, email_hash, city, country)::text) $$;
 
+-- The price enters without trailing zeros (trim_scale), so widening the column's scale
+-- (numeric(12,2) -> numeric(14,4): 12.30 becomes 12.3000) changes no hash and opens no
+-- version.
 CREATE OR REPLACE FUNCTION sales.fn_product_hash(name text, category text,
                                                  price numeric, active boolean) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT md5(json_build_array(name, category, price, active)::text) $$;
+AS $$ SELECT md5(json_build_array(name, category, trim_scale(price), active)::text) $$;
 
 -- Days p_from..p_to that dim_date lacks; existing days are left untouched.
 CREATE OR REPLACE PROCEDURE sales.sp_fill_dim_date(p_from date, p_to date)
@@ -45,7 +48,7 @@ END
 $$;
 
 -- SCD2 customers. Per key of staging:
---   new key                 -> first version, valid from 1900-01-01;
+--   new key                 -> first version, valid from 0001-01-01;
 --   attributes changed      -> current version closed at the change's updated_at and a new
 --                              one opened there (a change stamped at or before the current
 --                              version's start would make an empty range: it overwrites it);
@@ -92,7 +95,7 @@ BEGIN
                                     record_start_ts, record_end_ts, is_current)
     SELECT s.customer_id, s.name, s.email_hash, s.city, s.country,
            sales.fn_customer_hash(s.name, s.email_hash, s.city, s.country),
-           CASE WHEN h.last_end IS NULL THEN timestamp '1900-01-01'
+           CASE WHEN h.last_end IS NULL THEN timestamp '0001-01-01'
                 ELSE greatest(coalesce(s.updated_at, v_load_ts), h.last_end) END,
            timestamp '9999-12-31', true
     FROM sales.stg_customers AS s
@@ -140,7 +143,7 @@ BEGIN
                                    record_start_ts, record_end_ts, is_current)
     SELECT s.product_id, s.name, s.category, s.price, s.active,
            sales.fn_product_hash(s.name, s.category, s.price, s.active),
-           CASE WHEN h.last_end IS NULL THEN timestamp '1900-01-01'
+           CASE WHEN h.last_end IS NULL THEN timestamp '0001-01-01'
                 ELSE greatest(coalesce(s.updated_at, v_load_ts), h.last_end) END,
            timestamp '9999-12-31', true
     FROM sales.stg_products AS s
@@ -158,9 +161,6 @@ $$;
 CREATE OR REPLACE PROCEDURE sales.sp_load_fact_orders()
 LANGUAGE plpgsql
 AS $$
-DECLARE
-    v_from date;
-    v_to date;
 BEGIN
     LOCK TABLE sales.fact_orders IN SHARE ROW EXCLUSIVE MODE;
     IF NOT EXISTS (SELECT 1 FROM sales.stg_orders)
@@ -169,18 +169,23 @@ BEGIN
                         'row of `sales.fact_orders`'
             USING HINT = 'load staging before calling sp_load_fact_orders';
     END IF;
-    -- The mart joins dim_date on date_key: make sure every order day has its row.
-    SELECT min(order_ts)::date, max(order_ts)::date INTO v_from, v_to FROM sales.stg_orders;
-    IF v_from IS NOT NULL THEN
-        CALL sales.sp_fill_dim_date(v_from, v_to);
-    END IF;
+    -- The mart joins dim_date on date_key: make sure every order day has its row (only
+    -- the days that occur: orders from 1000-01-01 to 9999-12-31 must not mean 3 million).
+    INSERT INTO sales.dim_date (date_key, full_date, year, quarter, month, month_name, day,
+                                day_of_week, is_weekend)
+    SELECT sales.fn_date_key(d), d::date, extract(year FROM d)::smallint,
+           extract(quarter FROM d)::smallint, extract(month FROM d)::smallint,
+           to_char(d, 'FMMonth'), extract(day FROM d)::smallint,
+           extract(isodow FROM d)::smallint, extract(isodow FROM d) IN (6, 7)
+    FROM (SELECT DISTINCT date_trunc('day', order_ts) AS d FROM sales.stg_orders) AS days
+    ON CONFLICT (date_key) DO NOTHING;
 
     MERGE INTO sales.fact_orders AS f
     USING (SELECT o.order_id, o.customer_id, c.customer_sk,
                   sales.fn_date_key(o.order_ts) AS date_key, o.status, o.platform,
                   o.payment_method, o.order_ts, o.updated_at,
-                  coalesce(i.item_count, 0)::integer AS item_count,
-                  coalesce(i.order_total, 0)::numeric(14, 2) AS order_total
+                  coalesce(i.item_count, 0)::bigint AS item_count,
+                  coalesce(i.order_total, 0) AS order_total
            FROM sales.stg_orders AS o
            LEFT JOIN (SELECT order_id, sum(quantity) AS item_count,
                              sum(quantity * unit_price) AS order_total
@@ -188,7 +193,8 @@ BEGIN
                   ON i.order_id = o.order_id
            LEFT JOIN sales.dim_customer AS c
                   ON c.customer_id = o.customer_id
-                 AND o.order_ts >= c.record_start_ts AND o.order_ts < c.record_end_ts) AS s
+                 AND o.order_ts >= c.record_start_ts
+                 AND (o.order_ts < c.record_end_ts OR c.is_current)) AS s
     ON f.order_id = s.order_id
     WHEN MATCHED AND (f.customer_id, f.customer_sk, f.date_key, f.status, f.platform,
                       f.payment_method, f.order_ts, f.updated_at, f.item_count, f.order_total)
@@ -229,12 +235,13 @@ BEGIN
     MERGE INTO sales.fact_order_items AS f
     USING (SELECT i.order_item_id, i.order_id, i.product_id, p.product_sk,
                   sales.fn_date_key(o.order_ts) AS date_key, i.quantity, i.unit_price,
-                  (i.quantity * i.unit_price)::numeric(14, 2) AS line_total
+                  i.quantity * i.unit_price AS line_total
            FROM sales.stg_order_items AS i
            JOIN sales.stg_orders AS o ON o.order_id = i.order_id
            LEFT JOIN sales.dim_product AS p
                   ON p.product_id = i.product_id
-                 AND o.order_ts >= p.record_start_ts AND o.order_ts < p.record_end_ts) AS s
+                 AND o.order_ts >= p.record_start_ts
+                 AND (o.order_ts < p.record_end_ts OR p.is_current)) AS s
     ON f.order_item_id = s.order_item_id
     WHEN MATCHED AND (f.order_id, f.product_id, f.product_sk, f.date_key, f.quantity,
                       f.unit_price, f.line_total)
@@ -290,8 +297,23 @@ FROM sales.fact_order_items AS i
 JOIN sales.fact_orders AS o ON o.order_id = i.order_id
 LEFT JOIN sales.dim_customer AS c
        ON c.customer_id = o.customer_id
-      AND o.order_ts >= c.record_start_ts AND o.order_ts < c.record_end_ts
+      AND o.order_ts >= c.record_start_ts AND (o.order_ts < c.record_end_ts OR c.is_current)
 LEFT JOIN sales.dim_product AS p
        ON p.product_id = i.product_id
-      AND o.order_ts >= p.record_start_ts AND o.order_ts < p.record_end_ts
+      AND o.order_ts >= p.record_start_ts AND (o.order_ts < p.record_end_ts OR p.is_current)
 LEFT JOIN sales.dim_date AS dd ON dd.date_key = i.date_key;
+
+-- Warehouses made by earlier versions, brought up to date (each statement a no-op after):
+-- first versions started at 1900-01-01 (orders before 1900 found no version), and product
+-- hashes were taken of the price with its trailing zeros.
+UPDATE sales.dim_customer AS d SET record_start_ts = timestamp '0001-01-01'
+WHERE d.record_start_ts = timestamp '1900-01-01'
+  AND NOT EXISTS (SELECT 1 FROM sales.dim_customer AS e
+                  WHERE e.customer_id = d.customer_id AND e.record_start_ts < d.record_start_ts);
+UPDATE sales.dim_product AS d SET record_start_ts = timestamp '0001-01-01'
+WHERE d.record_start_ts = timestamp '1900-01-01'
+  AND NOT EXISTS (SELECT 1 FROM sales.dim_product AS e
+                  WHERE e.product_id = d.product_id AND e.record_start_ts < d.record_start_ts);
+UPDATE sales.dim_product
+SET attr_hash = sales.fn_product_hash(name, category, price, active)
+WHERE attr_hash <> sales.fn_product_hash(name, category, price, active);

@@ -122,8 +122,8 @@ CREATE TABLE IF NOT EXISTS sales.fact_orders (
     payment_method VARCHAR(128) ENCODE zstd,
     order_ts       TIMESTAMP ENCODE az64 NOT NULL,
     updated_at     TIMESTAMP ENCODE az64,
-    item_count     INTEGER ENCODE az64 NOT NULL,
-    order_total    DECIMAL(14,2) ENCODE az64 NOT NULL,
+    item_count     BIGINT ENCODE az64 NOT NULL,
+    order_total    DECIMAL(38,2) ENCODE az64 NOT NULL,
     PRIMARY KEY (order_id)
 )
 DISTSTYLE KEY
@@ -139,7 +139,7 @@ CREATE TABLE IF NOT EXISTS sales.fact_order_items (
     date_key      INTEGER ENCODE raw NOT NULL,
     quantity      INTEGER ENCODE az64 NOT NULL,
     unit_price    DECIMAL(12,2) ENCODE az64 NOT NULL,
-    line_total    DECIMAL(14,2) ENCODE az64 NOT NULL,
+    line_total    DECIMAL(22,2) ENCODE az64 NOT NULL,
     PRIMARY KEY (order_item_id)
 )
 DISTSTYLE KEY

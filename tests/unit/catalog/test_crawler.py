@@ -254,13 +254,15 @@ def test_a_new_file_with_a_new_column_gives_version_2_and_a_warning(
 
 def test_a_type_change_gives_a_new_version_and_says_so(
         catalog: FakeCatalog, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
-    before = [("Op", "string"), ("price", "decimal(10,2)"), ("AR_H_CHANGE_SEQ", "string")]
-    after = [("Op", "string"), ("price", "decimal(12,2)"), ("AR_H_CHANGE_SEQ", "string")]
+    before = [("Op", "string"), ("commit_ts", "string"), ("price", "decimal(10,2)"),
+              ("AR_H_CHANGE_SEQ", "string")]
+    after = [("Op", "string"), ("commit_ts", "string"), ("price", "decimal(12,2)"),
+             ("AR_H_CHANGE_SEQ", "string")]
     catalog.schemas = {CDC1: (before, 1), CDC2: (after, 1)}
     crawl_orders(settings, {CDC1: '"e1"'})
     caplog.set_level(logging.WARNING, logger="pipeline.catalog.crawler")
     result = crawl_orders(settings, {CDC1: '"e1"', CDC2: '"e2"'})
-    assert result == CrawlResult("orders", 2, 3, 2, 2, True)
+    assert result == CrawlResult("orders", 2, 4, 2, 2, True)
     assert columns_of(catalog.entry("orders")) == after
     assert [r.getMessage() for r in caplog.records] == [
         "schema of `shop_bronze.orders` changed (version 2): added none, removed none, "
@@ -269,8 +271,10 @@ def test_a_type_change_gives_a_new_version_and_says_so(
 
 def test_the_newest_files_type_wins_over_the_full_load(
         catalog: FakeCatalog, settings: Settings) -> None:
-    before = [("Op", "string"), ("price", "decimal(10,2)"), ("AR_H_CHANGE_SEQ", "string")]
-    after = [("Op", "string"), ("price", "decimal(12,2)"), ("AR_H_CHANGE_SEQ", "string")]
+    before = [("Op", "string"), ("commit_ts", "string"), ("price", "decimal(10,2)"),
+              ("AR_H_CHANGE_SEQ", "string")]
+    after = [("Op", "string"), ("commit_ts", "string"), ("price", "decimal(12,2)"),
+             ("AR_H_CHANGE_SEQ", "string")]
     catalog.schemas = {LOAD: (before, 1), CDC1: (after, 1)}  # CDC1 was written after LOAD
     crawl_orders(settings, {LOAD: '"e1"', CDC1: '"e2"'})
     assert columns_of(catalog.entry("orders")) == after
@@ -344,3 +348,24 @@ def test_a_recrawl_keeps_create_time_and_moves_update_time(
     expected = json.loads((EXPECTED / "orders_table.json").read_text())
     expected["UpdateTime"] = "2026-11-27T08:00:00+00:00"
     assert catalog.entry("orders") == expected
+
+
+def test_a_file_without_the_dms_columns_is_rejected_not_cataloged(
+        catalog: FakeCatalog, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    junk = "shop/orders/20261126-1300000000.csv"
+    catalog.schemas = {LOAD: (ORDERS, 3), junk: ([("colour", "string")], 1)}
+    caplog.set_level(logging.WARNING, logger="pipeline.catalog.crawler")
+    result = crawl_orders(settings, {LOAD: '"e1"', junk: '"e2"'})
+    assert columns_of(catalog.entry("orders")) == ORDERS, "junk columns never reach the catalog"
+    assert result.rejected == ((junk, "lacks the DMS column(s) AR_H_CHANGE_SEQ, Op, commit_ts "
+                                      "(its columns: colour)"),)
+    assert catalog.index("orders")[junk]["blocks"] is False
+    assert f"rejected s3://shoplake-bronze/{junk} (table `orders`)" in caplog.text
+
+
+def test_a_foreign_file_name_is_rejected_without_being_read(
+        catalog: FakeCatalog, settings: Settings) -> None:
+    catalog.schemas = {LOAD: (ORDERS, 3)}
+    result = crawl_orders(settings, {LOAD: '"e1"', "shop/orders/export.csv": '"e2"'})
+    assert [k for k, _ in result.rejected] == ["shop/orders/export.csv"]
+    assert "shop/orders/export.csv" not in catalog.reads
