@@ -50,6 +50,9 @@ class LocalStackService(NativeService):
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "OVERRIDE_IN_DOCKER": "0",  # this machine has a /.dockerenv; LocalStack must not care
             "GATEWAY_LISTEN": f"127.0.0.1:{ls.port}",
+            # LocalStack's default server (twisted) ignores the address in GATEWAY_LISTEN and
+            # listens on every interface; hypercorn binds only to it (the VPC: 127.0.0.1).
+            "GATEWAY_SERVER": "hypercorn",
             "LOCALSTACK_HOST": f"{ls.host}:{ls.port}",
             "SERVICES": ls.services,
             "SKIP_SSL_CERT_DOWNLOAD": "1",

@@ -252,3 +252,20 @@ def test_down_purge_deletes_data_and_a_new_up_starts_from_scratch(
     creds = warehouse_credentials(stack_settings)
     psycopg2.connect(host=creds.host, port=creds.port, user=creds.username,
                      password=creds.password.reveal(), dbname=creds.dbname).close()
+
+
+def test_every_service_listens_on_loopback_only(stack_settings: Settings) -> None:
+    """The VPC: nothing of the stack is reachable on the machine's other addresses (the
+    secrets, the lake and the databases are only for this machine)."""
+    from pipeline.stack.process import port_in_use
+
+    others = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+              if a.family == socket.AF_INET and not a.address.startswith("127.")]
+    if not others:
+        pytest.skip("this machine has no non-loopback IPv4 address to try")
+    ports = {"mariadb": stack_settings.mysql.port, "postgres": stack_settings.postgres.port,
+             "localstack": stack_settings.localstack.port}
+    for name, port in ports.items():
+        assert port_in_use("127.0.0.1", port), f"{name} answers on loopback"
+        for address in others:
+            assert not port_in_use(address, port), f"{name} answers on {address}:{port}"
