@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,25 @@ MODES = ("native", "compose")
 ENV_PREFIX = "SHOPLAKE_"
 
 
+_SECRET_VALUES: set[str] = set()
+"""Every secret value this process has seen (of a length worth hiding), for `redact`."""
+
+_SECRET_FIELDS = re.compile(
+    r"""((?:\\*['"])(?:password|salt|secret_access_key|SecretAccessKey)(?:\\*['"])"""
+    r"""\s*:\s*(?:\\*['"]))([^'"\\]*)""", re.IGNORECASE)
+"""A password-like field in JSON, escaped JSON inside JSON, or a Python repr of either."""
+
+
+def redact(text: str) -> str:
+    """`text` with every known secret value, and every password-like field's value, as
+    ****: what log lines (botocore's --debug bodies included) go through."""
+    text = _SECRET_FIELDS.sub(r"\1****", text)
+    for value in list(_SECRET_VALUES):
+        if value in text:
+            text = text.replace(value, "****")
+    return text
+
+
 class Secret:
     """A value that must not show up in logs, reprs or `config show` output."""
 
@@ -29,6 +49,8 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        if len(value) >= 8:  # "test" (LocalStack's key) would make every log unreadable
+            _SECRET_VALUES.add(value)
 
     def reveal(self) -> str:
         """The real value; call only where it is handed to a client library."""

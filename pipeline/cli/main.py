@@ -17,8 +17,22 @@ from pipeline.cli.run import run_cmd
 from pipeline.cli.source import seed_cmd, simulate_cmd
 from pipeline.cli.stack import provision_cmd, stack_group
 from pipeline.cli.warehouse import reconcile_cmd, warehouse_group
-from pipeline.config import load_settings
+from pipeline.config import load_settings, redact
 from pipeline.errors import ShoplakeError
+
+
+class _Redact(logging.Filter):
+    """No secret in any log line, whoever logs it: botocore's --debug dumps the bodies of
+    GetSecretValue and PutSecretValue, passwords included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info and record.exc_text is None and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -43,6 +57,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """shoplake: the AWS e-commerce data pipeline, offline on one machine."""
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_Redact())
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler],
                         force=True)
     # --debug shows Spark's own output too; otherwise it goes to the state folder's logs.
@@ -97,10 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ERR.print_exception()
         typed = typed_error(exc, _settings_or_none())
         if typed is not None:
-            ERR.print(f"[red]Error:[/red] {escape(str(typed))}", highlight=False)
+            ERR.print(f"[red]Error:[/red] {escape(redact(str(typed)))}", highlight=False)
             return 1
         if not debug:
-            ERR.print(f"[red]unexpected error:[/red] {type(exc).__name__}: {escape(str(exc))}\n"
+            ERR.print(f"[red]unexpected error:[/red] {type(exc).__name__}: "
+                      f"{escape(redact(str(exc)))}\n"
                       "rerun with --debug for the traceback", highlight=False)
         return 2
     return result if isinstance(result, int) else 0

@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from pipeline.config import Settings
+from pipeline.config import Settings, redact
 from pipeline.errors import ServiceUnavailableError, ShoplakeError, TerminalError, first_line
 
 LOG = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def _keep_trace(settings: Settings, job: str, exc: BaseException) -> str:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "a", encoding="utf-8") as fh:
             fh.write(f"\n=== shoplake: `{job}` failed at {time.strftime('%Y-%m-%d %H:%M:%S')} "
-                     f"UTC: {type(exc).__name__}\n{exc}\n")
+                     f"UTC: {type(exc).__name__}\n{redact(str(exc))}\n")
     except OSError:
         LOG.debug("could not write %s", log_file, exc_info=True)
     return str(log_file)

@@ -23,6 +23,8 @@ MYSQL_CDC = "mysql_cdc_password"
 POSTGRES = "postgres_password"
 PII_SALT = "pii_salt"
 ALL = (MYSQL_ROOT, MYSQL_APP, MYSQL_CDC, POSTGRES, PII_SALT)
+MYSQL_ROOT_CNF = "mysql_root.cnf"
+"""The root password again, as a MySQL client option file (for the compose healthcheck)."""
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -55,6 +57,17 @@ def ensure_credentials(settings: Settings) -> Credentials:
                 fh.write("".join(secrets.choice(_ALPHABET) for _ in range(24)))
             tmp.replace(path)
         path.chmod(mode)
+    # The same root password as a client option file, for healthchecks: `mysqladmin
+    # --defaults-extra-file=...` reads it from there, never from its command line (which
+    # every user of the machine can read in `ps`).
+    cnf = folder / MYSQL_ROOT_CNF
+    wanted = f"[client]\nuser=root\npassword={(folder / MYSQL_ROOT).read_text().strip()}\n"
+    if not cnf.exists() or cnf.read_text() != wanted:
+        fd = os.open(cnf.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(wanted)
+        cnf.with_suffix(".tmp").replace(cnf)
+    cnf.chmod(mode)
     return load_credentials(settings)
 
 

@@ -322,8 +322,11 @@ def test_named_volumes_are_declared_and_used(compose):
 def test_healthchecks(compose):
     services = compose["services"]
     mysql = " ".join(services["mysql"]["healthcheck"]["test"])
-    assert "mysqladmin ping" in mysql
-    assert f"{STATE_MOUNT}/credentials/{credentials.MYSQL_ROOT}" in mysql
+    assert "mysqladmin" in mysql and "ping" in mysql
+    # the password from a file, never on a command line
+    assert (f"--defaults-extra-file={STATE_MOUNT}/credentials/{credentials.MYSQL_ROOT_CNF}"
+            in mysql)
+    assert "password" not in mysql.replace(credentials.MYSQL_ROOT_CNF, "")
     assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
     assert ("http://localhost:4566/_localstack/health"
             in services["localstack"]["healthcheck"]["test"])

@@ -70,3 +70,17 @@ def test_relative_state_dir_is_made_absolute(tmp_path: Path, monkeypatch) -> Non
     monkeypatch.chdir(tmp_path)
     s = load_settings(environ={"SHOPLAKE_STACK_STATE_DIR": "state"})
     assert s.state_dir == tmp_path / "state"
+
+
+def test_redact_hides_password_fields_and_known_secrets() -> None:
+    from pipeline.config import Secret, redact
+
+    body = ('b\'{"SecretString": "{\\\\"engine\\\\": \\\\"mysql\\\\", \\\\"password\\\\": '
+            '\\\\"Hunter2Hunter2\\\\"}"}\'')
+    assert "Hunter2Hunter2" not in redact(body) and "engine" in redact(body)
+    assert redact('{"password": "x1", "user": "u"}') == '{"password": "****", "user": "u"}'
+    assert redact("{'salt': 'pepper'}") == "{'salt': '****'}"
+    Secret("Kn0wnSecretValue")
+    assert redact("login with Kn0wnSecretValue failed") == "login with **** failed"
+    Secret("test")  # too short to hide without hiding every other word
+    assert redact("shoplake-test-abc") == "shoplake-test-abc"
