@@ -346,6 +346,29 @@ def _check(value: Any, meta: Mapping[str, Any], key: str, source: str) -> None:
         raise ConfigError(f"`{key}` must be {bounds}; got `{value}`{where}", key=key)
 
 
+NOT_SETTINGS = ("SHOPLAKE_PYTHON", "SHOPLAKE_LOCALSTACK_PYTHON_BASE")
+"""SHOPLAKE_ variables that are not settings: setup.sh's Pythons (and SHOPLAKE_TEST_*, the
+test suite's knobs)."""
+
+
+def _unknown_variables(env: Mapping[str, str]) -> None:
+    """A SHOPLAKE_ variable that names no setting is a typo that would be silently ignored:
+    refuse it, with the nearest real name."""
+    import difflib
+
+    known = [env_name(sec, f.name) for sec, cls in SECTIONS.items()
+             for f in dataclasses.fields(cls)]
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or var in known:
+            continue
+        if var in NOT_SETTINGS or var.startswith("SHOPLAKE_TEST_"):
+            continue
+        near = difflib.get_close_matches(var, known, n=1)
+        raise ConfigError(f"`{var}` is not a setting, so it would have no effect",
+                          key=var, hint=(f"did you mean `{near[0]}`? " if near else "")
+                          + "`shoplake config show` lists every setting")
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Resolve settings from overrides, then `SHOPLAKE_*` variables, then mode defaults.
 
@@ -353,6 +376,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     test fixtures pin ports and folders without touching the process environment.
     """
     env = dict(os.environ if environ is None else environ)
+    _unknown_variables(env)
     flat = {k.replace("__", "."): v for k, v in overrides.items()}
     mode = flat.get("stack.mode") or env.get(env_name("stack", "mode")) or "native"
     if mode not in MODES:

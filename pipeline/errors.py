@@ -110,6 +110,23 @@ class SecretNotFoundError(TerminalError):
         self.secret_name = secret_name
 
 
+class SecretMismatchError(ConfigError):
+    """A database secret names another endpoint (or user, database) than the settings."""
+
+    def __init__(self, secret_name: str, differences: list[tuple[str, object, object, str]]
+                 ) -> None:
+        said = "; ".join(f"`{key}` is {want} ({source}) but the secret says {have}"
+                         for key, want, have, source in differences)
+        keys = [k for k, *_ in differences]
+        super().__init__(
+            f"the settings and the secret `{secret_name}` disagree: {said}",
+            key=keys[0],
+            hint="the stack was provisioned with the secret's values; to move it, stop it "
+                 "(`shoplake stack down`), then `shoplake stack up` with the new settings; "
+                 "otherwise unset the variable(s)")
+        self.secret_name, self.keys = secret_name, keys
+
+
 class SourceNotEmptyError(TerminalError):
     """`shoplake seed` found rows in the source and was not told to replace them."""
 

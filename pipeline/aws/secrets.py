@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline.aws.clients import aws_client
 from pipeline.aws.errors import translate
 from pipeline.config import Secret, Settings
-from pipeline.errors import SecretNotFoundError
+from pipeline.errors import SecretMismatchError, SecretNotFoundError
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,47 @@ class DbCredentials:
 
 
 def get_db_credentials(settings: Settings, secret_name: str) -> DbCredentials:
-    """Read a database secret; raises SecretNotFoundError when it was never provisioned."""
+    """Read a database secret; raises SecretNotFoundError when it was never provisioned,
+    and SecretMismatchError when it names another endpoint than the settings do."""
     data = secret_json(settings, secret_name)
     engine = data["engine"]
     # Natively MariaDB stands in for MySQL; `shoplake stack` knows it by that name.
     service = "mariadb" if engine == "mysql" and settings.mode == "native" else engine
-    return DbCredentials(engine=engine, host=data["host"], port=int(data["port"]),
-                         username=data["username"], password=Secret(data["password"]),
-                         dbname=data["dbname"], secret_name=secret_name, service=service)
+    creds = DbCredentials(engine=engine, host=data["host"], port=int(data["port"]),
+                          username=data["username"], password=Secret(data["password"]),
+                          dbname=data["dbname"], secret_name=secret_name, service=service)
+    _agree(settings, creds)
+    return creds
+
+
+def _expected(settings: Settings, secret_name: str) -> dict[str, tuple[str, object]]:
+    """What the settings say a secret must hold: field -> (setting key, value)."""
+    mysql, pg = settings.mysql, settings.postgres
+    if secret_name in (mysql.secret_name, settings.cdc.secret_name):
+        user = (("mysql.user", mysql.user) if secret_name == mysql.secret_name
+                else ("cdc.user", settings.cdc.user))
+        return {"host": ("mysql.host", mysql.host), "port": ("mysql.port", mysql.port),
+                "username": user, "dbname": ("mysql.database", mysql.database)}
+    if secret_name == pg.secret_name:
+        return {"host": ("postgres.host", pg.host), "port": ("postgres.port", pg.port),
+                "username": ("postgres.user", pg.user),
+                "dbname": ("postgres.database", pg.database)}
+    return {}
+
+
+def _agree(settings: Settings, creds: DbCredentials) -> None:
+    """Components connect with what the secret holds (as on AWS); config show must not
+    claim another endpoint. A difference means the stack was provisioned with other
+    settings: refuse, rather than silently use one and show the other."""
+    differ = []
+    for attr, (key, want) in _expected(settings, creds.secret_name).items():
+        have = getattr(creds, attr)
+        if str(have) != str(want):
+            differ.append((key, want, have, attr))
+    if differ:
+        raise SecretMismatchError(creds.secret_name, [
+            (key, want, have, settings.sources.get(key, "default")) for key, want, have, _
+            in differ])
 
 
 def mysql_credentials(settings: Settings) -> DbCredentials:

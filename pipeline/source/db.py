@@ -78,6 +78,9 @@ def translate(exc: pymysql.err.Error, creds: DbCredentials | None,
             hint="start it with `shoplake stack up` (or wait for it to come back)")
     if code in CONFLICTS:
         return ConflictError(service, what, f"{CONFLICTS[code]} (error {code})")
+    if code == 1146:  # no such table
+        return QueryError(service, what, detail, code="1146",
+                          hint="create the source's tables with `shoplake seed`")
     return QueryError(service, what, detail, code=str(code or ""))
 
 

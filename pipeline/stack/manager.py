@@ -66,6 +66,24 @@ def service_named(settings: Settings, name: str) -> NativeService:
     raise ConfigError(f"unknown service `{name}`", hint=f"choose one of: {names}")
 
 
+def check_ports(settings: Settings) -> None:
+    """Refuse settings whose port differs from the one a running service listens on.
+
+    Acting on them would restart a healthy service on the new port (LocalStack would lose
+    every bucket and secret) or write secrets naming a port where nothing listens.
+    """
+    for svc in native_services(settings):
+        rec = process_of(settings, svc).running()
+        if rec is not None and rec.port != svc.port:
+            key = f"{svc.section}.port"
+            raise ConfigError(
+                f"`{svc.name}` runs on port {rec.port} (pid {rec.pid}), but `{key}` is "
+                f"{svc.port} ({settings.sources.get(key, 'default')})", key=key,
+                hint=f"to move it, `shoplake stack down` with the settings it was started "
+                     f"with, then `stack up` with the new ones; otherwise unset "
+                     f"`{env_name(svc.section, 'port')}`")
+
+
 def up(settings: Settings, progress: Progress | None = None) -> list[UpResult]:
     """Start every service that is not running and healthy, wait for health, provision.
 
@@ -77,6 +95,7 @@ def up(settings: Settings, progress: Progress | None = None) -> list[UpResult]:
     settings.state_dir.chmod(0o755)  # the postgres OS user must traverse it
     ensure_credentials(settings)
     services = native_services(settings)
+    check_ports(settings)
     for svc in services:  # fail before starting anything if a binary is missing
         svc.check_installed()
     with ThreadPoolExecutor(max_workers=len(services)) as pool:
@@ -158,6 +177,8 @@ def _wait_healthy(svc: NativeService, proc: ManagedProcess, timeout: float,
 
 def provision_stack(settings: Settings, progress: Progress | None = None) -> list[Provisioned]:
     """Buckets plus the database secrets, built from the generated passwords."""
+    if settings.mode == "native":
+        check_ports(settings)  # the secrets must name where the services really listen
     creds = ensure_credentials(settings)
     mysql, pg = settings.mysql, settings.postgres
     databases = {
@@ -179,9 +200,12 @@ def status(settings: Settings) -> list[ServiceStatus]:
     for svc in native_services(settings):
         proc = process_of(settings, svc)
         rec = proc.running()
-        healthy = rec is not None and svc.healthy()
+        moved = rec is not None and rec.port != svc.port
+        healthy = rec is not None and not moved and svc.healthy()
         if rec is None:
             state = "crashed" if proc.record() is not None else "stopped"
+        elif moved:
+            state = f"running on port {rec.port}, not {svc.port}"
         else:
             state = "running" if healthy else "unhealthy"
         rows.append(ServiceStatus(svc.name, rec.pid if rec else None, svc.port, healthy,
