@@ -170,7 +170,13 @@ class RichProgress:
         self._bar.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:
+            # The command is ending on an error or Ctrl-C: no row may be left spinning as
+            # if its task still ran.
+            why = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "stopped"
+            for key in list(self._running):
+                self.finish(key, ok=False, message=why)
         self._bar.stop()
 
     def _task(self, key: str, description: str, total: float | None,

@@ -155,6 +155,7 @@ def _wait_for_follower(settings: Settings, creds: DbCredentials, bronze: Bronze,
         cp = bronze.load_checkpoint()
         if cp is not None and not cp.position < target:
             report.position, report.waited_for_follower = str(cp.position), True
+            progress.finish("cdc", message=f"the follower reached {cp.position}")
             return
         if time.monotonic() > deadline:
             raise CdcSyncTimeoutError(str(target), str(cp.position) if cp else "none",

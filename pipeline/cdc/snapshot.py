@@ -8,6 +8,7 @@ snapshot, read the binlog position, UNLOCK. Reading the position first and the r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -25,6 +26,7 @@ from pipeline.cdc.format import (
 )
 from pipeline.cdc.source import BinlogPosition, TableInfo, current_position, is_mariadb
 from pipeline.config import CdcSettings
+from pipeline.errors import first_line
 from pipeline.progress import Progress
 
 LOG = logging.getLogger(__name__)
@@ -65,7 +67,10 @@ def full_load(conn: pymysql.connections.Connection, tables: list[TableInfo], bro
             rows = _load_table(conn, table, bronze, cdc, ts, seq, progress)
             cp.count(table.name, "L", rows)
     finally:
-        conn.rollback()  # ends the read-only snapshot transaction
+        # Ends the read-only snapshot transaction; on a lost connection the server has
+        # ended it already, and the error that lost it is the one to report.
+        with contextlib.suppress(pymysql.err.Error):
+            conn.rollback()
     return cp
 
 
@@ -109,8 +114,14 @@ def _load_table(conn: pymysql.connections.Connection, table: TableInfo, bronze: 
             progress.update(key, advance=len(rows))
             if not chunk:
                 break
-    finally:
-        cur.close()
+    except BaseException as exc:
+        # Closing a streaming cursor reads what is left: on a lost connection that fails
+        # too, and must not replace the error that ended the load.
+        with contextlib.suppress(pymysql.err.Error):
+            cur.close()
+        progress.finish(key, ok=False, message=first_line(exc))
+        raise
+    cur.close()
     progress.finish(key, message=f"{written} rows in {file_no} file(s)")
     for column, n in invalid.items():
         LOG.warning("%d zero or invalid date(s) in `%s.%s` loaded as NULL (silver holds "

@@ -8,7 +8,15 @@ import threading
 import click
 
 from pipeline import cdc
-from pipeline.cli.common import OUT, CliContext, format_option, pass_cli, print_rows, progress_for
+from pipeline.cli.common import (
+    OUT,
+    CliContext,
+    format_option,
+    pass_cli,
+    print_rows,
+    progress_for,
+    wait_option,
+)
 
 
 @click.group("cdc", invoke_without_command=True)
@@ -53,7 +61,8 @@ def status_cmd(ctx: CliContext, fmt: str) -> int:
         click.echo(json.dumps(st.as_dict(), indent=2))
         return 0
     OUT.print(f"checkpoint {st.checkpoint}   source at {st.source_position}   "
-              f"lag {st.lag_bytes} bytes / {st.lag_seconds}s   last commit {st.last_commit_ts}")
+              f"lag {st.lag_bytes} bytes / {st.lag_seconds}s   "
+              f"last commit {st.last_commit_ts or '-'}")
     rows = [{"table": t, "full load": ops.get("L", 0), "inserts": ops.get("I", 0),
              "updates": ops.get("U", 0), "deletes": ops.get("D", 0)}
             for t, ops in sorted(st.rows.items())]
@@ -62,13 +71,18 @@ def status_cmd(ctx: CliContext, fmt: str) -> int:
 
 
 @cdc_group.command("reset")
-@click.confirmation_option(prompt="Delete bronze and the checkpoint (the next run re-loads)?")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@wait_option
 @pass_cli
-def reset_cmd(ctx: CliContext) -> int:
+def reset_cmd(ctx: CliContext, yes: bool, wait_s: float | None) -> int:
     """Delete the checkpoint and bronze files so the next run starts with a full load."""
     from pipeline.orchestration.lease import run_lease
 
-    with run_lease(ctx.settings, "shoplake cdc reset"):  # not under a run reading bronze
+    if not yes and not click.confirm("Delete bronze and the checkpoint (the next run "
+                                     "re-loads)?", default=False):
+        OUT.print("nothing was deleted")
+        return 1
+    with run_lease(ctx.settings, "shoplake cdc reset", wait_s):  # not under a run
         removed = cdc.reset(ctx.settings)
     OUT.print(f"removed {removed} bronze file(s) and the checkpoint")
     return 0

@@ -74,6 +74,10 @@ def run_cmd(ctx: CliContext, names: tuple[str, ...], table: str | None, reset_bo
     jobs = list(JOBS) if names == ("all",) else list(names)
     for name in jobs:
         check_job_args(name, table)
+    bad = [e for e in extra if "=" not in e or not e.split("=", 1)[0]]
+    if bad:
+        raise click.BadParameter(f"`{bad[0]}` is not KEY=VALUE (e.g. --arg force=true)",
+                                 param_hint="--arg")
     args = dict(e.split("=", 1) for e in extra)
     rows = []
     from pipeline.orchestration.lease import run_lease

@@ -91,8 +91,25 @@ def use_utc() -> None:
     time.tzset()
 
 
+_INTERRUPTED = False
+"""Set by the first Ctrl-C: whatever the interrupted library raises then (pyspark turns a
+KeyboardInterrupt inside a Java call into a Py4JError), the command was interrupted."""
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    global _INTERRUPTED
+    _INTERRUPTED = True
+    # The libraries being torn out of their calls log their own tracebacks (py4j's
+    # "Exception while sending command"): a user who pressed Ctrl-C does not need them.
+    logging.disable(logging.CRITICAL)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     use_utc()
+    import signal
+
+    signal.signal(signal.SIGINT, _on_sigint)  # commands that stop cleanly set their own
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
@@ -106,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ERR.print("[yellow]interrupted[/yellow]")
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        if _INTERRUPTED:
+            ERR.print("[yellow]interrupted[/yellow]")
+            return 130
         from pipeline.classify import typed_error
 
         if debug:

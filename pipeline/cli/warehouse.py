@@ -6,7 +6,15 @@ import json
 
 import click
 
-from pipeline.cli.common import OUT, CliContext, format_option, pass_cli, print_rows, progress_for
+from pipeline.cli.common import (
+    OUT,
+    CliContext,
+    format_option,
+    pass_cli,
+    print_rows,
+    progress_for,
+    wait_option,
+)
 
 
 @click.group("warehouse")
@@ -17,13 +25,14 @@ def warehouse_group() -> None:
 @warehouse_group.command("init")
 @click.option("--reset", is_flag=True,
               help="Drop schema `sales` and every row in it first (the next run reloads it).")
+@wait_option
 @pass_cli
-def init_cmd(ctx: CliContext, reset: bool) -> int:
+def init_cmd(ctx: CliContext, reset: bool, wait_s: float | None) -> int:
     """Create the schema, tables, procedures and mart view (idempotent)."""
     from pipeline.orchestration.lease import run_lease
     from pipeline.warehouse import apply_ddl
 
-    with run_lease(ctx.settings, "shoplake warehouse init"):  # not under a running load
+    with run_lease(ctx.settings, "shoplake warehouse init", wait_s):  # not under a load
         result = apply_ddl(ctx.settings, reset=reset)
     if result.reset:
         OUT.print("dropped schema `sales`")

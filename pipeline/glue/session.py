@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
+import signal
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,6 +66,7 @@ def get_spark(settings: Settings) -> SparkSession:
             # Other endpoints (tests on other ports): s3a caches its clients per JVM.
             _SESSION.stop()
             _SESSION = None
+        _check_master(settings.spark.master)
         if shutil.which("java") is None:
             raise TerminalError("Spark needs Java 17, and `java` is not on PATH",
                                 hint="apt-get install openjdk-17-jdk-headless "
@@ -82,11 +85,32 @@ def get_spark(settings: Settings) -> SparkSession:
         if jars:
             conf.set("spark.jars", jars)
         _launch_jvm(settings, conf)
+        handler = signal.getsignal(signal.SIGINT)
         _SESSION = SparkSession.builder.config(conf=conf).getOrCreate()
+        # pyspark installs a SIGINT handler that cancels jobs through the JVM (and logs
+        # tracebacks when that fails mid-call); keep the process's own, which ends the
+        # command (the JVM follows when its stdin closes).
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
         _KEY = key
         _SESSION.sparkContext.setLogLevel("ERROR")
         LOG.info("spark session on %s", settings.spark.master)
         return _SESSION
+
+
+_MASTER = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|spark://[^:/]+:\d+(,[^:/]+:\d+)*|yarn|"
+                     r"k8s://.+|mesos://.+)$")
+
+
+def _check_master(master: str) -> None:
+    """A master Spark cannot use fails here, naming the setting, not after a JVM start."""
+    if not _MASTER.match(master):
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(f"`spark.master` is `{master}`, which is not a Spark master",
+                          key="spark.master",
+                          hint="use `local[N]`, `local[*]` or `spark://HOST:PORT` "
+                               "(SHOPLAKE_SPARK_MASTER)")
 
 
 def _spark_conf(settings: Settings):  # noqa: ANN202 - a SparkConf (pyspark is optional)
@@ -171,9 +195,26 @@ def _launch_jvm(settings: Settings, conf) -> None:  # noqa: ANN001 - a SparkConf
         log.write(f"\n=== shoplake: starting Spark's JVM (pid {os.getpid()}) "
                   f"master {settings.spark.master}\n".encode())
         log.flush()
-        gateway = launch_gateway(conf, popen_kwargs={"stdout": log, "stderr": log})
+        try:
+            gateway = launch_gateway(conf, popen_kwargs={"stdout": log, "stderr": log})
+        except BaseException:
+            # Interrupted (or failed) while the JVM was coming up: it is not watching its
+            # stdin yet, so it would outlive us. Stop what was started.
+            _kill_spark_children()
+            raise
     SparkContext._ensure_initialized(gateway=gateway)
     LOG.info("Spark's JVM writes to %s", log_file)
+
+
+def _kill_spark_children() -> None:
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if any("spark" in part.lower() for part in child.cmdline()):
+                child.kill()
+        except psutil.Error:
+            continue
 
 
 def stop_spark() -> None:

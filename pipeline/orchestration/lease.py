@@ -107,6 +107,8 @@ def run_lease(settings: Settings, what: str, wait_s: float | None = None,
                 break
             waited = time.monotonic() - began
             if waited >= wait_s:
+                if waiting:
+                    progress.finish("lease", ok=False, message=f"gave up after {waited:.0f}s")
                 raise RunInProgressError(_holder(conn), waited)
             if not waiting:
                 waiting = True

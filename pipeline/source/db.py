@@ -70,11 +70,13 @@ def translate(exc: pymysql.err.Error, creds: DbCredentials | None,
                                  creds.username if creds else "?",
                                  creds.secret_name if creds else "",
                                  f"{LOGIN_REFUSED[code]} (error {code})")
-    if code in UNREACHABLE or (code is None and isinstance(exc, pymysql.err.OperationalError)):
-        # No code: PyMySQL met a broken socket itself (struct errors, EOF mid-packet).
+    if code in UNREACHABLE or isinstance(exc, pymysql.err.InterfaceError) or (
+            code is None and isinstance(exc, pymysql.err.OperationalError)):
+        # No code, or InterfaceError(0, ''): PyMySQL met a broken or closed socket itself.
         return ServiceUnavailableError(
             f"the source database (`{service}`){where} is not reachable: "
-            f"{UNREACHABLE.get(code or 0, detail)}", service=service, port=port,
+            f"{UNREACHABLE.get(code or 0, detail or 'the connection was closed')}",
+            service=service, port=port,
             hint="start it with `shoplake stack up` (or wait for it to come back)")
     if code in CONFLICTS:
         return ConflictError(service, what, f"{CONFLICTS[code]} (error {code})")

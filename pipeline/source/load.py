@@ -7,6 +7,7 @@ batch, so the binlog carries ordinary row events that the CDC service replicates
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import pymysql
 
+from pipeline.aws.secrets import mysql_credentials
 from pipeline.config import Settings
-from pipeline.errors import SourceNotEmptyError
+from pipeline.errors import SourceNotEmptyError, first_line
 from pipeline.progress import Progress, SilentProgress
-from pipeline.source.db import connect_app
+from pipeline.source.db import connect as connect_creds
+from pipeline.source.db import connect_app, translated
 from pipeline.source.generate import COLUMNS, TABLES, Dataset, generate
 
 LOG = logging.getLogger(__name__)
@@ -95,9 +98,12 @@ def insert_rows(conn: pymysql.connections.Connection, table: str, rows: Sequence
                 cur.executemany(sql, batch)
                 conn.commit()
                 progress.update(key, advance=len(batch))
-    except BaseException:
-        conn.rollback()
-        progress.finish(key, ok=False)
+    except BaseException as exc:
+        # A lost connection fails the rollback too; the server rolled back already, and the
+        # first error is the one to report.
+        with contextlib.suppress(pymysql.err.Error):
+            conn.rollback()
+        progress.finish(key, ok=False, message=first_line(exc))
         raise
     progress.finish(key, message=f"{len(rows)} rows")
     return len(rows)
@@ -112,19 +118,28 @@ def seed(settings: Settings, scale: float = 1.0, seed: int = 42, reset: bool = F
     the end of the order history (default: today at midnight UTC).
     """
     progress = progress or SilentProgress()
-    conn = connect(settings)
+    creds = mysql_credentials(settings)
+    conn = connect_creds(creds)
     try:
-        create_schema(conn)
-        existing = table_counts(conn)
-        if reset:
-            LOG.info("dropping and recreating the `shop` tables (they held %s)", existing)
-            reset_schema(conn)
-        elif any(existing.values()):
-            raise SourceNotEmptyError(settings.mysql.database, existing)
-        progress.start("seed:generate", f"generating rows (scale {scale}, seed {seed})")
-        data: Dataset = generate(scale, seed, anchor)
-        progress.finish("seed:generate", message=", ".join(
-            f"{t} {n}" for t, n in data.counts().items()))
-        return {table: insert_rows(conn, table, data.rows(table), progress) for table in TABLES}
+        with translated(creds, "seeding the source"):
+            return _seed(conn, settings, scale, seed, reset, progress, anchor)
     finally:
-        conn.close()
+        with contextlib.suppress(pymysql.err.Error):
+            conn.close()
+
+
+def _seed(conn: pymysql.connections.Connection, settings: Settings, scale: float, seed: int,
+          reset: bool, progress: Progress, anchor: datetime | None) -> dict[str, int]:
+    """The body of `seed`, inside its error translation."""
+    create_schema(conn)
+    existing = table_counts(conn)
+    if reset:
+        LOG.info("dropping and recreating the `shop` tables (they held %s)", existing)
+        reset_schema(conn)
+    elif any(existing.values()):
+        raise SourceNotEmptyError(settings.mysql.database, existing)
+    progress.start("seed:generate", f"generating rows (scale {scale}, seed {seed})")
+    data: Dataset = generate(scale, seed, anchor)
+    progress.finish("seed:generate", message=", ".join(
+        f"{t} {n}" for t, n in data.counts().items()))
+    return {table: insert_rows(conn, table, data.rows(table), progress) for table in TABLES}

@@ -7,6 +7,7 @@ same transaction because the foreign keys do not cascade (cascades bypass the bi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -17,9 +18,11 @@ from decimal import Decimal
 
 import pymysql
 
+from pipeline.aws.secrets import mysql_credentials
 from pipeline.config import Settings
 from pipeline.errors import TerminalError
 from pipeline.progress import Progress, SilentProgress
+from pipeline.source.db import translate
 from pipeline.source.generate import (
     COUNTRIES,
     NEXT_STATUSES,
@@ -96,7 +99,9 @@ class Simulator:
             with self.conn.cursor() as cur:
                 done = handler(cur)
         except BaseException:
-            self.conn.rollback()
+            # On a lost connection the rollback fails too: keep the first error.
+            with contextlib.suppress(pymysql.err.Error):
+                self.conn.rollback()
             raise
         if done:
             self.conn.commit()
@@ -283,8 +288,11 @@ def simulate(settings: Settings, rate: float, duration: float | None = None,
     except KeyboardInterrupt:
         LOG.info("simulation interrupted after %d transactions", done)
         ok = True
+    except pymysql.err.Error as exc:
+        raise translate(exc, mysql_credentials(settings), "simulating transactions") from exc
     finally:
-        conn.close()
+        with contextlib.suppress(pymysql.err.Error):
+            conn.close()
         progress.finish("simulate", ok=ok, message=_summary(counts))
     return dict(counts)
 

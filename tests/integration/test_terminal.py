@@ -44,6 +44,9 @@ from tests.terminal import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.terminal]
 
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+"""rich's spinner frames: a row that starts with one is a task still shown as running."""
+
 ARTIFACTS = Path(os.environ.get("SHOPLAKE_TEST_ARTIFACTS", "/tmp/shoplake-test-artifacts"))
 """Raw terminal recordings (with escapes) of every run, for reading after a failure."""
 
@@ -149,7 +152,7 @@ def test_every_pipeline_command(tty_env: dict[str, str], stack_settings: Setting
     assert "pipeline run finished in" in tail and "reconcile: all" in tail, run.describe()
     # every task on the live display ended: no row is left spinning
     for line in run.lines:
-        if line[:1] in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏":
+        if line and line[0] in SPINNER:
             raise AssertionError(f"a task never finished: {line}\n{run.describe()}")
     log = stack_settings.state_dir / "logs" / "spark.log"
     assert log.exists() and log.stat().st_size > 0, "Spark's output went to its log file"
@@ -257,3 +260,73 @@ def test_a_wrong_password(tty_env: dict[str, str], stack_settings: Settings, sec
 def test_an_unknown_name(tty_env: dict[str, str], args: tuple[str, ...], said: str) -> None:
     line = error_line(shoplake(tty_env, *args))
     assert said in line, line
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------
+def _orphan_jvms() -> list[int]:
+    """Spark JVMs whose parent died (re-parented to init): left behind by an interrupt."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "ppid", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if proc.info["ppid"] == 1 and "java" in cmd and "pyspark-shell" in cmd:
+            found.append(proc.info["pid"])
+    return found
+
+
+@pytest.fixture(scope="module")
+def small_lake(stack_settings: Settings) -> Settings:
+    from pipeline.catalog import crawl
+    from pipeline.cdc import run as cdc_run
+    from pipeline.warehouse import apply_ddl
+
+    seed(stack_settings, scale=0.02, seed=9, reset=True)
+    cdc_reset(stack_settings)
+    cdc_run(stack_settings, once=True)
+    crawl(stack_settings)
+    apply_ddl(stack_settings, reset=True)
+    return stack_settings
+
+
+@pytest.mark.parametrize(("args", "marker", "delay"), [
+    (("job", "run", "all", "--reset-bookmark"), r"running bronze_to_silver", 0.5),  # JVM start
+    (("job", "run", "all", "--reset-bookmark"), r"new file\(s\)", 1.5),  # inside a Spark job
+    (("seed", "--scale", "0.3", "--reset"), r"loading `orders`", 0.2),
+    (("run",), r"cdc-sync", 0.0),
+], ids=["spark-starting", "spark-job", "seed", "run"])
+def test_ctrl_c_ends_quietly_and_leaves_nothing_behind(
+        tty_env: dict[str, str], small_lake: Settings, args: tuple[str, ...], marker: str,
+        delay: float) -> None:
+    before = set(_orphan_jvms())
+    if args[0] == "job":  # fresh changes, so that bronze_to_silver has files to read
+        from pipeline.catalog import crawl
+        from pipeline.cdc import run as cdc_run
+        from pipeline.source.simulate import simulate
+
+        simulate(small_lake, rate=50, duration=1, seed=10)
+        cdc_run(small_lake, once=True)
+        crawl(small_lake)
+
+    def interact(child: pexpect.spawn, screen: Screen) -> None:
+        wait_for_text(child, screen, marker)
+        time.sleep(delay)
+        child.sendintr()
+
+    run = shoplake(tty_env, *args, interact=interact, timeout=120)
+    assert run.exit_code == 130, run.describe()
+    assert "interrupted" in run.tail(3)[-1], run.describe()
+    assert_clean(run)
+    assert "Exception while sending command" not in run.text, run.describe()
+    spinning = [ln for ln in run.lines if ln and ln[0] in SPINNER]
+    assert not spinning, f"rows left running: {spinning}\n{run.describe()}"
+    time.sleep(2.0)  # a JVM that watches its stdin exits within a moment
+    left = set(_orphan_jvms()) - before
+    assert not left, f"Spark JVMs left running: {left}"
+    if args[0] == "seed":  # an interrupted seed is finished by the next one
+        ok(shoplake(tty_env, "seed", "--scale", "0.02", "--seed", "9", "--reset"))
+        ok(shoplake(tty_env, "cdc", "reset", "--yes"))
+        ok(shoplake(tty_env, "cdc", "--once"))
+        ok(shoplake(tty_env, "crawl"))
+    # nothing was left half done that stops the next run
+    ok(shoplake(tty_env, "job", "run", "all"))
