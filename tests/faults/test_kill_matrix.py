@@ -1,0 +1,175 @@
+"""kill -9, in turn, of LocalStack, PostgreSQL, MariaDB and the run itself, in the middle of
+each step of a run, while the simulator keeps the source busy. After each, the documented
+recovery (`shoplake stack up`, then `shoplake run`) must end with reconcile exact, no row
+twice in silver or gold, and no SCD2 version doubled.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import cdc, stack
+from pipeline.aws.clients import aws_client
+from pipeline.aws.s3 import list_objects
+from pipeline.config import Settings
+from pipeline.glue import silver
+from pipeline.orchestration.local import STEPS
+from pipeline.source.load import seed
+from pipeline.source.simulate import simulate
+from pipeline.stack.localstack import LocalStackService
+from pipeline.stack.manager import process_of
+from pipeline.stack.mariadb import MariaDBService
+from pipeline.stack.postgres import PostgresService
+from pipeline.warehouse import apply_ddl
+from pipeline.warehouse.load import session
+
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
+
+VICTIMS = {"localstack": LocalStackService, "postgres": PostgresService,
+           "mariadb": MariaDBService, "run": None}
+LONG_STEPS = {"transform": 2.0, "load-dims": 0.5, "load-facts": 0.5}
+"""Seconds into a step the kill lands (short steps: at once, which is their middle)."""
+
+
+class Traffic:
+    """The simulator, running until stopped, surviving the source's restarts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = threading.Event()
+        self.on = threading.Event()
+        self.idle = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            if not self.on.wait(0.2):
+                self.idle.set()
+                continue
+            self.idle.clear()
+            try:
+                n += 1
+                simulate(self.settings, rate=15, duration=1.0, seed=1000 + n)
+            except Exception:  # noqa: BLE001 - the source is being killed on purpose
+                time.sleep(0.5)
+
+    def pause(self) -> None:
+        self.on.clear()
+        assert self.idle.wait(30), "the simulator did not stop"
+
+    def resume(self) -> None:
+        self.on.set()
+
+
+@pytest.fixture(scope="module")
+def traffic(stack_settings: Settings, stack_env: dict[str, str]) -> Iterator[Traffic]:
+    seed(stack_settings, scale=0.01, seed=81, reset=True)
+    cdc.reset(stack_settings)
+    apply_ddl(stack_settings, reset=True)
+    _recover(stack_settings, {**os.environ, **stack_env})
+    t = Traffic(stack_settings)
+    t.thread.start()
+    yield t
+    t.stop.set()
+    t.on.set()
+    t.thread.join(timeout=30)
+
+
+def _recover(settings: Settings, env: dict[str, str]) -> None:
+    """The documented recovery: `stack up`, then one `run`, which must reconcile exactly."""
+    stack.up(settings)
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "run"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "reconcile: all" in done.stdout, done.stdout
+
+
+def _silver_ids(settings: Settings, table: str) -> list[int]:
+    pointer = silver.current_snapshot(settings, table)
+    bucket = settings.lake.silver_bucket
+    prefix = f"{silver.table_prefix(settings, table)}/snapshots/{silver.snapshot_id(pointer)}/"
+    s3 = aws_client(settings, "s3")
+    ids: list[int] = []
+    for key in list_objects(settings, bucket, prefix):
+        if key.endswith(".parquet"):
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            ids += pq.read_table(io.BytesIO(body), columns=["id"]).column("id").to_pylist()
+    return ids
+
+
+def _assert_nothing_doubled(settings: Settings) -> None:
+    for table in ("customers", "products", "orders", "order_items"):
+        twice = [k for k, n in Counter(_silver_ids(settings, table)).items() if n > 1]
+        assert not twice, f"silver `{table}` holds keys twice: {twice[:5]}"
+    with session(settings) as conn, conn.cursor() as cur:
+        for dim, key in (("dim_customer", "customer_id"), ("dim_product", "product_id")):
+            # a version identical to the one before it is a doubled version
+            cur.execute(f"""
+                SELECT {key}, count(*) FROM (
+                  SELECT {key}, attr_hash, lag(attr_hash) OVER (PARTITION BY {key}
+                         ORDER BY record_start_ts) AS previous
+                  FROM sales.{dim}) v
+                WHERE attr_hash = previous GROUP BY {key} LIMIT 5""")
+            doubled = cur.fetchall()
+            assert not doubled, f"`{dim}` has doubled SCD2 versions: {doubled}"
+            cur.execute(f"""
+                SELECT a.{key} FROM sales.{dim} a JOIN sales.{dim} b
+                  ON a.{key} = b.{key} AND a.ctid < b.ctid
+                 AND a.record_start_ts < b.record_end_ts AND b.record_start_ts < a.record_end_ts
+                LIMIT 5""")
+            overlapping = cur.fetchall()
+            assert not overlapping, f"`{dim}` has overlapping versions: {overlapping}"
+
+
+def _kill_during(env: dict[str, str], settings: Settings, victim: str, step: str) -> str:
+    """Start a run, kill `victim` in the middle of `step`, return the run's output."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "run"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1)
+    lines = []
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if line.startswith(f"[step:{step}] {step}"):
+                time.sleep(LONG_STEPS.get(step, 0.0))
+                if victim == "run":
+                    os.kill(proc.pid, signal.SIGKILL)
+                else:
+                    rec = process_of(settings, VICTIMS[victim](settings)).running()
+                    assert rec is not None, f"{victim} was not running"
+                    os.kill(rec.pid, signal.SIGKILL)
+                break
+        else:
+            raise AssertionError(f"the run ended before step `{step}`:\n{''.join(lines)}")
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return "".join(lines) + (rest or "")
+
+
+@pytest.mark.parametrize("step", [name for name, _ in STEPS])
+@pytest.mark.parametrize("victim", list(VICTIMS))
+def test_kill_then_recover(traffic: Traffic, stack_settings: Settings,
+                           cli_env: dict[str, str], victim: str, step: str) -> None:
+    traffic.resume()
+    time.sleep(1.0)  # changes in flight when the run starts
+    out = _kill_during(cli_env, stack_settings, victim, step)
+    assert "Traceback (most recent call last)" not in out, out
+    assert "unexpected error" not in out, out
+    traffic.pause()
+    _recover(stack_settings, cli_env)
+    _assert_nothing_doubled(stack_settings)
