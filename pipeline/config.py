@@ -239,6 +239,34 @@ class OrchestrationSettings:
     run_lock_wait_s: float = setting("Seconds a run waits for another run's lease before it "
                                      "gives up; 0 refuses at once (`shoplake run --wait N`).",
                                      0.0, minimum=0)
+    state_machine: str = setting("Name of the Step Functions state machine that runs the "
+                                 "pipeline.", "shoplake-pipeline")
+    activity_prefix: str = setting("Prefix of the activities the workers serve (one per "
+                                   "step: `<prefix>glue_job`, ...).", "shoplake-")
+    role_name: str = setting("IAM role the state machine and the schedule rule run as.",
+                             "shoplake-stepfunctions")
+    account_id: str = setting("AWS account id in the ARNs (LocalStack's default account).",
+                              "000000000000")
+    workers: int = setting("Worker processes `stack up` starts (each serves every activity).",
+                           2, minimum=0, maximum=16)
+    pollers: int = setting("Poller threads per activity in each worker.", 2, minimum=1,
+                           maximum=8)
+    heartbeat_s: int = setting("A task whose worker sends no heartbeat for this long times "
+                               "out (States.Timeout) and is retried, on another worker.", 30,
+                               minimum=5)
+    task_timeout_s: int = setting("Longest a task may run before States.Timeout.", 1800,
+                                  minimum=10)
+    retry_attempts: int = setting("Retries of a task after Shoplake.Transient or "
+                                  "States.Timeout.", 3, minimum=0, maximum=10)
+    retry_interval_s: int = setting("First retry's delay (doubling, at most 30 s).", 2,
+                                    minimum=1)
+    schedule: str = setting("Schedule `stack up` applies when none was set with `shoplake "
+                            "schedule set`: `rate(5 minutes)`, `cron(0 3 * * ? *)`, "
+                            "`on-arrival`, or empty for none.", "")
+    arrival_debounce_s: int = setting("On arrival, seconds a run waits before it starts, so "
+                                      "a burst of files gives one run.", 5, minimum=0)
+    failure_queue: str = setting("SQS queue the RunFailed events are delivered to.",
+                                 "shoplake-run-failed")
 
 
 @dataclass(frozen=True)
@@ -303,6 +331,22 @@ class Settings:
                 value = getattr(section, f.name)
                 rows.append((key, str(value), self.sources.get(key, "default"), f.metadata["doc"]))
         return rows
+
+
+def as_environment(settings: Settings) -> dict[str, str]:
+    """Every setting as its SHOPLAKE_ variable: what a child process (a worker) needs to
+    run with exactly these settings, however they were made (env, overrides, defaults)."""
+    env = {}
+    for section_name in SECTIONS:
+        section = getattr(settings, section_name)
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, Secret):
+                value = value.reveal()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[env_name(section_name, f.name)] = str(value)
+    return env
 
 
 def env_name(section: str, name: str) -> str:

@@ -169,3 +169,7 @@ class ConflictError(TransientError):
         super().__init__(f"{what} on `{service}` was rolled back: {detail}",
                          hint="retry; nothing was committed")
         self.service = service
+
+
+class QualityFailedError(TerminalError):
+    """A quality gate failed: reconcile found differences, or rows are held in quarantine."""

@@ -21,3 +21,4 @@ $SL simulate --rate 25 --duration 10      # the Lambda: inserts, updates, delete
 $SL cdc status                            # the changes wait in the binlog: lag
 $SL run                                   # incremental run: sync, crawl, jobs, reconcile
 $SL cdc status
+$SL runs -n 3                             # the runs so far: status, trigger, duration

@@ -6,6 +6,7 @@
 #   2. .venv on Python 3.11 with shoplake, pyspark and the dev tools (pip install -e .[dev,spark]).
 #   3. LocalStack's own venv on Python 3.13 (.shoplake/tools/localstack).
 #   4. hadoop-aws + aws-java-sdk-bundle jars for Spark's s3a:// (.shoplake/tools/jars).
+#   5. npm's asl-validator, pinned, for the state machine tests (.shoplake/tools/asl-validator).
 # Override the base Pythons with SHOPLAKE_PYTHON and SHOPLAKE_LOCALSTACK_PYTHON_BASE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,5 +95,25 @@ fi
 
 # -- 4. the s3a jars for Spark (Maven Central, checked by SHA-1) -------------------------------
 SHOPLAKE_STACK_TOOLS_DIR="$TOOLS" .venv/bin/python -m pipeline.glue.jars
+
+# -- 5. asl-validator (npm, pinned): the tests check both state machine renderings with it ---
+ASLV_VERSION=4.0.0
+ASLV="$TOOLS/asl-validator"
+if [ "$(cat "$ASLV/.shoplake-installed" 2>/dev/null)" != "$ASLV_VERSION" ]; then
+    if ! command -v npm >/dev/null; then
+        say "installing Debian packages: nodejs npm"
+        SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO=sudo
+        $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get \
+            install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    say "installing asl-validator $ASLV_VERSION into $ASLV"
+    mkdir -p "$ASLV"
+    quiet npm install --prefix "$ASLV" --no-audit --no-fund --silent \
+        "asl-validator@$ASLV_VERSION"
+    echo "$ASLV_VERSION" > "$ASLV/.shoplake-installed"
+else
+    say "asl-validator $ASLV_VERSION present"
+fi
 
 say "ready: .venv/bin/shoplake"

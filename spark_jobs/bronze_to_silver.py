@@ -260,18 +260,21 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
                 silver.quarantine_path(settings, table, snapshot))
             LOG.warning("%d row(s) of `%s` quarantined in run %s", n_bad, table, run_id)
         state = merge(silver.read_current(spark, settings, table, base) if base else None,
-                      valid, spec)
+                      valid, spec).cache()  # counted, then written: computed once
+        rows = state.count()
         state.write.mode("overwrite").partitionBy("ingest_date").parquet(
             silver.snapshot_path(settings, table, snapshot))
-        rows = spark.read.parquet(silver.snapshot_path(settings, table, snapshot)).count()
-        held = hold(silver.read_held(spark, settings, table, base), quarantined, valid,
-                    spec, ctx.args.get("run_id") or run_id,
-                    datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")).cache()
-        n_held = held.count()
-        if n_held:
-            held.coalesce(1).write.mode("overwrite").parquet(
-                silver.held_path(settings, table, snapshot))
-        held.unpersist()
+        state.unpersist()
+        n_held = 0
+        previous = silver.read_held(spark, settings, table, base)
+        if n_bad or previous is not None:  # nothing held before or now: nothing to track
+            held = hold(previous, quarantined, valid, spec, ctx.args.get("run_id") or run_id,
+                        datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")).cache()
+            n_held = held.count()
+            if n_held:
+                held.coalesce(1).write.mode("overwrite").parquet(
+                    silver.held_path(settings, table, snapshot))
+            held.unpersist()
     except BaseException:
         # Best effort: with S3 gone the cleanup fails too, and must not hide why.
         with contextlib.suppress(Exception):

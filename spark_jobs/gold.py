@@ -72,7 +72,11 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
 
 
 def load(ctx: JobContext, stagings: list[str], procedure: str) -> dict[str, Any]:
+    """Stage, then CALL the procedure, unless `--call_procedure false`: the state machine
+    runs the CALL itself (redshift-data:executeStatement on AWS), as its own state."""
     staged = [stage(ctx, s) for s in stagings]
+    if ctx.args.get("call_procedure", "true").lower() == "false":
+        return {"procedure": None, "staged": staged}
     ctx.progress.update(ctx.name, description=f"CALL sales.{procedure}()")
     call(ctx.settings, procedure)
     return {"procedure": procedure, "staged": staged}

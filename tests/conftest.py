@@ -35,6 +35,11 @@ TEST_PORTS = {"SHOPLAKE_MYSQL_PORT": str(23306 + _OFFSET),
               "SHOPLAKE_LOCALSTACK_PORT": str(24566 + _OFFSET)}
 
 
+TEST_ORCHESTRATION = {"SHOPLAKE_ORCHESTRATION_HEARTBEAT_S": "10",
+                      "SHOPLAKE_ORCHESTRATION_RETRY_INTERVAL_S": "1"}
+"""A killed worker's task is offered again after 10 s, retries start after 1 s."""
+
+
 @pytest.fixture(scope="session")
 def stack_env() -> Iterator[dict[str, str]]:
     """SHOPLAKE_* variables of the test stack (for Settings and for CLI subprocesses)."""
@@ -43,7 +48,8 @@ def stack_env() -> Iterator[dict[str, str]]:
     state = Path(tempfile.mkdtemp(prefix="shoplake-test-", dir=root))
     state.chmod(0o755)
     env = {"SHOPLAKE_STACK_STATE_DIR": str(state),
-           "SHOPLAKE_STACK_TOOLS_DIR": str(REPO / ".shoplake" / "tools"), **TEST_PORTS}
+           "SHOPLAKE_STACK_TOOLS_DIR": str(REPO / ".shoplake" / "tools"), **TEST_PORTS,
+           **TEST_ORCHESTRATION}
     yield env
     shutil.rmtree(state, ignore_errors=True)
 

@@ -9,7 +9,7 @@ rows start with `Op` (I/U/D), carry the commit time and the after image. A check
 
 from __future__ import annotations
 
-from pipeline.cdc.service import CdcReport, reset, run
+from pipeline.cdc.service import CdcReport, reset, run, sync_with_follower
 from pipeline.cdc.status import CdcStatus, cdc_status
 
-__all__ = ["CdcReport", "CdcStatus", "cdc_status", "reset", "run"]
+__all__ = ["CdcReport", "CdcStatus", "cdc_status", "reset", "run", "sync_with_follower"]

@@ -140,6 +140,26 @@ def _attempt(settings: Settings, once: bool, progress: Progress, stop: threading
                                    f"at {report.position}")
 
 
+def sync_with_follower(settings: Settings, progress: Progress | None = None
+                       ) -> CdcReport | None:
+    """The "wait for DMS sync" step: when a follower runs (it holds the writer lease), wait
+    until it has replicated everything committed now. None when no follower runs; the
+    caller then replicates itself (`run(settings, once=True)`, "replicate now")."""
+    progress = progress or SilentProgress()
+    creds = cdc_credentials(settings)
+    bronze = Bronze(settings, creds.dbname)
+    began = time.monotonic()
+    with _translated(creds, settings):
+        lock = writer_lock(creds, creds.dbname, 0)
+        if lock is not None:  # nobody replicates: no follower to wait for
+            lock.close()
+            return None
+        report = CdcReport(full_load=False)
+        _wait_for_follower(settings, creds, bronze, progress, report)
+    report.seconds = time.monotonic() - began
+    return report
+
+
 def _wait_for_follower(settings: Settings, creds: DbCredentials, bronze: Bronze,
                        progress: Progress, report: CdcReport) -> None:
     """`--once` beside a running follower: wait until its checkpoint passes what is

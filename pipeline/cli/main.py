@@ -13,6 +13,12 @@ from pipeline.cli.cdc import cdc_group
 from pipeline.cli.common import ERR, CliContext
 from pipeline.cli.config import config_group
 from pipeline.cli.glue import crawl_cmd, job_group, quarantine_cmd
+from pipeline.cli.orchestration import (
+    runs_group,
+    schedule_group,
+    statemachine_group,
+    worker_cmd,
+)
 from pipeline.cli.run import run_cmd
 from pipeline.cli.source import seed_cmd, simulate_cmd
 from pipeline.cli.stack import provision_cmd, stack_group
@@ -77,6 +83,10 @@ cli.add_command(crawl_cmd)
 cli.add_command(job_group)
 cli.add_command(run_cmd)
 cli.add_command(quarantine_cmd)
+cli.add_command(worker_cmd)
+cli.add_command(statemachine_group)
+cli.add_command(runs_group)
+cli.add_command(schedule_group)
 
 
 def use_utc() -> None:
@@ -105,9 +115,27 @@ def _on_sigint(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _library_printed(exc_type: type[BaseException], exc: BaseException, tb: object) -> None:
+    """sys.excepthook while a command runs. Every exception of the command reaches main();
+    what arrives here is an error a C extension printed itself besides raising one (psycopg2
+    during a COPY whose server died prints a SystemError, then raises the real error):
+    debug output, not something the user should read between progress lines."""
+    logging.getLogger("pipeline").debug("a library printed an error", exc_info=(
+        exc_type, exc, tb))  # type: ignore[arg-type]
+
+
+def _unraisable(info: object) -> None:
+    exc = getattr(info, "exc_value", None)
+    logging.getLogger("pipeline").debug("an error was ignored in %r: %s",
+                                        getattr(info, "object", None), exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     use_utc()
     import signal
+
+    sys.excepthook = _library_printed
+    sys.unraisablehook = _unraisable
 
     signal.signal(signal.SIGINT, _on_sigint)  # commands that stop cleanly set their own
     args = list(sys.argv[1:] if argv is None else argv)

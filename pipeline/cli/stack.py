@@ -40,7 +40,7 @@ def up_cmd(ctx: CliContext) -> int:
         else:
             results = stack.up(ctx.settings, progress)
     for r in results:
-        OUT.print(f"{r.service:<11} {r.action:<16} pid {r.pid:<8} port {r.port}")
+        OUT.print(f"{r.service:<11} {r.action:<16} pid {r.pid:<8} port {r.port or '-'}")
     OUT.print(f"[green]stack ready[/green] in {time.monotonic() - began:.1f}s "
               f"(state: {ctx.settings.state_dir})")
     return 0
@@ -76,6 +76,7 @@ def status_cmd(ctx: CliContext, fmt: str) -> int:
         for row in data:
             row["healthy"] = "[green]yes[/green]" if row["healthy"] else "[red]no[/red]"
             row["pid"] = row["pid"] or "-"
+            row["port"] = row["port"] or "-"
     print_rows(data, ["service", "pid", "port", "healthy", "uptime", "state"], fmt)
     return 0 if rows and all(r.healthy for r in rows) else 1
 
@@ -86,14 +87,14 @@ def status_cmd(ctx: CliContext, fmt: str) -> int:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @pass_cli
 def logs_cmd(ctx: CliContext, service: str | None, lines: int, follow: bool) -> int:
-    """Show the log of SERVICE (mariadb, postgres, localstack), or the end of each."""
+    """Show the log of SERVICE (mariadb, postgres, localstack, worker-N), or the end of each."""
     _native_only(ctx, "logs",
                  f"`docker compose logs {service}`" if service else "`docker compose logs`")
     if service is None:
         if follow:
             raise ConfigError("`--follow` needs a SERVICE", hint="e.g. `shoplake stack logs "
                               "mariadb -f`")
-        for svc in stack.native_services(ctx.settings):
+        for svc in stack.manager.all_services(ctx.settings):
             proc = stack.manager.process_of(ctx.settings, svc)
             click.echo(f"==> {svc.name} ({proc.log_file}) <==")
             click.echo(proc.tail(lines) or "(no log yet)")

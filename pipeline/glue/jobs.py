@@ -7,6 +7,7 @@ which reuses the process's SparkSession, so a run pays Spark's start-up once.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import time
@@ -105,19 +106,50 @@ def check_job_args(name: str, table: str | None = None) -> None:
                           hint=f"tables: {', '.join(SOURCE_TABLES)}")
 
 
+def _s3a(path: str, arg: str) -> tuple[str, str]:
+    """`s3a://bucket/prefix` -> (bucket, prefix)."""
+    scheme, _, rest = path.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if scheme not in ("s3a", "s3") or not bucket or not prefix or "/" in prefix.strip("/"):
+        raise ConfigError(f"`--{arg}` must be s3a://BUCKET/SCHEMA, got `{path}`")
+    return bucket, prefix.strip("/")
+
+
+def settings_for(settings: Settings, args: dict[str, str]) -> Settings:
+    """The settings a job runs with: its Glue arguments (--bronze_path, --silver_path,
+    --catalog_database) decide where it reads and writes, as on AWS, where Step Functions'
+    Arguments drive the job; Settings only supply the defaults (`default_args`)."""
+    bronze_bucket, schema = _s3a(args["bronze_path"], "bronze_path")
+    silver_bucket, silver_schema = _s3a(args["silver_path"], "silver_path")
+    if silver_schema != schema:
+        raise ConfigError(f"`--bronze_path` and `--silver_path` name other schemas "
+                          f"(`{schema}`, `{silver_schema}`)")
+    return dataclasses.replace(
+        settings,
+        lake=dataclasses.replace(settings.lake, bronze_bucket=bronze_bucket,
+                                 silver_bucket=silver_bucket),
+        glue=dataclasses.replace(settings.glue, database=args["catalog_database"]),
+        mysql=dataclasses.replace(settings.mysql, database=schema))
+
+
 def run_job(settings: Settings, name: str, table: str | None = None,
             reset_bookmark: bool = False, extra_args: dict[str, str] | None = None,
             progress: Progress | None = None) -> JobResult:
+    """Run job `name` in this process (the shared SparkSession). `extra_args` are Glue
+    arguments (without the leading --) and win over the defaults."""
+    table = table or (extra_args or {}).get("table")
     check_job_args(name, table)
     progress = progress or SilentProgress()
     args = default_args(settings, name, table) | (extra_args or {})
     if reset_bookmark:
         args["reset-bookmark"] = "true"
+    settings = settings_for(settings, args)
     module = importlib.import_module(JOBS[name])
     started = time.monotonic()
-    progress.start(name, f"running {name}" + (f" --table {table}" if table else ""))
+    key = f"{name}:{table}" if table else name  # tables run side by side: a row each
+    progress.start(key, f"running {name}" + (f" --table {table}" if table else ""))
     try:
-        ctx = JobContext(settings, get_spark(settings), name, args, progress)
+        ctx = JobContext(settings, get_spark(settings), name, args, _Keyed(progress, key))
         metrics = module.run(ctx)
     except Exception as exc:
         from pipeline.classify import typed_error
@@ -125,14 +157,31 @@ def run_job(settings: Settings, name: str, table: str | None = None,
 
         # one typed line (not a Java stack trace, not a raw driver error)
         typed = translate(exc, settings, name) or typed_error(exc, settings)
-        progress.finish(name, ok=False, message=first_line(typed or exc))
+        progress.finish(key, ok=False, message=first_line(typed or exc))
         if typed is not None and typed is not exc:
             raise typed from exc
         raise
-    progress.finish(name, message=summarize(metrics))
+    progress.finish(key, message=summarize(metrics))
     seconds = time.monotonic() - started
     LOG.info("job %s %s: %s in %.1fs", name, table or "", metrics, seconds)
     return JobResult(name, table or "", metrics, seconds)
+
+
+class _Keyed:
+    """The job's progress under its own row key: jobs report `ctx.progress.update(ctx.name,
+    ...)`, and side by side runs of one job (one per table) need rows of their own."""
+
+    def __init__(self, progress: Progress, key: str) -> None:
+        self._progress, self._key = progress, key
+
+    def start(self, key: str, description: str, total: float | None = None) -> None:
+        self._progress.start(self._key, description, total)
+
+    def update(self, key: str, advance: float = 0, description: str | None = None) -> None:
+        self._progress.update(self._key, advance, description)
+
+    def finish(self, key: str, ok: bool = True, message: str = "") -> None:
+        self._progress.finish(self._key, ok, message)
 
 
 def summarize(metrics: dict[str, Any]) -> str:
@@ -144,7 +193,8 @@ def summarize(metrics: dict[str, Any]) -> str:
                 f"{metrics['quarantined']} quarantined, {metrics['rows']} rows")
     staged = ", ".join(f"{s['staging']} {s['rows']}{'' if s['copied'] else ' (unchanged)'}"
                        for s in metrics.get("staged", []))
-    return f"{staged} -> CALL {metrics.get('procedure')}"
+    procedure = metrics.get("procedure")
+    return f"{staged} -> CALL {procedure}" if procedure else f"{staged} staged"
 
 
 def submit_main(module_run: Any, argv: Sequence[str] | None = None) -> int:
@@ -154,7 +204,10 @@ def submit_main(module_run: Any, argv: Sequence[str] | None = None) -> int:
     from pipeline.config import load_settings
 
     args = parse_glue_args(list(sys.argv[1:] if argv is None else argv))
-    settings = load_settings()
-    ctx = JobContext(settings, get_spark(settings), args.get("JOB_NAME", "job"), args)
+    base = load_settings()
+    name = args.get("JOB_NAME", "job")
+    args = default_args(base, name, args.get("table")) | args
+    settings = settings_for(base, args)
+    ctx = JobContext(settings, get_spark(settings), name, args)
     print(module_run(ctx))
     return 0

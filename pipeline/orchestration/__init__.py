@@ -1,7 +1,10 @@
-"""Orchestration: the order of a pipeline run (the Step Functions stand-in's steps).
+"""Orchestration: the Step Functions stand-in (state machine, workers, schedule).
 
-For now `run_pipeline` runs the steps in order in this process; the state machine that
-runs them with retries, catches and parallel branches builds on the same step functions.
+A run is an execution of one state machine (asl.py renders it for AWS or for the local
+stack); its tasks are the steps of a public registry (steps.py), served locally by
+`shoplake worker` processes (worker.py); EventBridge rules start runs on a schedule or
+when CDC files arrive (schedule.py). `run_pipeline` (local.py) is the documented in-process
+fallback, `shoplake run --local`: the same steps in the same order.
 """
 
 from __future__ import annotations

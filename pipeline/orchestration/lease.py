@@ -75,14 +75,16 @@ def _holder(conn: psycopg2.extensions.connection) -> Holder | None:
 
 @contextlib.contextmanager
 def run_lease(settings: Settings, what: str, wait_s: float | None = None,
-              progress: Progress | None = None) -> Iterator[None]:
+              progress: Progress | None = None, shared: bool = False) -> Iterator[None]:
     """Hold the run lease for the block; `what` names this run to others (`shoplake run`).
 
     Waits up to `wait_s` (default `orchestration.run_lock_wait_s`) for a holder to finish,
     then raises RunInProgressError. Taking it again inside the block (a run calling a job
-    that takes it too) is a no-op.
+    that takes it too) is a no-op. `shared`: the steps of one Step Functions execution run
+    side by side (on several workers) and hold it together; the Guard state keeps
+    executions from overlapping, the shared lease keeps a hand-started job out of them.
     """
-    if _held_here():
+    if not shared and _held_here():
         _enter()
         try:
             yield
@@ -101,7 +103,8 @@ def run_lease(settings: Settings, what: str, wait_s: float | None = None,
         waiting = False
         while True:
             with conn.cursor() as cur:
-                cur.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LEASE_KEY,))
+                cur.execute(f"SELECT pg_try_advisory_lock{'_shared' if shared else ''}(%s)",
+                            (RUN_LEASE_KEY,))
                 (got,) = cur.fetchone()
             if got:
                 break
@@ -117,15 +120,18 @@ def run_lease(settings: Settings, what: str, wait_s: float | None = None,
         if waiting:
             progress.finish("lease", message=f"run lease taken after "
                                              f"{time.monotonic() - began:.0f}s")
-        LOG.info("run lease taken by %s", name)
-        _enter()
+        LOG.info("run lease taken by %s%s", name, " (shared)" if shared else "")
+        if not shared:
+            _enter()
         try:
             yield
         finally:
-            _leave()
+            if not shared:
+                _leave()
             with contextlib.suppress(psycopg2.Error):
                 with conn.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_unlock(%s)", (RUN_LEASE_KEY,))
+                    cur.execute(f"SELECT pg_advisory_unlock{'_shared' if shared else ''}(%s)",
+                                (RUN_LEASE_KEY,))
     except psycopg2.Error as exc:
         raise from_psycopg(exc, "taking the run lease") from exc
     finally:

@@ -1,14 +1,24 @@
-"""One pipeline run, in order, in this process: sync -> crawl -> jobs -> reconcile."""
+"""`shoplake run --local`: one pipeline run in this process, without Step Functions.
+
+The documented fallback (no LocalStack Step Functions, or debugging a step in one
+process): it runs the same registry (pipeline/orchestration/steps.py) in the same order as
+the state machine, holding the run lease, with bronze_to_silver for the tables side by
+side as the Map state runs them. What it does not have is the state machine's retries,
+catches and history: a failing step ends the run.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import first_line
+from pipeline.orchestration.asl import DIMS, FACTS, TABLES, _paths
+from pipeline.orchestration.steps import run_step
 from pipeline.progress import Progress, SilentProgress
 
 
@@ -17,39 +27,51 @@ class RunReport:
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     reconciled: bool | None = None
     seconds: float = 0.0
+    run_id: str = ""
 
 
-def _cdc_sync(settings: Settings, progress: Progress) -> dict[str, Any]:
-    from pipeline import cdc
-
-    report = cdc.run(settings, once=True, progress=progress)  # waits for a running follower
-    return {"changes": report.changes, "full_load": report.full_load,
-            "position": report.position}
-
-
-def _crawl(settings: Settings, progress: Progress) -> dict[str, Any]:
-    from pipeline.catalog import crawl
-
-    results = crawl(settings, progress)
-    return {"tables": len(results), "schema_changes": sum(r.changed for r in results)}
+def _cdc_sync(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
+    synced = run_step(settings, "wait_for_cdc_sync", {"run_id": run_id}, progress)
+    if synced["follower"]:
+        return synced
+    return run_step(settings, "replicate_now", {"run_id": run_id}, progress)
 
 
-def _warehouse(settings: Settings, progress: Progress) -> dict[str, Any]:
-    from pipeline.warehouse import apply_ddl
-
-    apply_ddl(settings)  # idempotent: creates what is missing
-    return {}
+def _crawl(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
+    return run_step(settings, "start_crawler", {"Name": "shoplake-bronze", "run_id": run_id},
+                    progress)
 
 
-def _jobs(names: list[str]) -> Callable[[Settings, Progress], dict[str, Any]]:
-    def run(settings: Settings, progress: Progress) -> dict[str, Any]:
-        from pipeline.glue.jobs import run_job
+def _transform(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
+    def one(table: str) -> dict[str, Any]:
+        return run_step(settings, "glue_job", {"JobName": "bronze_to_silver", "Arguments": {
+            "--table": table, "--run_id": run_id, **_paths(settings)}}, progress)
 
-        return {name: run_job(settings, name, progress=progress).metrics for name in names}
-    return run
+    with ThreadPoolExecutor(max_workers=len(TABLES)) as pool:  # as the Map state does
+        results = list(pool.map(one, TABLES))
+    return {r["table"]: r for r in results}
 
 
-def _reconcile(settings: Settings, progress: Progress) -> dict[str, Any]:
+def _load(settings: Settings, progress: Progress, run_id: str, job: str,
+          procedure: str) -> dict[str, Any]:
+    staged = run_step(settings, "glue_job", {"JobName": job, "Arguments": {
+        "--run_id": run_id, "--call_procedure": "false", **_paths(settings)}}, progress)
+    run_step(settings, "execute_statement", {"Sql": f"CALL sales.{procedure}()",
+                                             "run_id": run_id}, progress)
+    return staged
+
+
+def _dims(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
+    return {job: _load(settings, progress, run_id, job, procedure)
+            for _, job, procedure in DIMS}
+
+
+def _facts(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
+    return {job: _load(settings, progress, run_id, job, procedure)
+            for _, job, procedure in FACTS}
+
+
+def _reconcile(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
     from pipeline.warehouse import reconcile
 
     report = reconcile(settings, progress)
@@ -58,30 +80,33 @@ def _reconcile(settings: Settings, progress: Progress) -> dict[str, Any]:
             "held": len(report.held), "report": report}
 
 
-STEPS: list[tuple[str, Callable[[Settings, Progress], dict[str, Any]]]] = [
-    ("cdc-sync", _cdc_sync),  # "wait for DMS sync"
-    ("crawl", _crawl),
-    ("warehouse-init", _warehouse),
-    ("transform", _jobs(["bronze_to_silver"])),
-    ("load-dims", _jobs(["load_dim_customer", "load_dim_product"])),
-    ("load-facts", _jobs(["load_fact_orders", "load_fact_order_items"])),
-    ("reconcile", _reconcile),
+Step = Callable[[Settings, Progress, str], dict[str, Any]]
+
+STEPS: list[tuple[str, Step]] = [
+    ("WaitForCdcSync", _cdc_sync),  # and ReplicateNow when no follower runs
+    ("StartCrawler", _crawl),
+    ("Transform", _transform),
+    ("LoadDims", _dims),
+    ("LoadFacts", _facts),
+    ("QualityAndReconcile", _reconcile),
 ]
-"""The pipeline's steps in order: what the state machine will run."""
+"""The state machine's task states, in its order, grouped as its top level is."""
 
 
 def run_pipeline(settings: Settings, progress: Progress | None = None,
-                 reconcile: bool = True, wait_s: float | None = None) -> RunReport:
+                 reconcile: bool = True, wait_s: float | None = None,
+                 run_id: str | None = None) -> RunReport:
     """Every step in order, holding the run lease (see `lease.run_lease`) throughout."""
     from pipeline.orchestration.lease import run_lease
+    from pipeline.orchestration.runs import new_run_id
 
     progress = progress or SilentProgress()
     began = time.monotonic()
-    report = RunReport()
-    with run_lease(settings, "shoplake run", wait_s, progress):
+    report = RunReport(run_id=run_id or new_run_id())
+    with run_lease(settings, "shoplake run --local", wait_s, progress):
         _run_steps(settings, progress, reconcile, report)
     if reconcile:
-        report.reconciled = bool(report.steps["reconcile"]["ok"])
+        report.reconciled = bool(report.steps["QualityAndReconcile"]["ok"])
     report.seconds = time.monotonic() - began
     return report
 
@@ -89,11 +114,11 @@ def run_pipeline(settings: Settings, progress: Progress | None = None,
 def _run_steps(settings: Settings, progress: Progress, reconcile: bool,
                report: RunReport) -> None:
     for name, step in STEPS:
-        if name == "reconcile" and not reconcile:
+        if name == "QualityAndReconcile" and not reconcile:
             continue
         progress.start(f"step:{name}", name)
         try:
-            report.steps[name] = step(settings, progress)
+            report.steps[name] = step(settings, progress, report.run_id)
         except Exception as exc:
             from pipeline.classify import typed_error
 

@@ -54,15 +54,23 @@ def native_services(settings: Settings) -> list[NativeService]:
     return [MariaDBService(settings), PostgresService(settings), LocalStackService(settings)]
 
 
+def all_services(settings: Settings) -> list[NativeService]:
+    """The servers, then the Step Functions workers (started once the servers are
+    provisioned, stopped before them)."""
+    from pipeline.stack.workers import worker_services
+
+    return [*native_services(settings), *worker_services(settings)]
+
+
 def process_of(settings: Settings, service: NativeService) -> ManagedProcess:
     return ManagedProcess(service.name, settings.state_dir / "run", settings.state_dir / "logs")
 
 
 def service_named(settings: Settings, name: str) -> NativeService:
-    for svc in native_services(settings):
+    for svc in all_services(settings):
         if svc.name == name:
             return svc
-    names = ", ".join(s.name for s in native_services(settings))
+    names = ", ".join(s.name for s in all_services(settings))
     raise ConfigError(f"unknown service `{name}`", hint=f"choose one of: {names}")
 
 
@@ -74,7 +82,7 @@ def check_ports(settings: Settings) -> None:
     """
     for svc in native_services(settings):
         rec = process_of(settings, svc).running()
-        if rec is not None and rec.port != svc.port:
+        if rec is not None and svc.port and rec.port != svc.port:
             key = f"{svc.section}.port"
             raise ConfigError(
                 f"`{svc.name}` runs on port {rec.port} (pid {rec.pid}), but `{key}` is "
@@ -110,13 +118,37 @@ def up(settings: Settings, progress: Progress | None = None) -> list[UpResult]:
     if errors:
         raise errors[0]
     provision_stack(settings, progress)
+    # The workers serve the activities provisioning just created.
+    from pipeline.stack.workers import record_settings, worker_services
+
+    workers = worker_services(settings)
+    _stop_extra_workers(settings, len(workers))
+    record_settings(settings)
+    if workers:
+        with ThreadPoolExecutor(max_workers=len(workers)) as pool:
+            results += list(pool.map(lambda w: _up_one(settings, w, progress), workers))
     return results
+
+
+def _stop_extra_workers(settings: Settings, keep: int) -> None:
+    """Fewer workers configured than run: stop the ones past the count."""
+    from pipeline.stack.workers import WorkerService
+
+    index = keep + 1
+    while True:
+        svc = WorkerService(settings, index)
+        proc = process_of(settings, svc)
+        if proc.record() is None:
+            return
+        proc.stop(svc.stop_timeout or settings.stack.stop_timeout, svc.stop_signal)
+        index += 1
 
 
 def _up_one(settings: Settings, svc: NativeService, progress: Progress) -> UpResult:
     started = time.monotonic()
     proc = process_of(settings, svc)
-    progress.start(svc.name, f"checking {svc.name} on port {svc.port}")
+    where = f" on port {svc.port}" if svc.port else ""
+    progress.start(svc.name, f"checking {svc.name}{where}")
     rec = proc.running()
     action = "started"
     if rec is not None:
@@ -130,7 +162,7 @@ def _up_one(settings: Settings, svc: NativeService, progress: Progress) -> UpRes
     elif proc.record() is not None:
         action = "restarted"  # its pid file outlived it: it crashed
     proc.cleanup_stale()
-    if port_in_use(svc.host, svc.port):
+    if svc.port and port_in_use(svc.host, svc.port):
         raise PortInUseError(
             f"port {svc.port} of `{svc.name}` is taken by a process shoplake did not start",
             service=svc.name, port=svc.port,
@@ -138,7 +170,7 @@ def _up_one(settings: Settings, svc: NativeService, progress: Progress) -> UpRes
                  f"`{env_name(svc.section, 'port')}`")
     progress.update(svc.name, description=f"initialising {svc.name}")
     svc.prepare()
-    progress.update(svc.name, description=f"starting {svc.name} on port {svc.port}")
+    progress.update(svc.name, description=f"starting {svc.name}{where}")
     rec = proc.start(svc.command(), port=svc.port, env=svc.env(), user=svc.run_as())
     try:
         if not _wait_healthy(svc, proc, settings.stack.startup_timeout, raise_on_exit=True):
@@ -177,6 +209,7 @@ def _wait_healthy(svc: NativeService, proc: ManagedProcess, timeout: float,
 
 def provision_stack(settings: Settings, progress: Progress | None = None) -> list[Provisioned]:
     """Buckets plus the database secrets, built from the generated passwords."""
+    progress = progress or SilentProgress()
     if settings.mode == "native":
         check_ports(settings)  # the secrets must name where the services really listen
     creds = ensure_credentials(settings)
@@ -192,12 +225,29 @@ def provision_stack(settings: Settings, progress: Progress | None = None) -> lis
     }
     secrets = {name: db.to_secret_json() for name, db in databases.items()}
     secrets[settings.glue.pii_salt_secret] = {"salt": creds.pii_salt.reveal()}
-    return provision(settings, secrets, progress)
+    done = provision(settings, secrets, progress)
+    # What a run needs beside them: the warehouse's schema (as a deployment would create
+    # Redshift's), the activities, the state machine and its failure rule, the schedule.
+    from pipeline.orchestration import schedule
+    from pipeline.orchestration.provision import provision_orchestration
+    from pipeline.warehouse import apply_ddl
+
+    progress.start("provision:run", "warehouse schema, state machine, activities, schedule")
+    try:
+        apply_ddl(settings)
+        done += provision_orchestration(settings)
+        expression = schedule.apply(settings)
+    except Exception as exc:
+        progress.finish("provision:run", ok=False, message=first_line(exc))
+        raise
+    done.append(Provisioned("schedule", expression or "none", "applied"))
+    progress.finish("provision:run", message=f"schedule {expression or 'none'}")
+    return done
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
     rows = []
-    for svc in native_services(settings):
+    for svc in all_services(settings):
         proc = process_of(settings, svc)
         rec = proc.running()
         moved = rec is not None and rec.port != svc.port
@@ -218,6 +268,16 @@ def down(settings: Settings, purge: bool = False,
     """Stop every service (SIGTERM, then SIGKILL); with `purge`, delete data and credentials."""
     progress = progress or SilentProgress()
     services = list(reversed(native_services(settings)))
+    from pipeline.stack.workers import WorkerService
+
+    workers = []  # every worker that has a pid file, whatever the count is now
+    index = 1
+    while process_of(settings, WorkerService(settings, index)).record() is not None \
+            or index <= settings.orchestration.workers:
+        workers.append(WorkerService(settings, index))
+        index += 1
+        if index > 64:
+            break
 
     def stop(svc: NativeService) -> tuple[str, bool]:
         progress.start(svc.name, f"stopping {svc.name}")
@@ -226,9 +286,13 @@ def down(settings: Settings, purge: bool = False,
         progress.finish(svc.name, message="stopped" if stopped else "was not running")
         return svc.name, stopped
 
+    results = []
+    if workers:  # first: they finish their tasks while the servers still answer
+        with ThreadPoolExecutor(max_workers=len(workers)) as pool:
+            results += list(pool.map(stop, workers))
     with ThreadPoolExecutor(max_workers=len(services)) as pool:
-        results = list(pool.map(stop, services))
+        results += list(pool.map(stop, services))
     if purge:
-        for sub in ("data", "run", "logs", "credentials"):
+        for sub in ("data", "run", "logs", "credentials", "reports"):
             shutil.rmtree(settings.state_dir / sub, ignore_errors=True)
     return results

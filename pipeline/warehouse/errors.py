@@ -141,8 +141,9 @@ def from_psycopg(exc: psycopg2.Error, what: str, *, table: str = "",
         return WarehouseNotInitializedError(what, detail, table=table, procedure=procedure)
     if not code and _matches(exc, _UNREACHABLE):
         # No SQLSTATE: the connection itself broke mid-call; the server rolled back.
-        return WarehouseConflictError(what, f"the connection was lost ({detail})",
-                                      table=table, procedure=procedure)
+        return WarehouseConflictError(what, "the connection to the warehouse (`postgres`) "
+                                      f"was lost ({detail})", table=table,
+                                      procedure=procedure)
     if procedure:
         return ProcedureError(procedure, detail)
     if table:

@@ -44,7 +44,7 @@ def _sql(settings: Settings, *statements: str) -> None:
 
 def test_bad_files_are_named_refused_and_block_only_their_table(
         lake: Settings, cli_env: dict[str, str]) -> None:
-    first = shoplake(cli_env, "run")
+    first = shoplake(cli_env, "run", "--local")
     assert first.returncode == 0, first.stdout + first.stderr
     s3 = aws_client(lake, "s3")
     bucket = lake.lake.bronze_bucket
@@ -79,7 +79,7 @@ def test_bad_files_are_named_refused_and_block_only_their_table(
     assert after["StorageDescriptor"]["Columns"] == catalog_before["StorageDescriptor"]["Columns"]
     assert "colour" not in str(get_table(lake, "products")), "junk columns never cataloged"
 
-    run = shoplake(cli_env, "run")
+    run = shoplake(cli_env, "run", "--local")
     out = run.stdout + run.stderr
     assert run.returncode == 1, out
     assert "unexpected error" not in out and "Traceback" not in out, out
@@ -97,7 +97,7 @@ def test_bad_files_are_named_refused_and_block_only_their_table(
     for key in ("shop/customers/export.csv", "shop/products/20000101-0000000000.csv"):
         s3.delete_object(Bucket=bucket, Key=key)
     assert shoplake(cli_env, "cdc", "reset", "--yes").returncode == 0
-    fixed = shoplake(cli_env, "run")
+    fixed = shoplake(cli_env, "run", "--local")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "reconcile: all" in fixed.stdout
     assert "no rows held" in shoplake(cli_env, "quarantine").stdout

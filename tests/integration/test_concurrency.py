@@ -1,5 +1,7 @@
-"""One run at a time: a second `shoplake run` is refused (or waits), never interleaved, and
-silver publication never merges two writers' outputs even when nothing serialises them."""
+"""One run at a time: a second `shoplake run --local` is refused (or waits), never
+interleaved, and silver publication never merges two writers' outputs even when nothing
+serialises them. (Runs through the state machine are serialised by its Guard state:
+tests/integration/test_orchestration.py.)"""
 
 from __future__ import annotations
 
@@ -50,10 +52,10 @@ def _assert_no_duplicates(settings: Settings) -> None:
 
 def test_two_runs_at_once_one_runs_the_other_is_refused(lake: Settings,
                                                         cli_env: dict[str, str]) -> None:
-    first, second = _start(cli_env, "run"), None
+    first, second = _start(cli_env, "run", "--local"), None
     try:
         time.sleep(1.0)  # the first holds the run lease by now
-        second = _start(cli_env, "run")
+        second = _start(cli_env, "run", "--local")
         out2, _ = second.communicate(timeout=600)
         out1, _ = first.communicate(timeout=600)
     finally:
@@ -67,7 +69,7 @@ def test_two_runs_at_once_one_runs_the_other_is_refused(lake: Settings,
     _assert_no_duplicates(lake)
     # and nothing was left behind that breaks the next run
     simulate(lake, rate=40, duration=1, seed=43)
-    again = _start(cli_env, "run")
+    again = _start(cli_env, "run", "--local")
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
     _assert_no_duplicates(lake)
@@ -77,9 +79,9 @@ def test_two_runs_at_once_one_runs_the_other_is_refused(lake: Settings,
 def test_a_second_run_with_wait_runs_after_the_first(lake: Settings,
                                                      cli_env: dict[str, str]) -> None:
     simulate(lake, rate=40, duration=1, seed=44)
-    first = _start(cli_env, "run")
+    first = _start(cli_env, "run", "--local")
     time.sleep(1.0)
-    second = _start(cli_env, "run", "--wait", "600")
+    second = _start(cli_env, "run", "--local", "--wait", "600")
     out2, _ = second.communicate(timeout=900)
     out1, _ = first.communicate(timeout=900)
     assert first.returncode == 0, out1

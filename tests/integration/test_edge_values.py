@@ -85,7 +85,7 @@ def env(lake: Settings, cli_env: dict[str, str]) -> dict[str, str]:
 
 
 def test_odd_but_valid_values_reach_gold_exactly(lake: Settings, env: dict[str, str]) -> None:
-    ok(shoplake(env, "run"))
+    ok(shoplake(env, "run", "--local"))
     source(lake,
            "INSERT INTO customers (id, name, email, phone, city, country, created_at, "
            "updated_at) VALUES (90001, '🛒 Ümit  O''Brien', 'e@x.example', NULL, '', 'Türkiye', "
@@ -98,7 +98,7 @@ def test_odd_but_valid_values_reach_gold_exactly(lake: Settings, env: dict[str, 
            "INSERT INTO order_items (id, order_id, product_id, quantity, unit_price) VALUES "
            "(90001, 90001, 90001, 1000, 9999999999.99), (90002, 90002, 90002, 2147483647, "
            "0.00), (90003, 90002, 90001, 1, 0.01)")
-    ok(shoplake(env, "run"))
+    ok(shoplake(env, "run", "--local"))
     assert gold(lake, "SELECT order_ts, date_key, item_count, order_total FROM "
                       "sales.fact_orders WHERE order_id IN (90001, 90002) ORDER BY order_id") == [
         (datetime(1000, 1, 1), 10000101, 1000,
@@ -120,32 +120,32 @@ def test_a_zero_date_is_held_in_quarantine_and_reported(lake: Settings,
     source(lake, "INSERT INTO orders (id, customer_id, status, platform, payment_method, "
                  "order_ts) VALUES (90010, 90001, 'paid', 'Mobile', 'card', "
                  "'0000-00-00 00:00:00')")
-    out = fails(shoplake(env, "run"))
+    out = fails(shoplake(env, "run", "--local"))
     assert "gold is behind the source" in out and "1 row of `orders`" in out, out
     listing = ok(shoplake(env, "quarantine"))
     assert "orders" in listing and "90010" in listing and "zero date" in listing, listing
     rec = report(shoplake(env, "reconcile", "--format", "json"), 1)
     assert rec["differences"] == [] and [h["key"] for h in rec["held"]] == ["90010"], rec
     # configured to warn, the same run succeeds and says so
-    warned = ok(shoplake({**env, "SHOPLAKE_RECONCILE_ON_QUARANTINE": "warn"}, "run"))
+    warned = ok(shoplake({**env, "SHOPLAKE_RECONCILE_ON_QUARANTINE": "warn"}, "run", "--local"))
     assert "held in quarantine" in warned, warned
     # a fresh full load (after a LocalStack restart, say) meets the zero date in the
     # snapshot, not in the binlog: it must not crash either
     ok(shoplake(env, "cdc", "reset", "--yes"))
-    out = fails(shoplake(env, "run"))
+    out = fails(shoplake(env, "run", "--local"))
     assert "1 row of `orders`" in out, out
     # fixed at the source, it reaches gold and nothing is held any more
     source(lake, "UPDATE orders SET order_ts = '2026-01-02 03:04:05' WHERE id = 90010")
-    ok(shoplake(env, "run"))
+    ok(shoplake(env, "run", "--local"))
     assert "no rows held" in ok(shoplake(env, "quarantine"))
 
 
 def test_a_quarantined_update_leaves_gold_behind_and_says_so(lake: Settings,
                                                              env: dict[str, str]) -> None:
-    ok(shoplake(env, "run"))
+    ok(shoplake(env, "run", "--local"))
     source(lake, "UPDATE orders SET status = 'lost' WHERE id = 1",
            "UPDATE products SET price = -5.00 WHERE id = 1")
-    out = fails(shoplake(env, "run"))
+    out = fails(shoplake(env, "run", "--local"))
     assert "2 rows" in out or ("`orders`" in out and "`products`" in out), out
     rec = report(shoplake(env, "reconcile", "--format", "json"), 1)
     held = {(h["table"], h["key"]): h["reason"] for h in rec["held"]}
@@ -154,20 +154,20 @@ def test_a_quarantined_update_leaves_gold_behind_and_says_so(lake: Settings,
     assert rec["differences"] == [], "held rows are gold being behind, not differences"
     source(lake, "UPDATE orders SET status = 'paid' WHERE id = 1",
            "UPDATE products SET price = 5.00 WHERE id = 1")
-    ok(shoplake(env, "run"))
+    ok(shoplake(env, "run", "--local"))
     assert gold(lake, "SELECT status FROM sales.fact_orders WHERE order_id = 1") == [("paid",)]
 
 
 def test_a_widened_decimal_reaches_gold_at_its_new_scale(lake: Settings,
                                                          env: dict[str, str]) -> None:
-    ok(shoplake(env, "run"))
+    ok(shoplake(env, "run", "--local"))
     versions = gold(lake, "SELECT count(*) FROM sales.dim_product")[0][0]
     source(lake, "ALTER TABLE products MODIFY price DECIMAL(14,4) NOT NULL",
            "ALTER TABLE order_items MODIFY unit_price DECIMAL(14,4) NOT NULL",
            "UPDATE products SET price = 12.3456 WHERE id = 2",
            "UPDATE order_items SET unit_price = 1.2345 WHERE id = 2")
     try:
-        ok(shoplake(env, "run"))
+        ok(shoplake(env, "run", "--local"))
         assert gold(lake, "SELECT price FROM sales.dim_product WHERE product_id = 2 AND "
                           "is_current") == [(Decimal("12.3456"),)]
         (qty,) = source(lake, "SELECT quantity FROM order_items WHERE id = 2")[0]
@@ -188,7 +188,7 @@ def test_reconcile_names_the_rows_whose_content_differs(lake: Settings,
                                                         env: dict[str, str]) -> None:
     ok(shoplake(env, "cdc", "reset", "--yes"))  # the narrowed decimals: a fresh full load
     ok(shoplake(env, "warehouse", "init", "--reset"))
-    ok(shoplake(env, "run"))
+    ok(shoplake(env, "run", "--local"))
     (platform,) = gold(lake, "SELECT platform FROM sales.fact_orders WHERE order_id = 3")[0]
     other = "Mobile" if platform != "Mobile" else "Website"
     with session(lake) as conn, conn.cursor() as cur:

@@ -281,11 +281,11 @@ def test_one_pipeline_run_does_every_step_in_order(lake: Settings,
     simulate(lake, rate=50, duration=2, seed=23)
     report = run_pipeline(lake)
     assert list(report.steps) == [name for name, _ in STEPS]
-    assert report.steps["cdc-sync"]["changes"] > 0
+    assert report.steps["WaitForCdcSync"]["changes"] > 0
     assert report.reconciled is True
     # from the command line too: the new change flows through and the run exits 0
     _sql(lake, "UPDATE order_items SET quantity = quantity + 1 WHERE id = 1")
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "-q", "run"],
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "-q", "run", "--local"],
                           env=cli_env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "days match" in done.stdout

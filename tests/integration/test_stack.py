@@ -32,13 +32,17 @@ from pipeline.stack.mariadb import MariaDBService
 pytestmark = pytest.mark.integration
 
 
+SERVICES = ["mariadb", "postgres", "localstack", "worker-1", "worker-2"]
+"""The servers, then the Step Functions workers (two by default)."""
+
+
 def _pids(settings: Settings) -> dict[str, int]:
     return {r.service: r.pid for r in stack.status(settings)}
 
 
 def test_up_leaves_every_service_running_and_healthy(stack_settings: Settings) -> None:
     rows = stack.status(stack_settings)
-    assert [r.service for r in rows] == ["mariadb", "postgres", "localstack"]
+    assert [r.service for r in rows] == SERVICES
     for row in rows:
         assert row.healthy, row
         assert row.state == "running"
@@ -150,12 +154,12 @@ def test_step_functions_activity_round_trip(stack_settings: Settings) -> None:
 def test_second_up_is_a_no_op(stack_settings: Settings) -> None:
     before = _pids(stack_settings)
     results = stack.up(stack_settings)
-    assert {r.service: r.action for r in results} == {
-        "mariadb": "already running", "postgres": "already running",
-        "localstack": "already running"}
+    assert {r.service: r.action for r in results} == dict.fromkeys(SERVICES,
+                                                                  "already running")
     assert _pids(stack_settings) == before
     provisioned = stack.provision_stack(stack_settings)
-    assert {p.action for p in provisioned} == {"unchanged"}
+    assert {p.action for p in provisioned if p.kind in ("bucket", "secret", "activity",
+                                                        "state machine")} == {"unchanged"}
 
 
 def test_cli_status_reports_json(stack_settings: Settings, cli_env: dict[str, str]) -> None:
@@ -163,11 +167,10 @@ def test_cli_status_reports_json(stack_settings: Settings, cli_env: dict[str, st
                            "--format", "json"], env=cli_env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
-    assert {r["service"]: r["healthy"] for r in rows} == {
-        "mariadb": True, "postgres": True, "localstack": True}
+    assert {r["service"]: r["healthy"] for r in rows} == dict.fromkeys(SERVICES, True)
     assert {r["service"]: r["port"] for r in rows} == {
         "mariadb": stack_settings.mysql.port, "postgres": stack_settings.postgres.port,
-        "localstack": stack_settings.localstack.port}
+        "localstack": stack_settings.localstack.port, "worker-1": 0, "worker-2": 0}
 
 
 def test_port_taken_by_a_stranger_is_named(stack_settings: Settings) -> None:
@@ -214,11 +217,11 @@ def test_killed_service_is_reported_unhealthy_then_restarted_by_up(
 
 def test_down_leaves_no_process_behind(stack_settings: Settings) -> None:
     records = [process_of(stack_settings, svc).running()
-               for svc in stack.native_services(stack_settings)]
+               for svc in stack.manager.all_services(stack_settings)]
     groups = {rec.pid for rec in records if rec is not None}
-    assert len(groups) == 3
+    assert len(groups) == len(SERVICES)
     stopped = dict(stack.down(stack_settings))
-    assert stopped == {"mariadb": True, "postgres": True, "localstack": True}
+    assert stopped == dict.fromkeys(SERVICES, True)
     leftovers = []
     for proc in psutil.process_iter(["pid", "cmdline", "status"]):
         try:
@@ -230,7 +233,8 @@ def test_down_leaves_no_process_behind(stack_settings: Settings) -> None:
             leftovers.append(proc.info)
     assert leftovers == []
     assert all(not r.healthy and r.state == "stopped" for r in stack.status(stack_settings))
-    assert stack.down(stack_settings) == [("localstack", False), ("postgres", False),
+    assert stack.down(stack_settings) == [("worker-1", False), ("worker-2", False),
+                                          ("localstack", False), ("postgres", False),
                                           ("mariadb", False)]
     # Later test modules share the session's stack: bring it back (data dirs were kept).
     assert {r.action for r in stack.up(stack_settings)} == {"started"}

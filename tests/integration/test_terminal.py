@@ -113,11 +113,11 @@ def test_stack_up_status_down(own_env: dict[str, str]) -> None:
     assert sum("already running" in line for line in again.lines) >= 3, again.describe()
     status = ok(shoplake(own_env, "stack", "status"))
     rows = [line for line in status.lines if line.startswith("│")]
-    assert len(rows) == 3 and all(" yes " in r and "running" in r for r in rows), \
-        status.describe()
-    ok(shoplake(own_env, "stack", "down"), "stopped: localstack, postgres, mariadb")
+    assert len(rows) == 5 and all(" yes " in r and "running" in r for r in rows), \
+        status.describe()  # MariaDB, PostgreSQL, LocalStack and two workers
+    ok(shoplake(own_env, "stack", "down"), "localstack, postgres, mariadb")
     after = shoplake(own_env, "stack", "status")
-    assert after.exit_code == 1 and sum("stopped" in r for r in after.lines) == 3, \
+    assert after.exit_code == 1 and sum("stopped" in r for r in after.lines) == 5, \
         after.describe()
 
 
@@ -147,9 +147,11 @@ def test_every_pipeline_command(tty_env: dict[str, str], stack_settings: Setting
         reconcile.describe()
     ok(shoplake(tty_env, "simulate", "--rate", "30", "--duration", "3", "--seed", "9"),
        "transactions in")
-    run = ok(shoplake(tty_env, "run"))
-    tail = "\n".join(run.tail(2))
-    assert "pipeline run finished in" in tail and "reconcile: all" in tail, run.describe()
+    run = ok(shoplake(tty_env, "run"))  # through the state machine, its graph live
+    tail = "\n".join(run.tail(3))
+    assert "succeeded in" in tail and "reconcile: all" in tail, run.describe()
+    assert any("BronzeToSilver[orders]" in line and "✓" in line for line in run.lines), \
+        run.describe()
     # every task on the live display ended: no row is left spinning
     for line in run.lines:
         if line and line[0] in SPINNER:
@@ -202,9 +204,8 @@ def test_following_cdc_rides_out_a_mariadb_restart(tty_env: dict[str, str],
 def test_the_demo_finishes_on_a_terminal(own_env: dict[str, str]) -> None:
     run = run_in_terminal(["bash", "scripts/demo.sh"], own_env, timeout=900, cwd=REPO,
                           log_file=ARTIFACTS / f"demo-{time.time_ns()}.tty")
-    ok(run, "stopped: localstack, postgres, mariadb")
-    assert "reconcile: all" in run.text and "pipeline run finished in" in run.text, \
-        run.describe()
+    ok(run, "localstack, postgres, mariadb")
+    assert "reconcile: all" in run.text and "succeeded in" in run.text, run.describe()
 
 
 # -- errors look the same on a terminal -----------------------------------------------------------
@@ -293,7 +294,7 @@ def small_lake(stack_settings: Settings) -> Settings:
     (("job", "run", "all", "--reset-bookmark"), r"running bronze_to_silver", 0.5),  # JVM start
     (("job", "run", "all", "--reset-bookmark"), r"new file\(s\)", 1.5),  # inside a Spark job
     (("seed", "--scale", "0.3", "--reset"), r"loading `orders`", 0.2),
-    (("run",), r"cdc-sync", 0.0),
+    (("run",), r"WaitForCdcSync", 0.5),
 ], ids=["spark-starting", "spark-job", "seed", "run"])
 def test_ctrl_c_ends_quietly_and_leaves_nothing_behind(
         tty_env: dict[str, str], small_lake: Settings, args: tuple[str, ...], marker: str,
@@ -323,6 +324,13 @@ def test_ctrl_c_ends_quietly_and_leaves_nothing_behind(
     time.sleep(2.0)  # a JVM that watches its stdin exits within a moment
     left = set(_orphan_jvms()) - before
     assert not left, f"Spark JVMs left running: {left}"
+    if args[0] == "run":  # the follower stopped; the run goes on until it ends
+        from pipeline.orchestration.runs import recent_runs
+
+        deadline = time.monotonic() + 300
+        while recent_runs(small_lake, 1)[0]["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "the interrupted run never ended"
+            time.sleep(1)
     if args[0] == "seed":  # an interrupted seed is finished by the next one
         ok(shoplake(tty_env, "seed", "--scale", "0.02", "--seed", "9", "--reset"))
         ok(shoplake(tty_env, "cdc", "reset", "--yes"))

@@ -51,9 +51,9 @@ def test_gold_timestamps_equal_the_source_outside_utc(stack_settings: Settings,
     _cli(env, "seed", "--scale", "0.02", "--seed", "31", "--reset")
     _cli(env, "cdc", "reset", "--yes")
     _cli(env, "warehouse", "init", "--reset")
-    _cli(env, "run")
+    _cli(env, "run", "--local")  # this process, in Asia/Kolkata (workers would be UTC)
     simulate(stack_settings, rate=40, duration=2, seed=32)  # updates: new SCD2 versions
-    _cli(env, "run")
+    _cli(env, "run", "--local")
 
     source = _source(stack_settings, "SELECT id, order_ts, updated_at FROM orders")
     gold = _gold(stack_settings, "SELECT order_id, order_ts, updated_at FROM sales.fact_orders")

@@ -42,6 +42,7 @@ BUILD_TARGETS = {
     "cdc": "cdc",
     "spark-master": "spark",
     "spark-worker": "spark",
+    "worker": "spark",
     "etl": "spark",
 }
 NETWORKS = {
@@ -52,6 +53,7 @@ NETWORKS = {
     "cdc": {"private", "edge"},
     "spark-master": {"private", "edge"},
     "spark-worker": {"private", "edge"},
+    "worker": {"private", "edge"},
     "etl": {"private", "edge"},
 }
 DEPENDS_ON = {
@@ -64,12 +66,14 @@ DEPENDS_ON = {
     "cdc": {"driver": "service_completed_successfully"},
     "spark-master": {},
     "spark-worker": {"spark-master": "service_started"},
-    "etl": {"spark-worker": "service_started", "driver": "service_completed_successfully"},
+    "worker": {"spark-worker": "service_started", "driver": "service_completed_successfully"},
+    "etl": {"worker": "service_started", "driver": "service_completed_successfully"},
 }
 COMMANDS = {
     "init": ["shoplake", "stack", "init"],
     "driver": ["shoplake", "stack", "up"],
     "cdc": ["shoplake", "cdc"],
+    "worker": ["shoplake", "worker"],
     "etl": ["shoplake", "run"],
 }
 BINLOG_FLAGS = {

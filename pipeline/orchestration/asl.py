@@ -1,0 +1,318 @@
+"""One Amazon States Language template for a pipeline run, rendered in two bindings.
+
+`render(settings, "aws")` gives the state machine as it would run on AWS, each task on the
+real integration (glue:startJobRun.sync, aws-sdk:glue:startCrawler/getCrawler polling,
+aws-sdk:redshiftdata:executeStatement/describeStatement polling, DMS task status through
+aws-sdk:databasemigration, events:putEvents); `render(settings, "local")` gives the same
+states, names and transitions, each task an activity with the same Parameters, served by
+`shoplake worker` (LocalStack runs neither Glue nor Redshift). Only Resource ARNs, wait
+times and two Choice rules (how DMS status reads) differ between the two.
+
+The flow: Start -> Debounce -> Guard (the oldest running execution goes on, a later one
+ends in AlreadyRunning) -> WaitForCdcSync (-> ReplicateNow when no follower runs) ->
+StartCrawler/GetCrawler -> Transform (Map: bronze_to_silver per table) -> LoadDims
+(Parallel: customer, product; each a Glue job staging, then a CALL) -> LoadFacts (orders,
+then order items) -> QualityAndReconcile -> CheckArrivals (on arrival: round again while
+files keep coming) -> WriteReport -> Succeeded. Every task retries Shoplake.Transient and
+States.Timeout with backoff; a failure anywhere is caught, sent as a RunFailed event, and
+ends in RunFailed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.warehouse.model import SCHEMA
+
+TARGETS = ("aws", "local")
+TABLES = ("customers", "products", "orders", "order_items")
+
+DIMS = (("Customer", "load_dim_customer", "sp_merge_dim_customer"),
+        ("Product", "load_dim_product", "sp_merge_dim_product"))
+FACTS = (("FactOrders", "load_fact_orders", "sp_load_fact_orders"),
+         ("FactOrderItems", "load_fact_order_items", "sp_load_fact_order_items"))
+
+
+class _Binding:
+    """Resources and the few values that differ between AWS and the local stand-ins."""
+
+    def __init__(self, settings: Settings, target: str) -> None:
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got `{target}`")
+        self.settings, self.target = settings, target
+        o = settings.orchestration
+        self.region, self.account = settings.localstack.region, o.account_id
+        self.local = target == "local"
+
+    def activity(self, step: str) -> str:
+        o = self.settings.orchestration
+        return (f"arn:aws:states:{self.region}:{self.account}:activity:"
+                f"{o.activity_prefix}{step}")
+
+    def resource(self, step: str, aws: str) -> str:
+        return self.activity(step) if self.local else aws
+
+    @property
+    def poll_wait_s(self) -> int:
+        """How long a polling loop waits before asking again (locally the work is done
+        when the start task returns, so the loop passes through without waiting)."""
+        return 1 if self.local else 30
+
+
+def _retry(settings: Settings) -> list[dict[str, Any]]:
+    o = settings.orchestration
+    return [{"ErrorEquals": ["Shoplake.Transient", "States.Timeout"],
+             "IntervalSeconds": o.retry_interval_s, "BackoffRate": 2.0,
+             "MaxAttempts": o.retry_attempts, "MaxDelaySeconds": 30,
+             "JitterStrategy": "FULL"}]
+
+
+def _catch(state: str) -> list[dict[str, Any]]:
+    return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error",
+             "Next": f"Catch{state}"}]
+
+
+def _task(b: _Binding, step: str, aws: str, parameters: dict[str, Any], next_: str | None,
+          result_path: str | None, timeout_s: int | None = None,
+          catch: str | None = None) -> dict[str, Any]:
+    o = b.settings.orchestration
+    state: dict[str, Any] = {"Type": "Task", "Resource": b.resource(step, aws),
+                             "Parameters": parameters, "ResultPath": result_path,
+                             "TimeoutSeconds": timeout_s or o.task_timeout_s,
+                             "HeartbeatSeconds": o.heartbeat_s, "Retry": _retry(b.settings)}
+    if catch:
+        state["Catch"] = _catch(catch)
+    if next_ is None:
+        state["End"] = True
+    else:
+        state["Next"] = next_
+    return state
+
+
+def _glue_job(b: _Binding, job: str, arguments: dict[str, Any], next_: str | None,
+              result_path: str | None, catch: str | None = None) -> dict[str, Any]:
+    return _task(b, "glue_job", "arn:aws:states:::glue:startJobRun.sync",
+                 {"JobName": job, "Arguments": arguments}, next_, result_path, catch=catch)
+
+
+def _paths(settings: Settings) -> dict[str, str]:
+    schema = settings.mysql.database
+    return {"--bronze_path": f"s3a://{settings.lake.bronze_bucket}/{schema}",
+            "--silver_path": f"s3a://{settings.lake.silver_bucket}/{schema}",
+            "--catalog_database": settings.glue.database}
+
+
+def _call(b: _Binding, name: str, job: str, procedure: str, next_: str) -> dict[str, Any]:
+    """Stage with a Glue job, CALL the procedure, poll the statement until it is done."""
+    sql = f"CALL {SCHEMA}.{procedure}()"
+    statement = {"WorkgroupName": "shoplake", "Database": b.settings.postgres.database,
+                 "Sql": sql, "run_id.$": "$.run_id"}
+    return {
+        f"Load{name}": _glue_job(b, job, {"--run_id.$": "$.run_id", "--call_procedure": "false",
+                                          **_paths(b.settings)}, f"Merge{name}", "$.job"),
+        f"Merge{name}": _task(b, "execute_statement",
+                              "arn:aws:states:::aws-sdk:redshiftdata:executeStatement",
+                              statement, f"Describe{name}", "$.statement"),
+        f"Describe{name}": _task(b, "describe_statement",
+                                 "arn:aws:states:::aws-sdk:redshiftdata:describeStatement",
+                                 {"Id.$": "$.statement.Id"}, f"{name}Done", "$.described"),
+        f"{name}Done": {"Type": "Choice", "Choices": [
+            {"Variable": "$.described.Status", "StringEquals": "FINISHED", "Next": next_},
+            {"Or": [{"Variable": "$.described.Status", "StringEquals": "FAILED"},
+                    {"Variable": "$.described.Status", "StringEquals": "ABORTED"}],
+             "Next": f"{name}Failed"}],
+            "Default": f"WaitFor{name}"},
+        f"WaitFor{name}": {"Type": "Wait", "Seconds": b.poll_wait_s, "Next": f"Describe{name}"},
+        f"{name}Failed": {"Type": "Fail", "Error": "Shoplake.Terminal",
+                          "Cause": f"{sql} failed"},
+    }
+
+
+def _branch(b: _Binding, name: str, job: str, procedure: str) -> dict[str, Any]:
+    states = _call(b, name, job, procedure, f"{name}Loaded")
+    states[f"{name}Loaded"] = {"Type": "Succeed"}
+    return {"StartAt": f"Load{name}", "States": states}
+
+
+def render(settings: Settings, target: str) -> dict[str, Any]:
+    """The state machine definition for `target` (`aws` or `local`)."""
+    b = _Binding(settings, target)
+    o = settings.orchestration
+    crawler = {"Name": "shoplake-bronze"}
+    dms = (f"arn:aws:dms:{b.region}:{b.account}:task:shoplake-cdc"
+           )
+    states: dict[str, Any] = {
+        "Start": {"Type": "Pass", "Comment": "The run's id is the execution's name.",
+                  "Parameters": {"run_id.$": "$$.Execution.Name", "trigger.$": "$.trigger",
+                                 "debounce_s.$": "$.debounce_s", "tables.$": "$.tables"},
+                  "Next": "Debounce"},
+        "Debounce": {"Type": "Wait", "SecondsPath": "$.debounce_s", "Next": "Guard"},
+        "Guard": {"Type": "Task", "Comment": "Runs never overlap: the oldest goes on.",
+                  "Resource": "arn:aws:states:::aws-sdk:sfn:listExecutions",
+                  "Parameters": {"StateMachineArn.$": "$$.StateMachine.Id",
+                                 "StatusFilter": "RUNNING"},
+                  "ResultSelector": {"oldest.$": "States.ArrayGetItem($.Executions, "
+                                                 "States.MathAdd(States.ArrayLength("
+                                                 "$.Executions), -1))"},
+                  "ResultPath": "$.guard", "Retry": _retry(settings),
+                  "Catch": _catch("Guard"), "Next": "IsOldestRun"},
+        "IsOldestRun": {"Type": "Choice", "Choices": [
+            {"Variable": "$.guard.oldest.Name", "StringEqualsPath": "$.run_id",
+             "Next": "WaitForCdcSync"}], "Default": "AlreadyRunning"},
+        "AlreadyRunning": {"Type": "Succeed", "Comment": "An older run is in progress."},
+        "WaitForCdcSync": _task(
+            b, "wait_for_cdc_sync",
+            "arn:aws:states:::aws-sdk:databasemigration:describeReplicationTasks",
+            {"Filters": [{"Name": "replication-task-arn", "Values": [dms]}],
+             "run_id.$": "$.run_id"}, "CdcFollower", "$.cdc", catch="WaitForCdcSync"),
+        "CdcFollower": {"Type": "Choice", "Choices": [
+            {"Variable": "$.cdc.follower", "BooleanEquals": True, "Next": "StartCrawler"}
+            if b.local else
+            {"Variable": "$.cdc.ReplicationTasks[0].Status", "StringEquals": "running",
+             "Next": "StartCrawler"}], "Default": "ReplicateNow"},
+        "ReplicateNow": _task(
+            b, "replicate_now",
+            "arn:aws:states:::aws-sdk:databasemigration:startReplicationTask",
+            {"ReplicationTaskArn": dms, "StartReplicationTaskType": "resume-processing",
+             "run_id.$": "$.run_id"}, "StartCrawler", "$.replicated", catch="ReplicateNow"),
+        "StartCrawler": _task(b, "start_crawler", "arn:aws:states:::aws-sdk:glue:startCrawler",
+                              {**crawler, "run_id.$": "$.run_id"}, "GetCrawler", "$.crawl",
+                              catch="StartCrawler"),
+        "GetCrawler": _task(b, "get_crawler", "arn:aws:states:::aws-sdk:glue:getCrawler",
+                            crawler, "CrawlerReady", "$.crawler", catch="GetCrawler"),
+        "CrawlerReady": {"Type": "Choice", "Choices": [
+            {"Variable": "$.crawler.Crawler.State", "StringEquals": "READY",
+             "Next": "Transform"}], "Default": "WaitForCrawler"},
+        "WaitForCrawler": {"Type": "Wait", "Seconds": b.poll_wait_s, "Next": "GetCrawler"},
+        "Transform": {
+            "Type": "Map", "Comment": "bronze_to_silver, one task per table.",
+            "ItemsPath": "$.tables", "MaxConcurrency": len(TABLES),
+            "ItemSelector": {"table.$": "$$.Map.Item.Value", "run_id.$": "$.run_id"},
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "BronzeToSilver",
+                "States": {"BronzeToSilver": _glue_job(
+                    b, "bronze_to_silver", {"--table.$": "$.table", "--run_id.$": "$.run_id",
+                                            **_paths(settings)}, None, "$.job")}},
+            "ResultPath": None, "Catch": _catch("Transform"), "Next": "LoadDims"},
+        "LoadDims": {"Type": "Parallel", "Comment": "The SCD2 dimensions, side by side.",
+                     "Branches": [_branch(b, n, j, p) for n, j, p in DIMS],
+                     "ResultPath": None, "Catch": _catch("LoadDims"), "Next": "LoadFacts"},
+        "LoadFacts": {"Type": "Parallel", "Comment": "Orders, then their items.",
+                      "Branches": [{"StartAt": f"Load{FACTS[0][0]}", "States": {
+                          **_call(b, *FACTS[0], f"Load{FACTS[1][0]}"),
+                          **_call(b, *FACTS[1], "FactsLoaded"),
+                          "FactsLoaded": {"Type": "Succeed"}}}],
+                      "ResultPath": None, "Catch": _catch("LoadFacts"),
+                      "Next": "QualityAndReconcile"},
+        "QualityAndReconcile": _glue_job(b, "shoplake_quality_and_reconcile",
+                                         {"--run_id.$": "$.run_id"}, "CheckArrivals",
+                                         "$.quality", catch="QualityAndReconcile"),
+        "CheckArrivals": _glue_job(b, "shoplake_check_arrivals",
+                                   {"--run_id.$": "$.run_id",
+                                    "--crawled_at.$": "States.Format('{}', $.crawl.crawled_at)"},
+                                   "MoreArrived", "$.arrivals", catch="CheckArrivals"),
+        "MoreArrived": {"Type": "Choice", "Choices": [
+            {"And": [{"Variable": "$.trigger", "StringEquals": "arrival"},
+                     {"Variable": "$.arrivals.more", "BooleanEquals": True}],
+             "Next": "WaitForCdcSync"}], "Default": "WriteReport"},
+        "WriteReport": {**_glue_job(b, "shoplake_write_run_report",
+                                    {"--execution_arn.$": "$$.Execution.Id",
+                                     "--outcome": "SUCCEEDED"}, "Succeeded", None),
+                        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error",
+                                   "Next": "Succeeded"}]},
+        "Succeeded": {"Type": "Succeed"},
+        "NotifyFailure": {
+            "Type": "Task", "Resource": "arn:aws:states:::events:putEvents",
+            "Parameters": {"Entries": [{
+                "Source": "shoplake.pipeline", "DetailType": "RunFailed",
+                "EventBusName": "default",
+                "Detail": {"run_id.$": "$.run_id", "state.$": "$.failure.state",
+                           "error.$": "$.failure.error", "cause.$": "$.failure.cause"}}]},
+            "ResultPath": None, "Retry": _retry(settings),
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.notify_error",
+                       "Next": "WriteFailureReport"}],
+            "Next": "WriteFailureReport"},
+        "WriteFailureReport": {**_glue_job(b, "shoplake_write_run_report",
+                                           {"--execution_arn.$": "$$.Execution.Id",
+                                            "--outcome": "FAILED"}, "RunFailed", None),
+                               "Catch": [{"ErrorEquals": ["States.ALL"],
+                                          "ResultPath": "$.report_error", "Next": "RunFailed"}]},
+        "RunFailed": {"Type": "Fail", "Error": "Shoplake.RunFailed",
+                      "Cause": "a step failed: see the RunFailed event or `shoplake runs show`"},
+    }
+    for name in [n for n, s in states.items() if "Catch" in s and n not in
+                 ("NotifyFailure", "WriteReport", "WriteFailureReport")]:
+        states[f"Catch{name}"] = {
+            "Type": "Pass", "Parameters": {"state": name, "error.$": "$.error.Error",
+                                           "cause.$": "$.error.Cause"},
+            "ResultPath": "$.failure", "Next": "NotifyFailure"}
+    return {"Comment": f"shoplake pipeline run ({target} binding): CDC sync, crawl, "
+                       "bronze_to_silver per table, SCD2 dims, facts, quality.",
+            "StartAt": "Start", "TimeoutSeconds": o.task_timeout_s * 4, "States": states}
+
+
+def render_json(settings: Settings, target: str) -> str:
+    return json.dumps(render(settings, target), indent=2, sort_keys=False)
+
+
+def execution_input(trigger: str, debounce_s: int = 0,
+                    tables: tuple[str, ...] = TABLES) -> dict[str, Any]:
+    """What a run is started with (by `shoplake run`, the schedule, an arrival)."""
+    return {"trigger": trigger, "debounce_s": debounce_s, "tables": list(tables)}
+
+
+# -- structure checks (used by tests and by `statemachine render --check`) -------------------
+def _walk(states: dict[str, Any], path: str = "") -> Any:
+    for name, state in states.items():
+        yield f"{path}{name}", name, state, states
+        for i, branch in enumerate(state.get("Branches", [])):
+            yield from _walk(branch["States"], f"{path}{name}[{i}]/")
+        if "ItemProcessor" in state:
+            yield from _walk(state["ItemProcessor"]["States"], f"{path}{name}/")
+
+
+def _targets(state: dict[str, Any]) -> list[str]:
+    out = [state["Next"]] if "Next" in state else []
+    out += [c["Next"] for c in state.get("Choices", [])]
+    out += [state["Default"]] if "Default" in state else []
+    out += [c["Next"] for c in state.get("Catch", [])]
+    return out
+
+
+def problems(definition: dict[str, Any]) -> list[str]:
+    """Every Next / Default / Catch target that does not exist and every state no path
+    reaches, in each scope (the machine, each branch, the Map's processor)."""
+    found = []
+
+    def scope(states: dict[str, Any], start: str, where: str) -> None:
+        if start not in states:
+            found.append(f"{where}StartAt `{start}` is not a state")
+        seen, todo = set(), [start]
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in states:
+                continue
+            seen.add(name)
+            for target in _targets(states[name]):
+                if target not in states:
+                    found.append(f"{where}{name}: target `{target}` is not a state")
+                todo.append(target)
+        for name, state in states.items():
+            if name not in seen:
+                found.append(f"{where}{name} is unreachable")
+            for i, branch in enumerate(state.get("Branches", [])):
+                scope(branch["States"], branch["StartAt"], f"{where}{name}[{i}]/")
+            if "ItemProcessor" in state:
+                proc = state["ItemProcessor"]
+                scope(proc["States"], proc["StartAt"], f"{where}{name}/")
+
+    scope(definition["States"], definition["StartAt"], "")
+    return found
+
+
+def shape(definition: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(path, type, transitions) of every state: equal for both bindings."""
+    return sorted((path, s["Type"], tuple(_targets(s)))
+                  for path, _, s, _ in _walk(definition["States"]))

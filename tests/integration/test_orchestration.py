@@ -1,0 +1,259 @@
+"""Runs through the state machine on LocalStack Step Functions, served by the stack's two
+workers (`shoplake worker`), started by hand, by the EventBridge schedule, or by files
+arriving in bronze.
+
+Each test starts from a reconciled warehouse and leaves one: a run that fails on purpose is
+followed by a run that succeeds. The stack's workers use TEST_ORCHESTRATION (heartbeat 10 s,
+retries after 1 s) so a killed worker's task is offered again within seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline import cdc, stack
+from pipeline.aws.clients import aws_client
+from pipeline.config import Settings
+from pipeline.orchestration import asl, history, schedule
+from pipeline.orchestration.lease import run_lease
+from pipeline.orchestration.provision import queue_url, state_machine_arn
+from pipeline.orchestration.report import load_run, report_path
+from pipeline.orchestration.runs import follow, new_run_id, recent_runs, start_run
+from pipeline.source.db import connect_app
+from pipeline.source.load import seed
+from pipeline.source.simulate import simulate
+from pipeline.stack.manager import process_of
+from pipeline.stack.workers import WorkerService
+from pipeline.warehouse import apply_ddl
+from pipeline.warehouse.reconcile import reconcile
+
+pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
+
+RUN_TIMEOUT_S = 600
+
+
+def shoplake(env: dict[str, str], *args: str, timeout: float = RUN_TIMEOUT_S
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli.main", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _finished(settings: Settings, arn: str, timeout_s: float = RUN_TIMEOUT_S) -> history.Run:
+    return follow(settings, arn, lambda _run: None, interval_s=1.0, timeout_s=timeout_s)
+
+
+def _node(run: history.Run, name: str) -> history.Node:
+    return next(n for n in run.nodes if n.name == name)
+
+
+def _drain_failures(settings: Settings) -> list[dict]:
+    sqs = aws_client(settings, "sqs")
+    got = []
+    while True:
+        msgs = sqs.receive_message(QueueUrl=queue_url(settings), MaxNumberOfMessages=10,
+                                   WaitTimeSeconds=1).get("Messages", [])
+        if not msgs:
+            return got
+        for m in msgs:
+            got.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=queue_url(settings), ReceiptHandle=m["ReceiptHandle"])
+
+
+def _reconciled(settings: Settings) -> None:
+    rec = reconcile(settings)
+    assert rec.ok, rec
+
+
+@pytest.fixture(scope="module")
+def seeded(stack_settings: Settings) -> Iterator[Settings]:
+    seed(stack_settings, scale=0.01, seed=91, reset=True)
+    cdc.reset(stack_settings)
+    apply_ddl(stack_settings, reset=True)
+    schedule.set_schedule(stack_settings, None)
+    _drain_failures(stack_settings)
+    yield stack_settings
+    schedule.set_schedule(stack_settings, None)
+    stack.up(stack_settings)  # a test may have killed a worker
+
+
+def test_a_run_through_the_state_machine_reconciles(seeded: Settings,
+                                                    cli_env: dict[str, str]) -> None:
+    done = shoplake(cli_env, "run")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "succeeded in" in out and "reconcile: all" in out, out
+    run_id = next(w for w in out.split() if w.startswith("run-"))
+    _reconciled(seeded)
+    rows = {r["run"]: r for r in recent_runs(seeded)}
+    assert rows[run_id]["status"] == "SUCCEEDED" and rows[run_id]["trigger"] == "manual"
+    run = load_run(seeded, f"{state_machine_arn(seeded).replace(':stateMachine:', ':execution:')}"
+                           f":{run_id}")
+    # Every table went through the Map, every load through its branch, in the graph.
+    done_paths = {n.path for n in run.nodes if n.status == "succeeded"}
+    for table in asl.TABLES:
+        assert f"Transform/BronzeToSilver[{table}]" in done_paths, done_paths
+    assert "QualityAndReconcile" in done_paths and "WriteReport" in done_paths
+    assert report_path(seeded, run_id).exists()
+    shown = shoplake(cli_env, "runs", "show", run_id)
+    assert shown.returncode == 0 and "QualityAndReconcile" in shown.stdout, shown.stdout
+
+
+def test_a_transient_failure_is_retried_and_the_run_succeeds(seeded: Settings) -> None:
+    simulate(seeded, rate=20, duration=1.0, seed=92)
+    # Someone else holds the run lease (a hand-started job, say): the run's first leased
+    # step waits 5 s, fails Shoplake.Transient, and Step Functions retries it.
+    with run_lease(seeded, "a test holding the lease", wait_s=0):
+        arn = start_run(seeded, "manual")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if any(n.attempts > 1 for n in load_run(seeded, arn).nodes):
+                break
+            time.sleep(1.0)
+        else:
+            pytest.fail(f"no retry seen: {load_run(seeded, arn).nodes}")
+    run = _finished(seeded, arn)
+    assert run.status == "SUCCEEDED", run.failed_node()
+    retried = [n for n in run.nodes if n.attempts > 1]
+    assert retried and retried[0].name in ("ReplicateNow", "StartCrawler"), run.nodes
+    _reconciled(seeded)
+
+
+def test_a_terminal_failure_is_not_retried_and_is_announced(seeded: Settings,
+                                                            cli_env: dict[str, str]) -> None:
+    sfn = aws_client(seeded, "stepfunctions")
+    run_id = new_run_id()
+    arn = sfn.start_execution(
+        stateMachineArn=state_machine_arn(seeded), name=run_id,
+        input=json.dumps(asl.execution_input("manual", tables=("orders", "no_such_table"))),
+    )["executionArn"]
+    run = _finished(seeded, arn)
+    assert run.status == "FAILED"
+    failed = run.failed_node()
+    assert failed is not None and failed.path == "Transform/BronzeToSilver[no_such_table]"
+    assert failed.error == "Shoplake.Terminal" and failed.attempts == 1, failed
+    assert "no_such_table" in failed.cause, failed.cause
+    # The RunFailed event reached the failure queue through the EventBridge rule.
+    deadline = time.monotonic() + 30
+    events: list[dict] = []
+    while time.monotonic() < deadline and not events:
+        events = [e for e in _drain_failures(seeded)
+                  if e.get("detail", {}).get("run_id") == run_id]
+    assert events, "no RunFailed event in the failure queue"
+    detail = events[0]["detail"]
+    assert detail["state"] == "Transform" and "no_such_table" in detail["cause"], detail
+    shown = shoplake(cli_env, "runs", "show", run_id)
+    assert shown.returncode == 1, shown.stdout
+    assert "failed in Transform/BronzeToSilver[no_such_table]" in shown.stdout, shown.stdout
+    assert "Traceback" not in shown.stdout + shown.stderr
+
+
+def test_a_killed_worker_s_task_is_run_again_by_the_other_worker(seeded: Settings) -> None:
+    simulate(seeded, rate=20, duration=1.0, seed=93)
+    arn = start_run(seeded, "manual")
+    deadline = time.monotonic() + 300
+    victim = None
+    while time.monotonic() < deadline and victim is None:
+        run = load_run(seeded, arn)
+        if any(n.path.startswith("Transform/") and n.status == "running" for n in run.nodes):
+            for i in (1, 2):
+                status = json.loads((seeded.state_dir / "run" /
+                                     f"worker-{i}.status.json").read_text())
+                if any(s == "glue_job" for s in status["running"]):
+                    victim = i
+                    break
+        if victim is None:
+            assert run.status == "RUNNING", f"the run ended before Transform: {run.status}"
+            time.sleep(0.5)
+    assert victim is not None, "no worker was seen running a Glue job"
+    rec = process_of(seeded, WorkerService(seeded, victim)).running()
+    assert rec is not None
+    os.killpg(rec.pid, signal.SIGKILL)  # the worker and its Spark JVM
+    run = _finished(seeded, arn)
+    assert run.status == "SUCCEEDED", run.failed_node()
+    timed_out = [n for n in run.nodes if n.attempts > 1]
+    assert timed_out, "the killed worker's task was not retried"
+    _reconciled(seeded)
+    stack.up(seeded)  # the documented recovery brings the worker back
+    assert process_of(seeded, WorkerService(seeded, victim)).running() is not None
+
+
+def test_two_runs_at_once_one_does_the_work(seeded: Settings) -> None:
+    first = start_run(seeded, "manual")
+    second = start_run(seeded, "manual")
+    runs = [_finished(seeded, first), _finished(seeded, second)]
+    assert [r.status for r in runs] == ["SUCCEEDED", "SUCCEEDED"]
+    skipped = [r for r in runs if _node(r, "AlreadyRunning").status != "pending"]
+    worked = [r for r in runs if _node(r, "QualityAndReconcile").status == "succeeded"]
+    assert len(skipped) == 1 and len(worked) == 1, [(r.name, r.nodes) for r in runs]
+    assert worked[0].name == first.rsplit(":", 1)[-1]  # the oldest goes on
+
+
+def test_the_schedule_starts_runs(seeded: Settings, cli_env: dict[str, str]) -> None:
+    before = {r["run"] for r in recent_runs(seeded, 100)}
+    done = shoplake(cli_env, "schedule", "set", "rate(1 minute)")
+    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        deadline = time.monotonic() + 150
+        started = []
+        while time.monotonic() < deadline and not started:
+            started = [r for r in recent_runs(seeded, 100)
+                       if r["run"] not in before and r["trigger"] == "schedule"]
+            time.sleep(2.0)
+        assert started, "no scheduled run within 150 s of `schedule set rate(1 minute)`"
+    finally:
+        off = shoplake(cli_env, "schedule", "off")
+        assert off.returncode == 0, off.stdout + off.stderr
+    arn = (f"{state_machine_arn(seeded).replace(':stateMachine:', ':execution:')}"
+           f":{started[0]['run']}")
+    assert _finished(seeded, arn).status == "SUCCEEDED"
+    shown = json.loads(shoplake(cli_env, "schedule", "show", "--format", "json").stdout)
+    assert shown["expression"] is None and not shown["rules"], shown
+
+
+def test_files_arriving_start_one_run_that_brings_the_last_rows_to_gold(
+        seeded: Settings, cli_env: dict[str, str]) -> None:
+    # Let any scheduled run end first, so the arrivals' run is the one that works.
+    for r in recent_runs(seeded, 20):
+        if r["status"] == "RUNNING":
+            _finished(seeded, r["run"] if r["run"].startswith("arn:") else
+                      f"{state_machine_arn(seeded).replace(':stateMachine:', ':execution:')}"
+                      f":{r['run']}")
+    before = {r["run"] for r in recent_runs(seeded, 100)}
+    assert shoplake(cli_env, "schedule", "set", "on-arrival").returncode == 0
+    try:
+        for i in range(3):  # a burst: three CDC files within a few seconds
+            simulate(seeded, rate=20, duration=0.5, seed=94 + i)
+            cdc.run(seeded, once=True)
+        with connect_app(seeded) as conn, conn.cursor() as cur:
+            cur.execute("SELECT max(id) FROM orders")
+            last_order = cur.fetchone()[0]
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            new = [r for r in recent_runs(seeded, 100) if r["run"] not in before]
+            if new and all(r["status"] != "RUNNING" for r in new):
+                break
+            time.sleep(2.0)
+    finally:
+        assert shoplake(cli_env, "schedule", "off").returncode == 0
+    new = [r for r in recent_runs(seeded, 100) if r["run"] not in before]
+    assert new and all(r["trigger"] == "arrival" for r in new), new
+    assert all(r["status"] == "SUCCEEDED" for r in new), new
+    prefix = state_machine_arn(seeded).replace(":stateMachine:", ":execution:")
+    worked = [r for r in new
+              if _node(load_run(seeded, f"{prefix}:{r['run']}"), "QualityAndReconcile").status
+              == "succeeded"]
+    assert len(worked) == 1, f"{len(worked)} of the {len(new)} arrival runs did the work"
+    from pipeline.warehouse.load import session
+
+    with session(seeded) as conn, conn.cursor() as cur:
+        cur.execute("SELECT max(order_id) FROM sales.fact_orders")
+        assert cur.fetchone()[0] == last_order
+    _reconciled(seeded)
