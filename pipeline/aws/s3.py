@@ -23,6 +23,16 @@ def list_objects(settings: Settings, bucket: str, prefix: str = "") -> dict[str,
     return found
 
 
+def list_modified(settings: Settings, bucket: str, prefix: str = "") -> dict[str, float]:
+    """key -> LastModified (epoch seconds) of every object under `prefix`."""
+    s3 = aws_client(settings, "s3")
+    found: dict[str, float] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = obj["LastModified"].timestamp()
+    return found
+
+
 def delete_keys(settings: Settings, bucket: str, keys: Sequence[str]) -> None:
     s3 = aws_client(settings, "s3")
     for i in range(0, len(keys), DELETE_BATCH):

@@ -1,6 +1,7 @@
 """Silver tables as immutable snapshots plus a pointer, so a crashed job never leaves half a
 table: a run writes `snapshots/<snapshot>/` (partitioned by ingestion date), then flips
-`_current.json` (one atomic PUT), then drops snapshots older than the previous one.
+`_current.json` (one atomic PUT), then drops the snapshot before the previous one (other
+folders, which may be a concurrent writer's in progress, only once an hour old).
 Spark ignores the `_`-prefixed pointer when it lists the table folder.
 
 Two writers can never merge their outputs: each attempt writes a folder of its own
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from pipeline.aws.clients import aws_client
-from pipeline.aws.s3 import delete_keys, get_json, list_objects
+from pipeline.aws.s3 import delete_keys, get_json, list_modified, list_objects
 from pipeline.config import Settings
 from pipeline.errors import TransientError
 
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 LOG = logging.getLogger(__name__)
+
+ABANDONED_AFTER_S = 3600.0
+"""A snapshot folder nobody published, untouched this long, is a crashed writer's: deleted."""
 
 
 def table_prefix(settings: Settings, table: str) -> str:
@@ -100,7 +105,8 @@ def publish(settings: Settings, table: str, run_id: str, snapshot: str, rows: in
     bucket = settings.lake.silver_bucket
     s3 = aws_client(settings, "s3")
     previous = current_snapshot(settings, table)
-    body = json.dumps({"run_id": run_id, "snapshot": snapshot, "rows": rows, **extra},
+    body = json.dumps({"run_id": run_id, "snapshot": snapshot, "rows": rows,
+                       "previous": snapshot_id(previous) if previous else None, **extra},
                       default=str).encode()
     condition = {"IfMatch": expected_etag} if expected_etag else {"IfNoneMatch": "*"}
     try:
@@ -112,12 +118,22 @@ def publish(settings: Settings, table: str, run_id: str, snapshot: str, rows: in
         discard(settings, table, snapshot)
         raise SilverConflictError(table, snapshot) from exc
     keep = {snapshot, snapshot_id(previous) if previous else snapshot}
-    prefix = f"{table_prefix(settings, table)}/snapshots/"
-    delete_keys(settings, bucket, [k for k in list_objects(settings, bucket, prefix)
-                                   if k[len(prefix):].split("/", 1)[0] not in keep])
-    held = f"quarantine/{table_prefix(settings, table)}/held="
-    delete_keys(settings, bucket, [k for k in list_objects(settings, bucket, held)
-                                   if k[len(held):].split("/", 1)[0] not in keep])
+    # The snapshot that just left the window (the predecessor's predecessor) goes now.
+    # Any other folder may be a concurrent writer's, still being written (it will lose
+    # its compare-and-swap and discard it): it goes only once it is stale (a crashed
+    # writer's leftovers).
+    gone = (previous or {}).get("previous")
+    stale_before = time.time() - ABANDONED_AFTER_S
+    for prefix in (f"{table_prefix(settings, table)}/snapshots/",
+                   f"quarantine/{table_prefix(settings, table)}/held="):
+        newest: dict[str, float] = {}
+        for key, modified in list_modified(settings, bucket, prefix).items():
+            folder = key[len(prefix):].split("/", 1)[0]
+            newest[folder] = max(modified, newest.get(folder, 0.0))
+        drop = {f for f, at in newest.items()
+                if f not in keep and (f == gone or at < stale_before)}
+        delete_keys(settings, bucket, [k for k in list_objects(settings, bucket, prefix)
+                                       if k[len(prefix):].split("/", 1)[0] in drop])
 
 
 def held_path(settings: Settings, table: str, snapshot: str) -> str:
