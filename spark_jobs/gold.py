@@ -78,5 +78,5 @@ def load(ctx: JobContext, stagings: list[str], procedure: str) -> dict[str, Any]
     if ctx.args.get("call_procedure", "true").lower() == "false":
         return {"procedure": None, "staged": staged}
     ctx.progress.update(ctx.name, description=f"CALL sales.{procedure}()")
-    call(ctx.settings, procedure)
+    call(ctx.settings, procedure, ctx.args.get("run_id"))
     return {"procedure": procedure, "staged": staged}

@@ -104,11 +104,17 @@ def _paths(settings: Settings) -> dict[str, str]:
             "--catalog_database": settings.glue.database}
 
 
+def statement_sql(procedure: str) -> str:
+    """The executeStatement SQL of a load procedure: the run id as a named parameter."""
+    return f"CALL {SCHEMA}.{procedure}(:run_id)"
+
+
 def _call(b: _Binding, name: str, job: str, procedure: str, next_: str) -> dict[str, Any]:
     """Stage with a Glue job, CALL the procedure, poll the statement until it is done."""
-    sql = f"CALL {SCHEMA}.{procedure}()"
+    sql = statement_sql(procedure)
+    # The Redshift Data API's own named parameters carry the run id into the CALL.
     statement = {"WorkgroupName": "shoplake", "Database": b.settings.postgres.database,
-                 "Sql": sql, "run_id.$": "$.run_id"}
+                 "Sql": sql, "Parameters": [{"name": "run_id", "value.$": "$.run_id"}]}
     return {
         f"Load{name}": _glue_job(b, job, {"--run_id.$": "$.run_id", "--call_procedure": "false",
                                           **_paths(b.settings)}, f"Merge{name}", "$.job"),

@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import first_line
-from pipeline.orchestration.asl import DIMS, FACTS, TABLES, _paths
+from pipeline.orchestration.asl import DIMS, FACTS, TABLES, _paths, statement_sql
 from pipeline.orchestration.steps import run_step
 from pipeline.progress import Progress, SilentProgress
 
@@ -56,8 +56,9 @@ def _load(settings: Settings, progress: Progress, run_id: str, job: str,
           procedure: str) -> dict[str, Any]:
     staged = run_step(settings, "glue_job", {"JobName": job, "Arguments": {
         "--run_id": run_id, "--call_procedure": "false", **_paths(settings)}}, progress)
-    run_step(settings, "execute_statement", {"Sql": f"CALL sales.{procedure}()",
-                                             "run_id": run_id}, progress)
+    run_step(settings, "execute_statement", {
+        "Sql": statement_sql(procedure), "Parameters": [{"name": "run_id", "value": run_id}]},
+        progress)
     return staged
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import traceback
 import uuid
@@ -151,20 +152,27 @@ def _statement_key(statement_id: str) -> str:
 
 def execute_statement(settings: Settings, task: dict[str, Any], progress: Progress
                       ) -> dict[str, Any]:
-    """redshift-data:executeStatement of `CALL sales.<procedure>()`, run to completion here
+    """redshift-data:executeStatement of `CALL sales.<procedure>(:run_id)` (the run id among
+    the statement's Parameters, as the Data API takes it), run to completion here
     (the warehouse is local); describe_statement then reports it FINISHED."""
     from pipeline.aws.s3 import put_json
     from pipeline.warehouse import PROCEDURES, call
     from pipeline.warehouse.model import SCHEMA
 
-    sql = " ".join(str(task.get("Sql", "")).split())
-    procedure = sql.removeprefix(f"CALL {SCHEMA}.").removesuffix("()").removesuffix("();")
-    if not sql.startswith(f"CALL {SCHEMA}.") or procedure not in PROCEDURES:
+    sql = " ".join(str(task.get("Sql", "")).split()).removesuffix(";")
+    params = {p.get("name"): p.get("value") for p in task.get("Parameters") or []}
+    match = re.fullmatch(rf"CALL {SCHEMA}\.(\w+)\((:run_id)?\)", sql)
+    if match is None or match.group(1) not in PROCEDURES:
         raise TerminalError(f"executeStatement may only CALL a load procedure, got `{sql}`",
-                            hint=f"one of: {', '.join(PROCEDURES)}")
+                            hint=f"`CALL {SCHEMA}.<procedure>(:run_id)` with one of: "
+                                 f"{', '.join(PROCEDURES)}")
+    procedure = match.group(1)
+    run_id = params.get("run_id") if match.group(2) else None
+    if match.group(2) and not run_id:
+        raise TerminalError(f"`{sql}` names :run_id but the statement's Parameters have none")
     began = time.monotonic()
-    progress.update("statement", description=sql)
-    call(settings, procedure)
+    progress.update("statement", description=sql.replace(":run_id", f"'{run_id}'"))
+    call(settings, procedure, run_id)
     statement_id = str(uuid.uuid4())
     seconds = round(time.monotonic() - began, 3)
     put_json(settings, settings.lake.artifacts_bucket, _statement_key(statement_id),

@@ -225,15 +225,16 @@ def loaded_snapshot(settings: Settings, table_name: str) -> str | None:
     return row[0] if row else None
 
 
-def call(settings: Settings, procedure: str) -> None:
-    """`CALL sales.<procedure>()` in its own transaction (one of `PROCEDURES`)."""
+def call(settings: Settings, procedure: str, run_id: str | None = None) -> None:
+    """`CALL sales.<procedure>(run_id)` in its own transaction (one of `PROCEDURES`); the
+    rows it writes are stamped with `run_id` (`loaded_run`)."""
     if procedure not in PROCEDURES:
         raise ConfigError(f"unknown procedure `{procedure}`",
                           hint=f"one of: {', '.join(PROCEDURES)}")
     with session(settings) as conn:
         try:
             with conn.cursor() as cur:
-                cur.execute(f"CALL {SCHEMA}.{procedure}()")
+                cur.execute(f"CALL {SCHEMA}.{procedure}(%s)", (run_id,))
             conn.commit()
         except psycopg2.Error as exc:
             _rollback(conn)

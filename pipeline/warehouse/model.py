@@ -115,13 +115,18 @@ def _key(name: str) -> Column:
     return Column(name, "int", nullable=False)
 
 
+LOADED_RUN = Column("loaded_run", "ascii(64)")
+"""The pipeline run (execution name) that wrote the row's current values: a gold row traces
+to its run, and the run to its silver snapshot (sales.load_state, the silver pointer)."""
+
+
 def _scd2(sk: str, natural: str, attributes: tuple[Column, ...]) -> tuple[Column, ...]:
     """Surrogate key, natural key, the tracked attributes, then the SCD2 bookkeeping."""
     return (Column(sk, "bigint", nullable=False, identity=True), _key(natural), *attributes,
             Column("attr_hash", "ascii(32)", nullable=False),
             Column("record_start_ts", "timestamp", nullable=False),
             Column("record_end_ts", "timestamp", nullable=False, default=f"'{OPEN_END}'"),
-            Column("is_current", "boolean", nullable=False, default="true"))
+            Column("is_current", "boolean", nullable=False, default="true"), LOADED_RUN)
 
 
 def _scd2_indexes(name: str, natural: str) -> tuple[Index, ...]:
@@ -183,7 +188,7 @@ TABLES: tuple[Table, ...] = (
            _key("date_key"), _c("status", "string(16)"), _c("platform", "string(16)"),
            _c("payment_method", "string(32)"), _c("order_ts", "timestamp", nullable=False),
            _c("updated_at", "timestamp"), Column("item_count", "bigint", nullable=False),
-           _c("order_total", "numeric(38,2)", nullable=False)),
+           _c("order_total", "numeric(38,2)", nullable=False), LOADED_RUN),
           ("order_id",), "KEY", "order_id", ("date_key", "order_id"),
           (Index("ix_fact_orders_date_key", ("date_key",)),
            Index("ix_fact_orders_customer_id", ("customer_id",)))),
@@ -191,7 +196,7 @@ TABLES: tuple[Table, ...] = (
           (_key("order_item_id"), _key("order_id"), _key("product_id"),
            _c("product_sk", "bigint"), _key("date_key"), _key("quantity"),
            _c("unit_price", "numeric(12,2)", nullable=False),
-           _c("line_total", "numeric(22,2)", nullable=False)),
+           _c("line_total", "numeric(22,2)", nullable=False), LOADED_RUN),
           ("order_item_id",), "KEY", "order_id", ("date_key", "order_id"),
           (Index("ix_fact_order_items_order_id", ("order_id",)),
            Index("ix_fact_order_items_date_key", ("date_key",)))),

@@ -80,6 +80,28 @@ def drift(existing: dict[str, tuple[str, ...]]) -> dict[str, str]:
     return out
 
 
+def add_new_columns(conn, existing: dict[str, tuple[str, ...]]) -> list[str]:  # noqa: ANN001
+    """Columns the model appended to a table since it was created (nullable, so a warehouse
+    made by an earlier version gains them without a rebuild); the columns added."""
+    from pipeline.warehouse.ddl import postgres_type
+
+    added = []
+    for t in TABLES:
+        have = existing.get(t.name)
+        if have is None or len(have) >= len(t.columns) or t.column_names[:len(have)] != have:
+            continue
+        for column in t.columns[len(have):]:
+            if not column.nullable:
+                break  # not a plain addition: drift() reports it
+            with conn.cursor() as cur:
+                cur.execute(f'ALTER TABLE {t.qualified} ADD COLUMN IF NOT EXISTS '
+                            f'"{column.name}" {postgres_type(column)}')
+            added.append(f"{t.name}.{column.name}")
+    if added:
+        LOG.info("added column(s) %s", ", ".join(added))
+    return added
+
+
 def apply_ddl(settings: Settings, reset: bool = False) -> ApplyResult:
     """Create schema `sales`, its tables, functions, procedures and view; fill dim_date.
 
@@ -94,7 +116,8 @@ def apply_ddl(settings: Settings, reset: bool = False) -> ApplyResult:
                     LOG.warning("dropping schema %s and everything in it", SCHEMA)
                     cur.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
                 before = existing_columns(conn)
-                problems = drift(before)
+                added = add_new_columns(conn, before)
+                problems = drift(existing_columns(conn) if added else before)
                 if problems:
                     raise SchemaDriftError(problems)
                 # Whole files in one execute: no parameters, so psycopg2 sends them verbatim

@@ -102,6 +102,13 @@ def test_a_run_through_the_state_machine_reconciles(seeded: Settings,
         assert f"Transform/BronzeToSilver[{table}]" in done_paths, done_paths
     assert "QualityAndReconcile" in done_paths and "WriteReport" in done_paths
     assert report_path(seeded, run_id).exists()
+    # Every gold row written by the run names it.
+    from pipeline.warehouse.load import session
+
+    with session(seeded) as conn, conn.cursor() as cur:
+        for table in ("dim_customer", "dim_product", "fact_orders", "fact_order_items"):
+            cur.execute(f"SELECT DISTINCT loaded_run FROM sales.{table}")
+            assert cur.fetchall() == [(run_id,)], table
     shown = shoplake(cli_env, "runs", "show", run_id)
     assert shown.returncode == 0 and "QualityAndReconcile" in shown.stdout, shown.stdout
 
@@ -158,21 +165,7 @@ def test_a_terminal_failure_is_not_retried_and_is_announced(seeded: Settings,
 def test_a_killed_worker_s_task_is_run_again_by_the_other_worker(seeded: Settings) -> None:
     simulate(seeded, rate=20, duration=1.0, seed=93)
     arn = start_run(seeded, "manual")
-    deadline = time.monotonic() + 300
-    victim = None
-    while time.monotonic() < deadline and victim is None:
-        run = load_run(seeded, arn)
-        if any(n.path.startswith("Transform/") and n.status == "running" for n in run.nodes):
-            for i in (1, 2):
-                status = json.loads((seeded.state_dir / "run" /
-                                     f"worker-{i}.status.json").read_text())
-                if any(s == "glue_job" for s in status["running"]):
-                    victim = i
-                    break
-        if victim is None:
-            assert run.status == "RUNNING", f"the run ended before Transform: {run.status}"
-            time.sleep(0.5)
-    assert victim is not None, "no worker was seen running a Glue job"
+    victim = _worker_running_a_glue_job(seeded, arn)
     rec = process_of(seeded, WorkerService(seeded, victim)).running()
     assert rec is not None
     os.killpg(rec.pid, signal.SIGKILL)  # the worker and its Spark JVM
@@ -183,6 +176,47 @@ def test_a_killed_worker_s_task_is_run_again_by_the_other_worker(seeded: Setting
     _reconciled(seeded)
     stack.up(seeded)  # the documented recovery brings the worker back
     assert process_of(seeded, WorkerService(seeded, victim)).running() is not None
+
+
+def _worker_running_a_glue_job(settings: Settings, arn: str) -> int:
+    """Wait until a worker runs a Glue job of the run's Transform; its index."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        run = load_run(settings, arn)
+        assert run.status == "RUNNING", f"the run ended before Transform: {run.status}"
+        if any(n.path.startswith("Transform/") and n.status == "running" for n in run.nodes):
+            for i in (1, 2):
+                status = json.loads((settings.state_dir / "run" /
+                                     f"worker-{i}.status.json").read_text())
+                if "glue_job" in status["running"]:
+                    return i
+        time.sleep(0.3)
+    pytest.fail("no worker was seen running a Glue job")
+
+
+def test_sigterm_lets_a_worker_finish_its_task_then_it_exits(seeded: Settings) -> None:
+    simulate(seeded, rate=20, duration=1.0, seed=95)
+    arn = start_run(seeded, "manual")
+    index = _worker_running_a_glue_job(seeded, arn)
+    rec = process_of(seeded, WorkerService(seeded, index)).running()
+    assert rec is not None
+    os.kill(rec.pid, signal.SIGTERM)
+    run = _finished(seeded, arn)
+    assert run.status == "SUCCEEDED", run.failed_node()
+    # The Glue jobs it had were finished by it, not handed on (a task its polls in flight
+    # receive after SIGTERM is handed back, and retried elsewhere: that is allowed).
+    transform = [n for n in run.nodes if n.path.startswith("Transform/")]
+    assert all(n.attempts == 1 for n in transform), transform
+    deadline = time.monotonic() + 90  # a poll in flight lasts up to 60 s
+    while time.monotonic() < deadline and process_of(seeded, WorkerService(seeded, index)
+                                                     ).running() is not None:
+        time.sleep(0.5)
+    assert process_of(seeded, WorkerService(seeded, index)).running() is None, \
+        "the worker did not exit after SIGTERM"
+    log = (seeded.state_dir / "logs" / f"worker-{index}.log").read_text()
+    assert f"worker-{index} stopped after" in log, log[-2000:]
+    stack.up(seeded)
+    _reconciled(seeded)
 
 
 def test_two_runs_at_once_one_does_the_work(seeded: Settings) -> None:

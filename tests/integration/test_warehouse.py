@@ -221,6 +221,43 @@ def test_apply_ddl_is_idempotent(warehouse: Settings, monkeypatch, capsys,
     assert dump(warehouse) == before
 
 
+def test_every_gold_row_names_the_run_that_wrote_it(warehouse: Settings) -> None:
+    for table, rows in DATASET.items():
+        load_staging(warehouse, table, STAGING_COLUMNS[table], iter(rows))
+    for procedure in PROCEDURES:
+        call(warehouse, procedure, "run-1")
+    for table in GOLD:
+        if table != "dim_date":
+            assert query(warehouse, f"SELECT DISTINCT loaded_run FROM sales.{table}") == \
+                [("run-1",)], table
+    # A second run over the same staging writes nothing, so every row keeps its run.
+    for procedure in PROCEDURES:
+        call(warehouse, procedure, "run-2")
+    assert query(warehouse, "SELECT DISTINCT loaded_run FROM sales.fact_orders") == [("run-1",)]
+
+
+def test_a_warehouse_from_before_loaded_run_gains_the_column(warehouse: Settings) -> None:
+    run(warehouse, DATASET)
+    conn = connect(warehouse)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DROP VIEW sales.v_sales_mart")
+            for table in ("dim_customer", "fact_orders"):
+                cur.execute(f"ALTER TABLE sales.{table} DROP COLUMN loaded_run")
+            # ...and its procedures took no run id.
+            cur.execute("CREATE PROCEDURE sales.sp_load_fact_orders() LANGUAGE sql AS 'SELECT 1'")
+        conn.commit()
+    finally:
+        conn.close()
+    apply_ddl(warehouse)  # no drift error: the appended column is added
+    for procedure in PROCEDURES:
+        call(warehouse, procedure, "run-3")  # unambiguous: the old signature is gone
+    # Rows from before keep no run (unchanged, so not rewritten); the column is there.
+    [(before, total)] = query(warehouse, "SELECT count(*) FILTER (WHERE loaded_run IS NULL), "
+                                         "count(*) FROM sales.fact_orders")
+    assert before == total > 0
+
+
 # -- reconciliation ------------------------------------------------------------------------
 def mysql(settings: Settings) -> pymysql.connections.Connection:
     c = mysql_credentials(settings)

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS sales.dim_customer (
     record_start_ts timestamp NOT NULL,
     record_end_ts   timestamp DEFAULT '9999-12-31 00:00:00' NOT NULL,
     is_current      boolean DEFAULT true NOT NULL,
+    loaded_run      text,
     PRIMARY KEY (customer_sk)
 );
 COMMENT ON TABLE sales.dim_customer IS 'Customers, SCD type 2 on name, email, city, country.';
@@ -78,6 +79,7 @@ CREATE TABLE IF NOT EXISTS sales.dim_product (
     record_start_ts timestamp NOT NULL,
     record_end_ts   timestamp DEFAULT '9999-12-31 00:00:00' NOT NULL,
     is_current      boolean DEFAULT true NOT NULL,
+    loaded_run      text,
     PRIMARY KEY (product_sk)
 );
 COMMENT ON TABLE sales.dim_product IS 'Products, SCD type 2 on name, category, price, active.';
@@ -110,6 +112,7 @@ CREATE TABLE IF NOT EXISTS sales.fact_orders (
     updated_at     timestamp,
     item_count     bigint NOT NULL,
     order_total    numeric(38,2) NOT NULL,
+    loaded_run     text,
     PRIMARY KEY (order_id)
 );
 COMMENT ON TABLE sales.fact_orders IS 'One row per order, with its items summed.';
@@ -125,6 +128,7 @@ CREATE TABLE IF NOT EXISTS sales.fact_order_items (
     quantity      integer NOT NULL,
     unit_price    numeric(12,2) NOT NULL,
     line_total    numeric(22,2) NOT NULL,
+    loaded_run    text,
     PRIMARY KEY (order_item_id)
 );
 COMMENT ON TABLE sales.fact_order_items IS 'One row per order line, priced at the time of the order.';

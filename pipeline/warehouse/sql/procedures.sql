@@ -2,8 +2,8 @@
 -- Applied by `shoplake warehouse init` after postgres.sql; every statement is idempotent.
 --
 -- A run: COPY the full current state of each silver table into staging, then
---   CALL sales.sp_merge_dim_customer(); CALL sales.sp_merge_dim_product();
---   CALL sales.sp_load_fact_orders();   CALL sales.sp_load_fact_order_items();
+--   CALL sales.sp_merge_dim_customer(run_id); CALL sales.sp_merge_dim_product(run_id);
+--   CALL sales.sp_load_fact_orders(run_id);   CALL sales.sp_load_fact_order_items(run_id);
 -- Facts come after the dims because they look up the dim version valid at order_ts.
 -- Calling any procedure twice on the same staging changes nothing the second time.
 --
@@ -31,6 +31,14 @@ CREATE OR REPLACE FUNCTION sales.fn_product_hash(name text, category text,
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT md5(json_build_array(name, category, trim_scale(price), active)::text) $$;
 
+-- The load procedures take the run id (`CALL sales.sp_load_fact_orders('run-...')`) and
+-- stamp it into `loaded_run` of every row they write. Their zero-argument versions (from
+-- earlier releases) would make a plain CALL ambiguous: dropped (a no-op once gone).
+DROP PROCEDURE IF EXISTS sales.sp_merge_dim_customer();
+DROP PROCEDURE IF EXISTS sales.sp_merge_dim_product();
+DROP PROCEDURE IF EXISTS sales.sp_load_fact_orders();
+DROP PROCEDURE IF EXISTS sales.sp_load_fact_order_items();
+
 -- Days p_from..p_to that dim_date lacks; existing days are left untouched.
 CREATE OR REPLACE PROCEDURE sales.sp_fill_dim_date(p_from date, p_to date)
 LANGUAGE plpgsql
@@ -54,7 +62,7 @@ $$;
 --                              version's start would make an empty range: it overwrites it);
 --   gone from staging       -> current version closed at load time (deleted at the source);
 --   back after a deletion   -> a new version, from max(updated_at, the last version's end).
-CREATE OR REPLACE PROCEDURE sales.sp_merge_dim_customer()
+CREATE OR REPLACE PROCEDURE sales.sp_merge_dim_customer(p_run_id text DEFAULT NULL)
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -81,7 +89,7 @@ BEGIN
         UPDATE SET record_end_ts = s.change_ts, is_current = false
     WHEN MATCHED AND d.attr_hash <> s.attr_hash THEN
         UPDATE SET name = s.name, email_hash = s.email_hash, city = s.city,
-                   country = s.country, attr_hash = s.attr_hash;
+                   country = s.country, attr_hash = s.attr_hash, loaded_run = p_run_id;
 
     UPDATE sales.dim_customer AS d
     SET is_current = false, record_end_ts = greatest(v_load_ts, d.record_start_ts)
@@ -92,12 +100,12 @@ BEGIN
     -- Every staging key without a current version now gets one: new keys, keys closed by
     -- the MERGE above, keys that came back.
     INSERT INTO sales.dim_customer (customer_id, name, email_hash, city, country, attr_hash,
-                                    record_start_ts, record_end_ts, is_current)
+                                    record_start_ts, record_end_ts, is_current, loaded_run)
     SELECT s.customer_id, s.name, s.email_hash, s.city, s.country,
            sales.fn_customer_hash(s.name, s.email_hash, s.city, s.country),
            CASE WHEN h.last_end IS NULL THEN timestamp '0001-01-01'
                 ELSE greatest(coalesce(s.updated_at, v_load_ts), h.last_end) END,
-           timestamp '9999-12-31', true
+           timestamp '9999-12-31', true, p_run_id
     FROM sales.stg_customers AS s
     LEFT JOIN (SELECT customer_id, max(record_end_ts) AS last_end
                FROM sales.dim_customer GROUP BY customer_id) AS h
@@ -108,7 +116,7 @@ END
 $$;
 
 -- SCD2 products: the same rules as customers, on name, category, price, active.
-CREATE OR REPLACE PROCEDURE sales.sp_merge_dim_product()
+CREATE OR REPLACE PROCEDURE sales.sp_merge_dim_product(p_run_id text DEFAULT NULL)
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -132,7 +140,7 @@ BEGIN
         UPDATE SET record_end_ts = s.change_ts, is_current = false
     WHEN MATCHED AND d.attr_hash <> s.attr_hash THEN
         UPDATE SET name = s.name, category = s.category, price = s.price,
-                   active = s.active, attr_hash = s.attr_hash;
+                   active = s.active, attr_hash = s.attr_hash, loaded_run = p_run_id;
 
     UPDATE sales.dim_product AS d
     SET is_current = false, record_end_ts = greatest(v_load_ts, d.record_start_ts)
@@ -140,12 +148,12 @@ BEGIN
       AND NOT EXISTS (SELECT 1 FROM sales.stg_products AS s WHERE s.product_id = d.product_id);
 
     INSERT INTO sales.dim_product (product_id, name, category, price, active, attr_hash,
-                                   record_start_ts, record_end_ts, is_current)
+                                   record_start_ts, record_end_ts, is_current, loaded_run)
     SELECT s.product_id, s.name, s.category, s.price, s.active,
            sales.fn_product_hash(s.name, s.category, s.price, s.active),
            CASE WHEN h.last_end IS NULL THEN timestamp '0001-01-01'
                 ELSE greatest(coalesce(s.updated_at, v_load_ts), h.last_end) END,
-           timestamp '9999-12-31', true
+           timestamp '9999-12-31', true, p_run_id
     FROM sales.stg_products AS s
     LEFT JOIN (SELECT product_id, max(record_end_ts) AS last_end
                FROM sales.dim_product GROUP BY product_id) AS h
@@ -158,7 +166,7 @@ $$;
 -- Orders: upsert from staging (only rows that differ are touched), then delete the orders
 -- staging no longer holds. customer_sk is the version valid at order_ts; item_count and
 -- order_total sum the order's staged items (0 for an order without items).
-CREATE OR REPLACE PROCEDURE sales.sp_load_fact_orders()
+CREATE OR REPLACE PROCEDURE sales.sp_load_fact_orders(p_run_id text DEFAULT NULL)
 LANGUAGE plpgsql
 AS $$
 BEGIN
@@ -205,12 +213,13 @@ BEGIN
                    date_key = s.date_key, status = s.status, platform = s.platform,
                    payment_method = s.payment_method, order_ts = s.order_ts,
                    updated_at = s.updated_at, item_count = s.item_count,
-                   order_total = s.order_total
+                   order_total = s.order_total, loaded_run = p_run_id
     WHEN NOT MATCHED THEN
         INSERT (order_id, customer_id, customer_sk, date_key, status, platform,
-                payment_method, order_ts, updated_at, item_count, order_total)
+                payment_method, order_ts, updated_at, item_count, order_total, loaded_run)
         VALUES (s.order_id, s.customer_id, s.customer_sk, s.date_key, s.status, s.platform,
-                s.payment_method, s.order_ts, s.updated_at, s.item_count, s.order_total);
+                s.payment_method, s.order_ts, s.updated_at, s.item_count, s.order_total,
+                p_run_id);
 
     DELETE FROM sales.fact_orders AS f
     WHERE NOT EXISTS (SELECT 1 FROM sales.stg_orders AS s WHERE s.order_id = f.order_id);
@@ -220,7 +229,7 @@ $$;
 -- Order lines: the same upsert + delete. An item whose order is not staged has no order
 -- time (so no date, no product version): it is left out, exactly as the order is, which
 -- keeps fact_order_items consistent with fact_orders.
-CREATE OR REPLACE PROCEDURE sales.sp_load_fact_order_items()
+CREATE OR REPLACE PROCEDURE sales.sp_load_fact_order_items(p_run_id text DEFAULT NULL)
 LANGUAGE plpgsql
 AS $$
 BEGIN
@@ -249,12 +258,13 @@ BEGIN
                               s.unit_price, s.line_total) THEN
         UPDATE SET order_id = s.order_id, product_id = s.product_id,
                    product_sk = s.product_sk, date_key = s.date_key, quantity = s.quantity,
-                   unit_price = s.unit_price, line_total = s.line_total
+                   unit_price = s.unit_price, line_total = s.line_total,
+                   loaded_run = p_run_id
     WHEN NOT MATCHED THEN
         INSERT (order_item_id, order_id, product_id, product_sk, date_key, quantity,
-                unit_price, line_total)
+                unit_price, line_total, loaded_run)
         VALUES (s.order_item_id, s.order_id, s.product_id, s.product_sk, s.date_key,
-                s.quantity, s.unit_price, s.line_total);
+                s.quantity, s.unit_price, s.line_total, p_run_id);
 
     -- "Still in staging" means "in the joined set": an item orphaned by its order goes too.
     DELETE FROM sales.fact_order_items AS f

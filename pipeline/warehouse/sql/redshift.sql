@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS sales.dim_customer (
     record_start_ts TIMESTAMP ENCODE az64 NOT NULL,
     record_end_ts   TIMESTAMP DEFAULT '9999-12-31 00:00:00' ENCODE az64 NOT NULL,
     is_current      BOOLEAN DEFAULT true ENCODE zstd NOT NULL,
+    loaded_run      VARCHAR(64) ENCODE zstd,
     PRIMARY KEY (customer_sk)
 )
 DISTSTYLE ALL
@@ -90,6 +91,7 @@ CREATE TABLE IF NOT EXISTS sales.dim_product (
     record_start_ts TIMESTAMP ENCODE az64 NOT NULL,
     record_end_ts   TIMESTAMP DEFAULT '9999-12-31 00:00:00' ENCODE az64 NOT NULL,
     is_current      BOOLEAN DEFAULT true ENCODE zstd NOT NULL,
+    loaded_run      VARCHAR(64) ENCODE zstd,
     PRIMARY KEY (product_sk)
 )
 DISTSTYLE ALL
@@ -124,6 +126,7 @@ CREATE TABLE IF NOT EXISTS sales.fact_orders (
     updated_at     TIMESTAMP ENCODE az64,
     item_count     BIGINT ENCODE az64 NOT NULL,
     order_total    DECIMAL(38,2) ENCODE az64 NOT NULL,
+    loaded_run     VARCHAR(64) ENCODE zstd,
     PRIMARY KEY (order_id)
 )
 DISTSTYLE KEY
@@ -140,6 +143,7 @@ CREATE TABLE IF NOT EXISTS sales.fact_order_items (
     quantity      INTEGER ENCODE az64 NOT NULL,
     unit_price    DECIMAL(12,2) ENCODE az64 NOT NULL,
     line_total    DECIMAL(22,2) ENCODE az64 NOT NULL,
+    loaded_run    VARCHAR(64) ENCODE zstd,
     PRIMARY KEY (order_item_id)
 )
 DISTSTYLE KEY

@@ -104,7 +104,9 @@ def test_the_aws_binding_uses_the_real_integrations_with_the_same_parameters() -
     assert {"--table.$", "--run_id.$", "--bronze_path", "--silver_path",
             "--catalog_database"} <= set(b2s["Arguments"])
     merge = aws["LoadDims[0]/MergeCustomer"]["Parameters"]
-    assert merge["Sql"] == "CALL sales.sp_merge_dim_customer()"
+    assert merge["Sql"] == "CALL sales.sp_merge_dim_customer(:run_id)"
+    assert merge["Parameters"] == [{"name": "run_id", "value.$": "$.run_id"}]
+    assert set(merge) == {"WorkgroupName", "Database", "Sql", "Parameters"}  # the API's own
     for path, state in local.items():
         assert state["Parameters"] == aws[path]["Parameters"], path
         if path not in ("Guard", "NotifyFailure"):

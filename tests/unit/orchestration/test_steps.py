@@ -50,3 +50,17 @@ def test_the_registry_names_every_step_the_state_machine_uses() -> None:
     assert {"wait_for_cdc_sync", "replicate_now", "start_crawler", "get_crawler", "glue_job",
             "execute_statement", "describe_statement", "quality_and_reconcile",
             "check_arrivals", "write_run_report"} == set(STEPS)
+
+
+@pytest.mark.parametrize("sql", ["DROP SCHEMA sales CASCADE", "CALL sales.sp_nope(:run_id)",
+                                 "CALL sales.sp_load_fact_orders(); DROP TABLE x",
+                                 "CALL sales.sp_load_fact_orders(:run_id)"])
+def test_execute_statement_only_calls_a_load_procedure_with_its_run_id(sql: str) -> None:
+    from pipeline.config import load_settings
+    from pipeline.errors import TerminalError
+    from pipeline.orchestration.steps import execute_statement
+    from pipeline.progress import SilentProgress
+
+    # The last one names :run_id but carries no Parameters: refused before any connection.
+    with pytest.raises(TerminalError):
+        execute_statement(load_settings(environ={}), {"Sql": sql}, SilentProgress())
