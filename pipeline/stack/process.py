@@ -110,6 +110,7 @@ class ManagedProcess:
             _signal_group(rec.pid, signal.SIGKILL)
             _wait_gone(rec, 5.0)
         self._kill_group_leftovers(rec.pid)
+        _wait_port_closed(rec.port, 10.0)
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -119,15 +120,23 @@ class ManagedProcess:
         if rec is None or _alive(rec.pid, rec.create_time):
             return
         self._kill_group_leftovers(rec.pid)
+        _wait_port_closed(rec.port, 10.0)
         self.pid_file.unlink(missing_ok=True)
 
     def _kill_group_leftovers(self, pgid: int) -> None:
+        killed = []
         for proc in psutil.process_iter(["pid"]):
             try:
                 if os.getpgid(proc.pid) == pgid and proc.pid != os.getpid():
                     proc.kill()
+                    killed.append(proc)
             except (ProcessLookupError, psutil.Error):
                 continue
+        # Until they are gone they may still hold the service's port: a restart right
+        # after would find it taken.
+        _, alive = psutil.wait_procs(killed, timeout=10)
+        for proc in alive:
+            LOG.warning("%s: pid %s survived SIGKILL", self.name, proc.pid)
         _reap(pgid)
 
     # -- logs ---------------------------------------------------------------------------
@@ -173,6 +182,16 @@ def _wait_gone(rec: PidRecord, timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return not _alive(rec.pid, rec.create_time)
+
+
+def _wait_port_closed(port: int, timeout: float) -> None:
+    """A killed server's threads take a moment to exit; until the last one has, its
+    listening socket still accepts connections, and a restart would find the port taken."""
+    if not port:
+        return
+    deadline = time.monotonic() + timeout
+    while port_in_use("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def port_in_use(host: str, port: int) -> bool:
