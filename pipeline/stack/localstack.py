@@ -21,6 +21,7 @@ class LocalStackService(NativeService):
     name = "localstack"
     section = "localstack"
     stop_timeout = 5.0  # SIGTERM can hang while activity long-polls are open
+    kill_is_routine = True  # it keeps no state across restarts anyway
 
     @property
     def python(self) -> Path:

@@ -140,7 +140,8 @@ def _stop_extra_workers(settings: Settings, keep: int) -> None:
         proc = process_of(settings, svc)
         if proc.record() is None:
             return
-        proc.stop(svc.stop_timeout or settings.stack.stop_timeout, svc.stop_signal)
+        proc.stop(svc.stop_timeout or settings.stack.stop_timeout, svc.stop_signal,
+                  routine_kill=svc.kill_is_routine)
         index += 1
 
 
@@ -157,7 +158,8 @@ def _up_one(settings: Settings, svc: NativeService, progress: Progress) -> UpRes
             return UpResult(svc.name, "already running", rec.pid, svc.port,
                             time.monotonic() - started)
         LOG.warning("%s (pid %s) is running but not healthy; restarting it", svc.name, rec.pid)
-        proc.stop(svc.stop_timeout or settings.stack.stop_timeout, svc.stop_signal)
+        proc.stop(svc.stop_timeout or settings.stack.stop_timeout, svc.stop_signal,
+                  routine_kill=svc.kill_is_routine)
         action = "restarted"
     elif proc.record() is not None:
         action = "restarted"  # its pid file outlived it: it crashed
@@ -282,7 +284,8 @@ def down(settings: Settings, purge: bool = False,
     def stop(svc: NativeService) -> tuple[str, bool]:
         progress.start(svc.name, f"stopping {svc.name}")
         stopped = process_of(settings, svc).stop(
-            svc.stop_timeout or settings.stack.stop_timeout, svc.stop_signal)
+            svc.stop_timeout or settings.stack.stop_timeout, svc.stop_signal,
+            routine_kill=svc.kill_is_routine)
         progress.finish(svc.name, message="stopped" if stopped else "was not running")
         return svc.name, stopped
 

@@ -98,15 +98,18 @@ class ManagedProcess:
         return None if _alive(rec.pid, rec.create_time) else -1
 
     # -- stopping -----------------------------------------------------------------------
-    def stop(self, timeout: float, sig: int = signal.SIGTERM) -> bool:
-        """Stop the whole process group: `sig`, then SIGKILL after `timeout`. True if it ran."""
+    def stop(self, timeout: float, sig: int = signal.SIGTERM, routine_kill: bool = False
+             ) -> bool:
+        """Stop the whole process group: `sig`, then SIGKILL after `timeout` (`routine_kill`:
+        an expected step, logged at debug level). True if it ran."""
         rec = self.running()
         if rec is None:
             self.cleanup_stale()
             return False
         _signal_group(rec.pid, sig)
         if not _wait_gone(rec, timeout):
-            LOG.warning("%s did not stop within %.0fs, sending SIGKILL", self.name, timeout)
+            (LOG.debug if routine_kill else LOG.warning)(
+                "%s did not stop within %.0fs, sending SIGKILL", self.name, timeout)
             _signal_group(rec.pid, signal.SIGKILL)
             _wait_gone(rec, 5.0)
         self._kill_group_leftovers(rec.pid)

@@ -21,6 +21,8 @@ class NativeService(ABC):
     stop_signal: int = signal.SIGTERM
     stop_timeout: float | None = None
     """Seconds before SIGKILL; None uses `stack.stop_timeout`."""
+    kill_is_routine: bool = False
+    """SIGKILL after the timeout loses nothing (no state to flush): not worth a warning."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -176,8 +176,7 @@ def _kill_during(env: dict[str, str], settings: Settings, victim: str, step: str
     return "".join(lines) + (rest or ""), proc.returncode, took
 
 
-CI_CASES = [*FAIL_FAST, ("postgres", "LoadDims"), ("mariadb", "Transform"),
-            ("run", "Transform"), ("run", "LoadFacts")]
+CI_CASES = [*FAIL_FAST, ("mariadb", "Transform"), ("run", "Transform")]
 """The cases a default test session runs (each victim, the steps that use it, the run in
 its longest steps); SHOPLAKE_TEST_FULL_MATRIX=1 runs every victim in every step (~20 min)."""
 CASES = ([(v, s) for v in VICTIMS for s, _ in STEPS]

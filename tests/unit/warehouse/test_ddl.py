@@ -87,6 +87,7 @@ def test_unknown_portable_types_are_refused() -> None:
 def test_procedures_file_defines_every_procedure_and_the_view() -> None:
     text = PROCEDURES_FILE.read_text()
     for name in PROCEDURES:
-        assert f"CREATE OR REPLACE PROCEDURE sales.{name}()" in text
+        assert f"CREATE OR REPLACE PROCEDURE sales.{name}(p_run_id text DEFAULT NULL)" in text
+        assert f"DROP PROCEDURE IF EXISTS sales.{name}();" in text  # the old signature
     assert "CREATE OR REPLACE VIEW sales.v_sales_mart AS" in text
     assert "CREATE TABLE" not in text  # tables come from the model only
