@@ -113,25 +113,32 @@ def graph_nodes(definition: dict[str, Any], items: list[str] | None = None) -> l
 
 
 def _order(states: dict[str, Any], start: str) -> list[str]:
-    """States in the order a run meets them: the path of a run that succeeds (breadth first
-    from StartAt over Next, Choices and Default), then the failure path its Catches lead
-    to, then the rest."""
-    seen: list[str] = []
+    """States in the order a run meets them: the path of a run that succeeds in topological
+    order (reverse post-order from StartAt over Next, Choices and Default; loops back are
+    ignored), so a Choice's way round (CdcFollower's ReplicateNow) comes before the state
+    both ways lead to; then the failure path the Catches lead to; then the rest."""
+    seen: set[str] = set()
+    post: list[str] = []
 
-    def visit(queue: list[str]) -> None:
-        while queue:
-            name = queue.pop(0)
-            if name in seen or name not in states:
-                continue
-            seen.append(name)
-            s = states[name]
-            queue += ([s["Next"]] if "Next" in s else []) + \
-                [c["Next"] for c in s.get("Choices", [])] + \
-                ([s["Default"]] if "Default" in s else [])
+    def visit(name: str) -> None:
+        seen.add(name)
+        s = states[name]
+        for nxt in (([s["Next"]] if "Next" in s else []) +
+                    [c["Next"] for c in s.get("Choices", [])] +
+                    ([s["Default"]] if "Default" in s else [])):
+            if nxt in states and nxt not in seen:
+                visit(nxt)
+        post.append(name)
 
-    visit([start])
-    visit([c["Next"] for name in list(seen) for c in states[name].get("Catch", [])])
-    return seen + [n for n in states if n not in seen]
+    visit(start)
+    order = post[::-1]
+    catches = [c["Next"] for name in order for c in states[name].get("Catch", [])]
+    for target in catches:
+        if target in states and target not in seen:
+            before = len(post)
+            visit(target)
+            order += post[before:][::-1]
+    return order + [n for n in states if n not in seen]
 
 
 def _details(event: dict[str, Any]) -> dict[str, Any]:
