@@ -176,6 +176,10 @@ def build(definition: dict[str, Any], execution: dict[str, Any],
             return by_path.get(f"{path}[{items[index]}]")
         return None
 
+    def top_of(node: Node) -> Node | None:
+        """The top-level state (a Map or Parallel) a node is inside of."""
+        return by_path.get(node.path.split("/")[0].split("[")[0])
+
     current: dict[int, Node] = {}  # event id -> node it belongs to
     for event in events:
         kind, det = event["type"], _details(event)
@@ -201,14 +205,14 @@ def build(definition: dict[str, Any], execution: dict[str, Any],
         elif kind in ("MapStateFailed", "ParallelStateFailed"):
             # Follows the failed inner task's events: it belongs to the Map / Parallel
             # itself, and must not overwrite the inner task's own error and cause.
-            top = by_path.get(node.path.split("/")[0].split("[")[0], node)
+            top = top_of(node) or node
             current[event["id"]] = top
             top.status, top.ended = FAILED, event["timestamp"]
             if not top.error:
                 top.error, top.cause = det.get("error", kind), det.get("cause", "")
         elif kind in ("ActivityFailed", "ActivityTimedOut", "TaskFailed", "TaskTimedOut",
                       "ActivityScheduleFailed"):
-            top = by_path.get(node.path.split("/")[0].split("[")[0])
+            top = top_of(node)
             if node.depth > 0 and top is not None and top.status == FAILED:
                 # A sibling failed the Map / Parallel first: this one was stopped with it.
                 node.status, node.ended = SKIPPED, event["timestamp"]
@@ -238,7 +242,7 @@ def build(definition: dict[str, Any], execution: dict[str, Any],
     if status != "RUNNING":
         for node in nodes:
             if node.status == RUNNING:
-                top = by_path.get(node.path.split("/")[0].split("[")[0])
+                top = top_of(node)
                 if node.depth > 0 and top is not None and top.status in (FAILED, CAUGHT):
                     node.status = SKIPPED  # stopped when a sibling failed
                 else:

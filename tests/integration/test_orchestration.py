@@ -26,7 +26,8 @@ from pipeline.orchestration import asl, history, schedule
 from pipeline.orchestration.lease import run_lease
 from pipeline.orchestration.provision import queue_url, state_machine_arn
 from pipeline.orchestration.report import load_run, report_path
-from pipeline.orchestration.runs import follow, new_run_id, recent_runs, start_run
+from pipeline.orchestration.runs import execution_arn, follow, new_run_id, recent_runs, start_run
+from pipeline.orchestration.worker import read_status
 from pipeline.source.db import connect_app
 from pipeline.source.load import seed
 from pipeline.source.simulate import simulate
@@ -94,8 +95,7 @@ def test_a_run_through_the_state_machine_reconciles(seeded: Settings,
     _reconciled(seeded)
     rows = {r["run"]: r for r in recent_runs(seeded)}
     assert rows[run_id]["status"] == "SUCCEEDED" and rows[run_id]["trigger"] == "manual"
-    run = load_run(seeded, f"{state_machine_arn(seeded).replace(':stateMachine:', ':execution:')}"
-                           f":{run_id}")
+    run = load_run(seeded, execution_arn(seeded, run_id))
     # Every table went through the Map, every load through its branch, in the graph.
     done_paths = {n.path for n in run.nodes if n.status == "succeeded"}
     for table in asl.TABLES:
@@ -186,9 +186,8 @@ def _worker_running_a_glue_job(settings: Settings, arn: str) -> int:
         assert run.status == "RUNNING", f"the run ended before Transform: {run.status}"
         if any(n.path.startswith("Transform/") and n.status == "running" for n in run.nodes):
             for i in (1, 2):
-                status = json.loads((settings.state_dir / "run" /
-                                     f"worker-{i}.status.json").read_text())
-                if "glue_job" in status["running"]:
+                status = read_status(settings, f"worker-{i}") or {}
+                if "glue_job" in status.get("running", []):
                     return i
         time.sleep(0.3)
     pytest.fail("no worker was seen running a Glue job")
@@ -245,9 +244,7 @@ def test_the_schedule_starts_runs(seeded: Settings, cli_env: dict[str, str]) -> 
     finally:
         off = shoplake(cli_env, "schedule", "off")
         assert off.returncode == 0, off.stdout + off.stderr
-    arn = (f"{state_machine_arn(seeded).replace(':stateMachine:', ':execution:')}"
-           f":{started[0]['run']}")
-    assert _finished(seeded, arn).status == "SUCCEEDED"
+    assert _finished(seeded, execution_arn(seeded, started[0]["run"])).status == "SUCCEEDED"
     shown = json.loads(shoplake(cli_env, "schedule", "show", "--format", "json").stdout)
     assert shown["expression"] is None and not shown["rules"], shown
 
@@ -257,9 +254,7 @@ def test_files_arriving_start_one_run_that_brings_the_last_rows_to_gold(
     # Let any scheduled run end first, so the arrivals' run is the one that works.
     for r in recent_runs(seeded, 20):
         if r["status"] == "RUNNING":
-            _finished(seeded, r["run"] if r["run"].startswith("arn:") else
-                      f"{state_machine_arn(seeded).replace(':stateMachine:', ':execution:')}"
-                      f":{r['run']}")
+            _finished(seeded, execution_arn(seeded, r["run"]))
     before = {r["run"] for r in recent_runs(seeded, 100)}
     assert shoplake(cli_env, "schedule", "set", "on-arrival").returncode == 0
     try:
@@ -280,10 +275,9 @@ def test_files_arriving_start_one_run_that_brings_the_last_rows_to_gold(
     new = [r for r in recent_runs(seeded, 100) if r["run"] not in before]
     assert new and all(r["trigger"] == "arrival" for r in new), new
     assert all(r["status"] == "SUCCEEDED" for r in new), new
-    prefix = state_machine_arn(seeded).replace(":stateMachine:", ":execution:")
     worked = [r for r in new
-              if _node(load_run(seeded, f"{prefix}:{r['run']}"), "QualityAndReconcile").status
-              == "succeeded"]
+              if _node(load_run(seeded, execution_arn(seeded, r["run"])),
+                       "QualityAndReconcile").status == "succeeded"]
     assert len(worked) == 1, f"{len(worked)} of the {len(new)} arrival runs did the work"
     from pipeline.warehouse.load import session
 
