@@ -283,6 +283,26 @@ class ReconcileSettings:
                                   minimum=1)
 
 
+@dataclass(frozen=True)
+class DashboardSettings:
+    """Dashboards as code on gold (the QuickSight stand-in): static HTML and a live server."""
+
+    host: str = setting("Address the live dashboard server binds to.", "127.0.0.1", "0.0.0.0")
+    port: int = setting("Port of the live dashboard server.", 18050, 8050, **PORT)
+    public_url: str = setting("URL to print for the live dashboards; empty derives it from "
+                              "host and port.", "", "http://localhost:8050")
+    definitions_dir: str = setting("Folder of the dashboard files (one YAML each); empty uses "
+                                   "the project's dashboards/.", "", "/opt/shoplake/dashboards")
+    out_dir: str = setting("Where `dashboard build` writes the HTML files; empty uses "
+                            "<state_dir>/dashboards.", "")
+    reader_user: str = setting("Read-only warehouse role the dashboards log in as.",
+                               "shoplake_dashboards")
+    secret_name: str = setting("Secrets Manager secret holding the read-only role's "
+                               "credentials.", "shoplake/dashboards")
+    query_timeout_s: float = setting("Longest a panel's query may run before it is cancelled "
+                                     "and shown as an error box.", 20.0, minimum=0.1)
+
+
 SECTIONS: dict[str, type] = {
     "stack": StackSettings,
     "mysql": MySQLSettings,
@@ -294,6 +314,7 @@ SECTIONS: dict[str, type] = {
     "glue": GlueSettings,
     "orchestration": OrchestrationSettings,
     "reconcile": ReconcileSettings,
+    "dashboards": DashboardSettings,
 }
 
 
@@ -311,6 +332,7 @@ class Settings:
     glue: GlueSettings
     orchestration: OrchestrationSettings
     reconcile: ReconcileSettings
+    dashboards: DashboardSettings
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -2,7 +2,7 @@
 # Install everything shoplake's native mode needs on a Debian machine. Idempotent: a second
 # run only checks. Steps:
 #   1. Debian packages: mariadb-server, postgresql, a JDK 17, docker-compose (offline
-#      validation of docker-compose.yml), tzdata.
+#      validation of docker-compose.yml), tzdata, chromium (the dashboards' browser tests).
 #   2. .venv on Python 3.11 with shoplake, pyspark and the dev tools (pip install -e .[dev,spark]).
 #   3. LocalStack's own venv on Python 3.13 (.shoplake/tools/localstack).
 #   4. hadoop-aws + aws-java-sdk-bundle jars for Spark's s3a:// (.shoplake/tools/jars).
@@ -25,7 +25,7 @@ quiet() {
 # -- 1. Debian packages ----------------------------------------------------------------------
 # python3-venv: where Python 3.11 is Debian's own (bookworm), `python3 -m venv` needs it.
 APT_PACKAGES=(mariadb-server postgresql openjdk-17-jdk-headless docker-compose tzdata
-              python3-venv)
+              python3-venv chromium)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \

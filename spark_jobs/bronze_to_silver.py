@@ -253,6 +253,8 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
         valid, quarantined = clean(changes, spec, pii_salt(settings), ingest_date,
                                    settings.cdc.timestamp_column)
         n_changes = changes.count()
+        newest = newest_change(changes, settings.cdc.timestamp_column,
+                               (base or {}).get("newest_change"))
         quarantined = quarantined.cache()
         n_bad = quarantined.count()
         if n_bad:
@@ -284,11 +286,19 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
         changes.unpersist()
     # Publishes only if nobody else did since `pointer` was read (else SilverConflictError).
     silver.publish(settings, table, run_id, snapshot, rows, etag,
-                   pipeline_run=ctx.args.get("run_id"), held=n_held)
+                   pipeline_run=ctx.args.get("run_id"), held=n_held, newest_change=newest)
     _save_bookmark(settings, bookmark, current_files, keys, run_id)  # after the publish
     quarantined.unpersist()
     return {"table": table, "files": len(keys), "changes": n_changes, "quarantined": n_bad,
             "held": n_held, "rows": rows, "run_id": run_id, "snapshot": snapshot, **blocked}
+
+
+def newest_change(changes: DataFrame, ts_column: str, before: str | None) -> str | None:
+    """The latest commit time among `changes` and the snapshot they apply to (`before`),
+    as `yyyy-MM-dd HH:mm:ss.SSSSSS` UTC: how fresh the table's silver (and gold) can be."""
+    newest = changes.agg(F.date_format(F.max(F.to_timestamp(F.col(ts_column).cast("string"))),
+                                       "yyyy-MM-dd HH:mm:ss.SSSSSS")).first()[0]
+    return max((t for t in (newest, before) if t), default=None)
 
 
 def _before_rejected(settings: Any, table: str, keys: list[str], index: dict[str, Any]

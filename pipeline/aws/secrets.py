@@ -58,10 +58,11 @@ def _expected(settings: Settings, secret_name: str) -> dict[str, tuple[str, obje
                 else ("cdc.user", settings.cdc.user))
         return {"host": ("mysql.host", mysql.host), "port": ("mysql.port", mysql.port),
                 "username": user, "dbname": ("mysql.database", mysql.database)}
-    if secret_name == pg.secret_name:
+    if secret_name in (pg.secret_name, settings.dashboards.secret_name):
+        user = (("postgres.user", pg.user) if secret_name == pg.secret_name
+                else ("dashboards.reader_user", settings.dashboards.reader_user))
         return {"host": ("postgres.host", pg.host), "port": ("postgres.port", pg.port),
-                "username": ("postgres.user", pg.user),
-                "dbname": ("postgres.database", pg.database)}
+                "username": user, "dbname": ("postgres.database", pg.database)}
     return {}
 
 
@@ -90,6 +91,11 @@ def cdc_credentials(settings: Settings) -> DbCredentials:
 
 def warehouse_credentials(settings: Settings) -> DbCredentials:
     return get_db_credentials(settings, settings.postgres.secret_name)
+
+
+def reader_credentials(settings: Settings) -> DbCredentials:
+    """The dashboards' read-only warehouse role."""
+    return get_db_credentials(settings, settings.dashboards.secret_name)
 
 
 def pii_salt(settings: Settings) -> str:

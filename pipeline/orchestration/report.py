@@ -44,8 +44,9 @@ def load_run(settings: Settings, execution_arn: str) -> history.Run:
     return history.build(definition, execution, events)
 
 
-def write_report(settings: Settings, execution_arn: str, outcome: str | None = None) -> Path:
-    run = load_run(settings, execution_arn)
+def write_report(settings: Settings, execution_arn: str, outcome: str | None = None,
+                 run: history.Run | None = None) -> Path:
+    run = run or load_run(settings, execution_arn)
     path = report_path(settings, run.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

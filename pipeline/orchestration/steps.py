@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.errors import QualityFailedError, TerminalError
+from pipeline.errors import QualityFailedError, TerminalError, first_line
 from pipeline.progress import Progress
 
 LOG = logging.getLogger(__name__)
@@ -235,11 +235,19 @@ def check_arrivals(settings: Settings, task: dict[str, Any], progress: Progress
 
 def write_run_report(settings: Settings, task: dict[str, Any], progress: Progress
                      ) -> dict[str, Any]:
-    """The run's HTML report (written again, complete, by `runs show` and `run`)."""
-    from pipeline.orchestration.report import write_report
+    """The run's HTML report (written again, complete, by `runs show` and `run`), and the
+    pipeline's health as the run ends, recorded in the warehouse for the dashboards."""
+    from pipeline.orchestration import health
+    from pipeline.orchestration.report import load_run, write_report
 
-    path = write_report(settings, task["execution_arn"], outcome=task.get("outcome"))
-    return {"report": str(path)}
+    run = load_run(settings, task["execution_arn"])
+    path = write_report(settings, task["execution_arn"], outcome=task.get("outcome"), run=run)
+    try:
+        recorded = health.record(settings, run, task.get("outcome"))
+    except Exception as exc:  # noqa: BLE001 - the report is written; health is a bonus
+        LOG.warning("pipeline health of run %s not recorded: %s", run.name, first_line(exc))
+        recorded = {"not_recorded": first_line(exc)}
+    return {"report": str(path), "health": recorded}
 
 
 PYTHON_JOBS: dict[str, StepFunc] = {

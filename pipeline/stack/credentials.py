@@ -22,7 +22,9 @@ MYSQL_APP = "mysql_password"
 MYSQL_CDC = "mysql_cdc_password"
 POSTGRES = "postgres_password"
 PII_SALT = "pii_salt"
-ALL = (MYSQL_ROOT, MYSQL_APP, MYSQL_CDC, POSTGRES, PII_SALT)
+DASHBOARDS = "dashboards_password"
+"""The warehouse's read-only role the dashboards log in as."""
+ALL = (MYSQL_ROOT, MYSQL_APP, MYSQL_CDC, POSTGRES, PII_SALT, DASHBOARDS)
 MYSQL_ROOT_CNF = "mysql_root.cnf"
 """The root password again, as a MySQL client option file (for the compose healthcheck)."""
 
@@ -36,6 +38,7 @@ class Credentials:
     mysql_cdc: Secret
     postgres: Secret
     pii_salt: Secret
+    dashboards: Secret
 
 
 def credentials_dir(settings: Settings) -> Path:
@@ -75,4 +78,4 @@ def load_credentials(settings: Settings) -> Credentials:
     folder = credentials_dir(settings)
     read = {name: Secret((folder / name).read_text().strip()) for name in ALL}
     return Credentials(read[MYSQL_ROOT], read[MYSQL_APP], read[MYSQL_CDC], read[POSTGRES],
-                       read[PII_SALT])
+                       read[PII_SALT], read[DASHBOARDS])

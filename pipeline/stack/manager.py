@@ -55,11 +55,12 @@ def native_services(settings: Settings) -> list[NativeService]:
 
 
 def all_services(settings: Settings) -> list[NativeService]:
-    """The servers, then the Step Functions workers (started once the servers are
-    provisioned, stopped before them)."""
+    """The servers, then what needs them provisioned: the Step Functions workers and the
+    live dashboards (started after provisioning, stopped before the servers)."""
+    from pipeline.stack.dashboards import DashboardService
     from pipeline.stack.workers import worker_services
 
-    return [*native_services(settings), *worker_services(settings)]
+    return [*native_services(settings), *worker_services(settings), DashboardService(settings)]
 
 
 def process_of(settings: Settings, service: NativeService) -> ManagedProcess:
@@ -124,9 +125,11 @@ def up(settings: Settings, progress: Progress | None = None) -> list[UpResult]:
     workers = worker_services(settings)
     _stop_extra_workers(settings, len(workers))
     record_settings(settings)
-    if workers:
-        with ThreadPoolExecutor(max_workers=len(workers)) as pool:
-            results += list(pool.map(lambda w: _up_one(settings, w, progress), workers))
+    from pipeline.stack.dashboards import DashboardService
+
+    after = [*workers, DashboardService(settings)]
+    with ThreadPoolExecutor(max_workers=len(after)) as pool:
+        results += list(pool.map(lambda w: _up_one(settings, w, progress), after))
     return results
 
 
@@ -224,6 +227,9 @@ def provision_stack(settings: Settings, progress: Progress | None = None) -> lis
                                                 mysql.database),
         pg.secret_name: DbCredentials("postgres", pg.host, pg.port, pg.user, creds.postgres,
                                       pg.database),
+        settings.dashboards.secret_name: DbCredentials(
+            "postgres", pg.host, pg.port, settings.dashboards.reader_user, creds.dashboards,
+            pg.database),
     }
     secrets = {name: db.to_secret_json() for name, db in databases.items()}
     secrets[settings.glue.pii_salt_secret] = {"salt": creds.pii_salt.reveal()}
@@ -233,10 +239,12 @@ def provision_stack(settings: Settings, progress: Progress | None = None) -> lis
     from pipeline.orchestration import schedule
     from pipeline.orchestration.provision import provision_orchestration
     from pipeline.warehouse import apply_ddl
+    from pipeline.warehouse.reader import ensure_reader_role
 
     progress.start("provision:run", "warehouse schema, state machine, activities, schedule")
     try:
         apply_ddl(settings)
+        ensure_reader_role(settings, creds.dashboards)
         done += provision_orchestration(settings)
         expression = schedule.apply(settings)
     except Exception as exc:
@@ -289,10 +297,13 @@ def down(settings: Settings, purge: bool = False,
         progress.finish(svc.name, message="stopped" if stopped else "was not running")
         return svc.name, stopped
 
+    from pipeline.stack.dashboards import DashboardService
+
+    workers.append(DashboardService(settings))
     results = []
-    if workers:  # first: they finish their tasks while the servers still answer
-        with ThreadPoolExecutor(max_workers=len(workers)) as pool:
-            results += list(pool.map(stop, workers))
+    # First: the workers finish their tasks while the servers still answer.
+    with ThreadPoolExecutor(max_workers=len(workers)) as pool:
+        results += list(pool.map(stop, workers))
     with ThreadPoolExecutor(max_workers=len(services)) as pool:
         results += list(pool.map(stop, services))
     if purge:

@@ -210,7 +210,35 @@ LOAD_STATE = Table(
      _c("rows", "bigint", nullable=False), _c("run_id", "string(128)"),
      _c("loaded_at", "timestamp", nullable=False)),
     ("staging",), "ALL")
-TABLES = (*TABLES, LOAD_STATE)
+# What the Pipeline Health dashboard reads. The dashboards see only the warehouse (as
+# QuickSight sees only Redshift), so each run's report step records here what the run saw
+# of the other layers and of Step Functions. Keyed by run: a report written again (a
+# retry, `runs show`) replaces its own rows.
+PIPELINE_RUNS = Table(
+    "pipeline_runs", "meta", "The pipeline's Step Functions executions: status, trigger, "
+    "duration, and the newest source change the run brought to gold.",
+    (_c("run_id", "string(128)", nullable=False), _c("status", "string(16)", nullable=False),
+     _c("trigger", "string(32)"), _c("started_at", "timestamp", nullable=False),
+     _c("stopped_at", "timestamp"), _c("seconds", "numeric(12,1)"),
+     _c("failed_state", "string(128)"), _c("error", "string(1000)"),
+     _c("newest_change_ts", "timestamp"), _c("recorded_at", "timestamp", nullable=False)),
+    ("run_id",), "ALL", None, ("started_at",))
+PIPELINE_LAYER_ROWS = Table(
+    "pipeline_layer_rows", "meta", "Rows of each source table in each layer (source, bronze "
+    "change records, silver, gold) when a run ended.",
+    (_c("run_id", "string(128)", nullable=False), _c("measured_at", "timestamp", nullable=False),
+     _c("table_name", "string(64)", nullable=False), _c("layer", "string(16)", nullable=False),
+     _c("rows", "bigint")),
+    ("run_id", "table_name", "layer"), "ALL")
+PIPELINE_HELD_ROWS = Table(
+    "pipeline_held_rows", "meta", "Rows and bronze files held in quarantine when a run ended, "
+    "by table and reason.",
+    (_c("run_id", "string(128)", nullable=False), _c("measured_at", "timestamp", nullable=False),
+     _c("table_name", "string(64)", nullable=False), _c("reason", "string(1000)",
+                                                        nullable=False),
+     _c("rows", "bigint", nullable=False)),
+    ("run_id", "table_name", "reason"), "ALL")
+TABLES = (*TABLES, LOAD_STATE, PIPELINE_RUNS, PIPELINE_LAYER_ROWS, PIPELINE_HELD_ROWS)
 
 STAGING_COLUMNS: dict[str, tuple[str, ...]] = {
     t.name: t.column_names for t in TABLES if t.layer == "staging"}

@@ -24,6 +24,7 @@ from pipeline.warehouse.model import (
     SCHEMA,
     TABLES,
 )
+from pipeline.warehouse.reader import grant_sql
 from pipeline.warehouse.widen import Numeric, for_staging, model_types, widen
 
 LOG = logging.getLogger(__name__)
@@ -127,6 +128,11 @@ def apply_ddl(settings: Settings, reset: bool = False) -> ApplyResult:
                 widened = widen(conn, model_types())
                 cur.execute(procedures_sql)  # recreates the mart view if widening dropped it
                 cur.execute(f"CALL {SCHEMA}.sp_fill_dim_date(%s, %s)", DIM_DATE_RANGE)
+                # A reset schema lost the dashboards' grants; the role itself survives it.
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                            (settings.dashboards.reader_user,))
+                if cur.fetchone():
+                    cur.execute(grant_sql(settings.dashboards.reader_user))
             conn.commit()
         except psycopg2.Error as exc:
             conn.rollback()

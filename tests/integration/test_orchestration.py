@@ -111,6 +111,23 @@ def test_a_run_through_the_state_machine_reconciles(seeded: Settings,
             assert cur.fetchall() == [(run_id,)], table
     shown = shoplake(cli_env, "runs", "show", run_id)
     assert shown.returncode == 0 and "QualityAndReconcile" in shown.stdout, shown.stdout
+    # The report recorded the pipeline's health for the dashboards: the run, its rows in
+    # every layer (gold equal to the source, silver too), and how fresh gold is.
+    with session(seeded) as conn, conn.cursor() as cur:
+        cur.execute("SELECT status, trigger, seconds > 0, newest_change_ts, recorded_at "
+                    "FROM sales.pipeline_runs WHERE run_id = %s", (run_id,))
+        status, trigger, timed, newest, recorded = cur.fetchone()
+        assert (status, trigger, timed) == ("SUCCEEDED", "manual", True)
+        assert newest is not None and newest <= recorded, (newest, recorded)
+        cur.execute("SELECT table_name, layer, rows FROM sales.pipeline_layer_rows "
+                    "WHERE run_id = %s", (run_id,))
+        layers: dict[str, dict[str, int]] = {}
+        for table, layer, n in cur.fetchall():
+            layers.setdefault(table, {})[layer] = n
+    assert set(layers) == set(asl.TABLES), layers
+    for table, counts in layers.items():
+        assert counts["source"] == counts["silver"] == counts["gold"] > 0, (table, counts)
+        assert counts["bronze"] >= counts["source"], (table, counts)
 
 
 def test_a_transient_failure_is_retried_and_the_run_succeeds(seeded: Settings) -> None:
@@ -160,6 +177,14 @@ def test_a_terminal_failure_is_not_retried_and_is_announced(seeded: Settings,
     assert shown.returncode == 1, shown.stdout
     assert "failed in Transform/BronzeToSilver[no_such_table]" in shown.stdout, shown.stdout
     assert "Traceback" not in shown.stdout + shown.stderr
+    from pipeline.warehouse.load import session
+
+    with session(seeded) as conn, conn.cursor() as cur:
+        cur.execute("SELECT status, failed_state, error, newest_change_ts FROM "
+                    "sales.pipeline_runs WHERE run_id = %s", (run_id,))
+        status, state, error, newest = cur.fetchone()
+    assert status == "FAILED" and newest is None
+    assert state == "Transform/BronzeToSilver[no_such_table]" and "no_such_table" in error
 
 
 def test_a_killed_worker_s_task_is_run_again_by_the_other_worker(seeded: Settings) -> None:

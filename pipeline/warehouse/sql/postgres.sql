@@ -144,3 +144,38 @@ CREATE TABLE IF NOT EXISTS sales.load_state (
     PRIMARY KEY (staging)
 );
 COMMENT ON TABLE sales.load_state IS 'Which silver snapshot each staging table holds, and which run loaded it, so unchanged input is not copied again (survives `warehouse init`).';
+
+CREATE TABLE IF NOT EXISTS sales.pipeline_runs (
+    run_id           text NOT NULL,
+    status           text NOT NULL,
+    trigger          text,
+    started_at       timestamp NOT NULL,
+    stopped_at       timestamp,
+    seconds          numeric(12,1),
+    failed_state     text,
+    error            text,
+    newest_change_ts timestamp,
+    recorded_at      timestamp NOT NULL,
+    PRIMARY KEY (run_id)
+);
+COMMENT ON TABLE sales.pipeline_runs IS 'The pipeline''s Step Functions executions: status, trigger, duration, and the newest source change the run brought to gold.';
+
+CREATE TABLE IF NOT EXISTS sales.pipeline_layer_rows (
+    run_id      text NOT NULL,
+    measured_at timestamp NOT NULL,
+    table_name  text NOT NULL,
+    layer       text NOT NULL,
+    rows        bigint,
+    PRIMARY KEY (run_id, table_name, layer)
+);
+COMMENT ON TABLE sales.pipeline_layer_rows IS 'Rows of each source table in each layer (source, bronze change records, silver, gold) when a run ended.';
+
+CREATE TABLE IF NOT EXISTS sales.pipeline_held_rows (
+    run_id      text NOT NULL,
+    measured_at timestamp NOT NULL,
+    table_name  text NOT NULL,
+    reason      text NOT NULL,
+    rows        bigint NOT NULL,
+    PRIMARY KEY (run_id, table_name, reason)
+);
+COMMENT ON TABLE sales.pipeline_held_rows IS 'Rows and bronze files held in quarantine when a run ended, by table and reason.';

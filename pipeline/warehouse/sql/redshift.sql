@@ -161,3 +161,42 @@ CREATE TABLE IF NOT EXISTS sales.load_state (
 )
 DISTSTYLE ALL;
 COMMENT ON TABLE sales.load_state IS 'Which silver snapshot each staging table holds, and which run loaded it, so unchanged input is not copied again (survives `warehouse init`).';
+
+CREATE TABLE IF NOT EXISTS sales.pipeline_runs (
+    run_id           VARCHAR(512) ENCODE zstd NOT NULL,
+    status           VARCHAR(64) ENCODE zstd NOT NULL,
+    trigger          VARCHAR(128) ENCODE zstd,
+    started_at       TIMESTAMP ENCODE raw NOT NULL,
+    stopped_at       TIMESTAMP ENCODE az64,
+    seconds          DECIMAL(12,1) ENCODE az64,
+    failed_state     VARCHAR(512) ENCODE zstd,
+    error            VARCHAR(4000) ENCODE zstd,
+    newest_change_ts TIMESTAMP ENCODE az64,
+    recorded_at      TIMESTAMP ENCODE az64 NOT NULL,
+    PRIMARY KEY (run_id)
+)
+DISTSTYLE ALL
+COMPOUND SORTKEY (started_at);
+COMMENT ON TABLE sales.pipeline_runs IS 'The pipeline''s Step Functions executions: status, trigger, duration, and the newest source change the run brought to gold.';
+
+CREATE TABLE IF NOT EXISTS sales.pipeline_layer_rows (
+    run_id      VARCHAR(512) ENCODE zstd NOT NULL,
+    measured_at TIMESTAMP ENCODE az64 NOT NULL,
+    table_name  VARCHAR(256) ENCODE zstd NOT NULL,
+    layer       VARCHAR(64) ENCODE zstd NOT NULL,
+    rows        BIGINT ENCODE az64,
+    PRIMARY KEY (run_id, table_name, layer)
+)
+DISTSTYLE ALL;
+COMMENT ON TABLE sales.pipeline_layer_rows IS 'Rows of each source table in each layer (source, bronze change records, silver, gold) when a run ended.';
+
+CREATE TABLE IF NOT EXISTS sales.pipeline_held_rows (
+    run_id      VARCHAR(512) ENCODE zstd NOT NULL,
+    measured_at TIMESTAMP ENCODE az64 NOT NULL,
+    table_name  VARCHAR(256) ENCODE zstd NOT NULL,
+    reason      VARCHAR(4000) ENCODE zstd NOT NULL,
+    rows        BIGINT ENCODE az64 NOT NULL,
+    PRIMARY KEY (run_id, table_name, reason)
+)
+DISTSTYLE ALL;
+COMMENT ON TABLE sales.pipeline_held_rows IS 'Rows and bronze files held in quarantine when a run ended, by table and reason.';

@@ -1,1 +1,0 @@
-"""Dashboards as code on the gold layer (the QuickSight stand-in)."""

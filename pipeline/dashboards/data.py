@@ -1,0 +1,136 @@
+"""Run a dashboard's queries on the warehouse, as its read-only role.
+
+Every query is parametrised: filter values travel as psycopg2 parameters, never as SQL
+text (so a `%` meant literally in a panel's SQL is written `%%`). A failing query is that
+panel's problem, returned with the server's own words; the other panels still run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg2
+
+from pipeline.config import Settings
+from pipeline.dashboards.spec import Dashboard, Filter, Panel
+from pipeline.errors import first_line
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class PanelResult:
+    """What a panel's query returned, or why it did not."""
+
+    panel: Panel
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple] = field(default_factory=list)
+    error: str = ""
+    seconds: float = 0.0
+
+    def column(self, name: str) -> list[Any]:
+        i = self.columns.index(name)
+        return [r[i] for r in self.rows]
+
+
+def _server_words(exc: psycopg2.Error) -> str:
+    """The server's message (`column "x" does not exist`), with its hint when it has one."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) or first_line(exc)
+    hint = getattr(diag, "message_hint", None)
+    return f"{primary} ({hint})" if hint else primary
+
+
+class Reader:
+    """Connections of the read-only role, one per thread (the live server's threads each
+    get their own); a connection the server dropped is replaced on the next query."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            from pipeline.warehouse.reader import connect_reader
+
+            conn = connect_reader(self.settings)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def cursor(self) -> Iterator[Any]:
+        conn = self._conn()
+        try:
+            with conn.cursor() as cur:
+                yield cur
+        except psycopg2.OperationalError:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._all.clear()
+
+    def run_panel(self, dashboard: Dashboard, panel: Panel, values: dict[str, Any]
+                  ) -> PanelResult:
+        """The panel's rows for these filter values; a problem becomes `error`."""
+        if panel.problem:
+            return PanelResult(panel, error=panel.problem)
+        began = time.monotonic()
+        for attempt in (1, 2):  # once more on a fresh connection after the server dropped us
+            try:
+                with self.cursor() as cur:
+                    cur.execute(dashboard.sql_of(panel), dashboard.params(values))
+                    if cur.description is None:
+                        return PanelResult(panel, error="the SQL returned no rows (is it a "
+                                                        "SELECT?)")
+                    columns = [d.name for d in cur.description]
+                    rows = cur.fetchall()
+                break
+            except psycopg2.OperationalError as exc:
+                if attempt == 2:
+                    return PanelResult(panel, error=f"the warehouse (`postgres`) did not "
+                                                    f"answer: {_server_words(exc)}",
+                                       seconds=time.monotonic() - began)
+            except psycopg2.Error as exc:
+                return PanelResult(panel, error=f"SQL error: {_server_words(exc)}",
+                                   seconds=time.monotonic() - began)
+            except (KeyError, IndexError, ValueError, TypeError) as exc:
+                # psycopg2's own parameter errors: a `%` that should be `%%`, say
+                return PanelResult(panel, error=f"the SQL cannot take the filters' parameters "
+                                                f"({first_line(exc)}); write a literal % as %%",
+                                   seconds=time.monotonic() - began)
+        result = PanelResult(panel, columns, rows, seconds=time.monotonic() - began)
+        missing = [(k, c) for k, c in panel.columns_used() if c not in columns]
+        if missing:
+            k, c = missing[0]
+            result.error = (f"unknown column `{c}` (chart field `{k}`); the query returns: "
+                            f"{', '.join(columns) or 'no columns'}")
+        return result
+
+    def run_all(self, dashboard: Dashboard, values: dict[str, Any]) -> list[PanelResult]:
+        return [self.run_panel(dashboard, p, values) for p in dashboard.panels]
+
+    def options(self, f: Filter) -> tuple[list[str], str]:
+        """A select filter's choices (its query's first column), and the error if any."""
+        try:
+            with self.cursor() as cur:
+                cur.execute(f.options_sql)
+                return [str(r[0]) for r in cur.fetchall() if r[0] is not None], ""
+        except psycopg2.Error as exc:
+            return [], f"filter `{f.id}`: SQL error: {_server_words(exc)}"
