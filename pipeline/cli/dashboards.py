@@ -73,7 +73,28 @@ def build_cmd(ctx: CliContext, out: str | None, start: str | None, end: str | No
             ERR.print(f"[red]broken panel[/red] {p}")
         for b in built:
             OUT.print(f"{b.dashboard.title}: {b.path} ({b.bytes / 1e6:.1f} MB)")
+        _print_live(ctx, [b.dashboard for b in built])
     return 1 if problems or broken else 0
+
+
+def _print_live(ctx: CliContext, dashboards: list) -> None:  # noqa: ANN001 - Dashboard
+    """Where the live dashboards answer, when the server runs."""
+    import urllib.request
+
+    from pipeline.dashboards import public_url
+
+    url = public_url(ctx.settings)
+    try:
+        with urllib.request.urlopen(f"{url}/_health", timeout=2) as resp:
+            live = resp.status == 200
+    except OSError:
+        live = False
+    if live:
+        for d in dashboards:
+            OUT.print(f"{d.title}, live: {url}/{d.id}/")
+    else:
+        OUT.print(f"the live dashboards are not served at {url} (`shoplake stack up` "
+                  "serves them)")
 
 
 @dashboard_group.command("check")

@@ -14,7 +14,7 @@ from pipeline.stack.manager import ServiceStatus, native_services
 COMPOSE_SERVICE = {"mariadb": "mysql", "postgres": "postgres", "localstack": "localstack"}
 # Every service of docker-compose.yml (tests/unit/test_compose.py keeps the two in step).
 SERVICES = ("init", "mysql", "postgres", "localstack", "driver", "cdc", "spark-master",
-            "spark-worker", "worker", "etl")
+            "spark-worker", "worker", "etl", "dashboards")
 
 
 def wait_healthy(settings: Settings, progress: Progress | None = None) -> None:

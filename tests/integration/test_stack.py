@@ -32,8 +32,8 @@ from pipeline.stack.mariadb import MariaDBService
 pytestmark = pytest.mark.integration
 
 
-SERVICES = ["mariadb", "postgres", "localstack", "worker-1", "worker-2"]
-"""The servers, then the Step Functions workers (two by default)."""
+SERVICES = ["mariadb", "postgres", "localstack", "worker-1", "worker-2", "dashboards"]
+"""The servers, then the Step Functions workers (two by default) and the live dashboards."""
 
 
 def _pids(settings: Settings) -> dict[str, int]:
@@ -170,7 +170,8 @@ def test_cli_status_reports_json(stack_settings: Settings, cli_env: dict[str, st
     assert {r["service"]: r["healthy"] for r in rows} == dict.fromkeys(SERVICES, True)
     assert {r["service"]: r["port"] for r in rows} == {
         "mariadb": stack_settings.mysql.port, "postgres": stack_settings.postgres.port,
-        "localstack": stack_settings.localstack.port, "worker-1": 0, "worker-2": 0}
+        "localstack": stack_settings.localstack.port, "worker-1": 0, "worker-2": 0,
+        "dashboards": stack_settings.dashboards.port}
 
 
 def test_port_taken_by_a_stranger_is_named(stack_settings: Settings) -> None:
@@ -234,6 +235,7 @@ def test_down_leaves_no_process_behind(stack_settings: Settings) -> None:
     assert leftovers == []
     assert all(not r.healthy and r.state == "stopped" for r in stack.status(stack_settings))
     assert stack.down(stack_settings) == [("worker-1", False), ("worker-2", False),
+                                          ("dashboards", False),
                                           ("localstack", False), ("postgres", False),
                                           ("mariadb", False)]
     # Later test modules share the session's stack: bring it back (data dirs were kept).

@@ -206,6 +206,14 @@ def test_the_demo_finishes_on_a_terminal(own_env: dict[str, str]) -> None:
                           log_file=ARTIFACTS / f"demo-{time.time_ns()}.tty")
     ok(run, "localstack, postgres, mariadb")
     assert "reconcile: all" in run.text and "succeeded in" in run.text, run.describe()
+    # It ends with the dashboards: the built files and the live server, still answering.
+    assert "sales_overview.html" in run.text and "Sales Overview, live: http://" in run.text, \
+        run.describe()
+    url = run.text.split("Sales Overview, live: ")[1].split()[0]
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.status == 200 and b"Sales Overview" in resp.read()
 
 
 # -- errors look the same on a terminal -----------------------------------------------------------

@@ -44,6 +44,7 @@ BUILD_TARGETS = {
     "spark-worker": "spark",
     "worker": "spark",
     "etl": "spark",
+    "dashboards": "dashboards",
 }
 NETWORKS = {
     "mysql": {"private"},
@@ -55,6 +56,7 @@ NETWORKS = {
     "spark-worker": {"private", "edge"},
     "worker": {"private", "edge"},
     "etl": {"private", "edge"},
+    "dashboards": {"private", "edge"},
 }
 DEPENDS_ON = {
     "init": {},
@@ -68,6 +70,7 @@ DEPENDS_ON = {
     "spark-worker": {"spark-master": "service_started"},
     "worker": {"spark-worker": "service_started", "driver": "service_completed_successfully"},
     "etl": {"worker": "service_started", "driver": "service_completed_successfully"},
+    "dashboards": {"driver": "service_completed_successfully"},
 }
 COMMANDS = {
     "init": ["shoplake", "stack", "init"],
@@ -75,6 +78,7 @@ COMMANDS = {
     "cdc": ["shoplake", "cdc"],
     "worker": ["shoplake", "worker"],
     "etl": ["shoplake", "run"],
+    "dashboards": ["shoplake", "dashboard", "serve"],
 }
 BINLOG_FLAGS = {
     "log-bin": None,  # any value (or none): the flag must be present

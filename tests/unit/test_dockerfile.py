@@ -19,7 +19,7 @@ pytestmark = pytest.mark.unit
 
 DOCKERFILE = Path(__file__).resolve().parents[2] / "docker" / "Dockerfile"
 PYTHON_BASE = "python:3.11-slim-bookworm"
-TARGETS = {"driver", "cdc", "spark"}
+TARGETS = {"driver", "cdc", "spark", "dashboards"}
 # pyspark minor -> (Hadoop it is built against, the SDK bundle that hadoop-aws declares).
 HADOOP_OF_PYSPARK = {"3.5": ("3.3.4", "1.12.262")}
 MAVEN = "https://repo1.maven.org/maven2/"
@@ -147,7 +147,7 @@ def test_the_project_is_installed_with_pip(text):
     assert any(re.search(r"pip install (\S+ )*\.$", run) for run in runs)
 
 
-@pytest.mark.parametrize("target", ["driver", "cdc"])
+@pytest.mark.parametrize("target", ["driver", "cdc", "dashboards"])
 def test_shoplake_targets_run_as_a_user_with_a_real_default_command(text, target):
     stage = stages(text)[target]
     assert _last(stage, "ENTRYPOINT") is None
