@@ -54,12 +54,16 @@ def build_cmd(ctx: CliContext, out: str | None, start: str | None, end: str | No
     from pipeline.dashboards.data import Reader
     from pipeline.dashboards.static import build
 
+    first, last = _day(start), _day(end)
+    if first and last and first > last:
+        raise click.BadParameter(f"--from {first} is after --to {last}")
     dashboards, broken = _load(ctx)
     reader = Reader(ctx.settings)
     try:
+        reader.ping()  # an unreachable warehouse is one error, not a page of error boxes
         with progress_for(ctx) as progress:
             built = build(dashboards, reader, Path(out) if out else out_dir(ctx.settings),
-                          (_day(start), _day(end)), progress)
+                          (first, last), progress)
     finally:
         reader.close()
     problems = [p for b in built for p in b.problems]
@@ -107,6 +111,7 @@ def check_cmd(ctx: CliContext) -> int:
     reader = Reader(ctx.settings)
     bad = len(broken)
     try:
+        reader.ping()
         for d in dashboards:
             for r in reader.run_all(d, {}):
                 if r.error:

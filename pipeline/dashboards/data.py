@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 
 from pipeline.config import Settings
 from pipeline.dashboards.spec import Dashboard, Filter, Panel
-from pipeline.errors import first_line
+from pipeline.errors import ShoplakeError, first_line
 
 LOG = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class Reader:
             conn = connect_reader(self.settings)
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                self._all = [c for c in self._all if not c.closed] + [conn]
         return conn
 
     @contextlib.contextmanager
@@ -74,6 +75,8 @@ class Reader:
         try:
             with conn.cursor() as cur:
                 yield cur
+        except psycopg2.errors.QueryCanceled:
+            raise  # the session is fine
         except psycopg2.OperationalError:
             with contextlib.suppress(Exception):
                 conn.close()
@@ -102,6 +105,11 @@ class Reader:
                     columns = [d.name for d in cur.description]
                     rows = cur.fetchall()
                 break
+            except psycopg2.errors.QueryCanceled:
+                limit = self.settings.dashboards.query_timeout_s
+                return PanelResult(panel, error=f"the query ran longer than {limit:g} s and was "
+                                                "cancelled (dashboards.query_timeout_s)",
+                                   seconds=time.monotonic() - began)
             except psycopg2.OperationalError as exc:
                 if attempt == 2:
                     return PanelResult(panel, error=f"the warehouse (`postgres`) did not "
@@ -110,6 +118,8 @@ class Reader:
             except psycopg2.Error as exc:
                 return PanelResult(panel, error=f"SQL error: {_server_words(exc)}",
                                    seconds=time.monotonic() - began)
+            except ShoplakeError as exc:  # no session at all: the warehouse or its secret
+                return PanelResult(panel, error=str(exc), seconds=time.monotonic() - began)
             except (KeyError, IndexError, ValueError, TypeError) as exc:
                 # psycopg2's own parameter errors: a `%` that should be `%%`, say
                 return PanelResult(panel, error=f"the SQL cannot take the filters' parameters "
@@ -134,3 +144,10 @@ class Reader:
                 return [str(r[0]) for r in cur.fetchall() if r[0] is not None], ""
         except psycopg2.Error as exc:
             return [], f"filter `{f.id}`: SQL error: {_server_words(exc)}"
+        except ShoplakeError as exc:
+            return [], f"filter `{f.id}`: {exc}"
+
+    def ping(self) -> None:
+        """Raise the typed error when the warehouse cannot be read as the dashboards' role."""
+        with self.cursor() as cur:
+            cur.execute("SELECT 1")

@@ -75,7 +75,9 @@ def add_dashboard(server: Any, dashboard: Dashboard, reader: Reader,
         out = []
         for f in dashboard.filters:
             if f.type == "select":
-                options, error = reader.options(f)  # read on each page load: new values show
+                # Read on each page load (new values show), in a pool thread: those keep
+                # their connections, where a request's thread would leave one behind.
+                options, error = pool.submit(reader.options, f).result()
                 if error:
                     LOG.warning("%s: %s", dashboard.path, error)
                 out.append(html.Label([f.label, dcc.Dropdown(
@@ -149,8 +151,7 @@ def create_server(settings: Settings, dashboards: list[Dashboard],
     @server.route("/_health")
     def health() -> tuple[str, int]:
         try:
-            with reader.cursor() as cur:
-                cur.execute("SELECT 1")
+            pool.submit(reader.ping).result(timeout=10)
             return "ok", 200
         except Exception as exc:  # noqa: BLE001 - a probe answers, it does not raise
             return f"warehouse not answering: {exc}", 503
