@@ -113,11 +113,11 @@ def test_stack_up_status_down(own_env: dict[str, str]) -> None:
     assert sum("already running" in line for line in again.lines) >= 3, again.describe()
     status = ok(shoplake(own_env, "stack", "status"))
     rows = [line for line in status.lines if line.startswith("│")]
-    assert len(rows) == 5 and all(" yes " in r and "running" in r for r in rows), \
-        status.describe()  # MariaDB, PostgreSQL, LocalStack and two workers
+    assert len(rows) == 6 and all(" yes " in r and "running" in r for r in rows), \
+        status.describe()  # MariaDB, PostgreSQL, LocalStack, two workers, the dashboards
     ok(shoplake(own_env, "stack", "down"), "localstack, postgres, mariadb")
     after = shoplake(own_env, "stack", "status")
-    assert after.exit_code == 1 and sum("stopped" in r for r in after.lines) == 5, \
+    assert after.exit_code == 1 and sum("stopped" in r for r in after.lines) == 6, \
         after.describe()
 
 
@@ -204,7 +204,7 @@ def test_following_cdc_rides_out_a_mariadb_restart(tty_env: dict[str, str],
 def test_the_demo_finishes_on_a_terminal(own_env: dict[str, str]) -> None:
     run = run_in_terminal(["bash", "scripts/demo.sh"], own_env, timeout=900, cwd=REPO,
                           log_file=ARTIFACTS / f"demo-{time.time_ns()}.tty")
-    ok(run, "localstack, postgres, mariadb")
+    ok(run, "stack keeps running for the live dashboards; stop it with")
     assert "reconcile: all" in run.text and "succeeded in" in run.text, run.describe()
     # It ends with the dashboards: the built files and the live server, still answering.
     assert "sales_overview.html" in run.text and "Sales Overview, live: http://" in run.text, \
