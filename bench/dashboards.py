@@ -95,7 +95,7 @@ def main() -> None:
             page.click("#filter-payment_method")
             option = page.locator(".dash-options-list-option-text", has_text=method).first
             option.wait_for()
-            want = "" if method == "All" else method
+            want = "(all)" if method == "All" else method
             began = time.monotonic()
             option.click()
             page.wait_for_function(

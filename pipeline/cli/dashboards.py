@@ -8,6 +8,7 @@ from datetime import date
 import click
 
 from pipeline.cli.common import ERR, OUT, CliContext, pass_cli, progress_for
+from pipeline.errors import TerminalError
 
 
 @click.group("dashboard")
@@ -21,7 +22,7 @@ def _load(ctx: CliContext):  # noqa: ANN202 - (dashboards, broken files)
 
     dashboards, broken = load_all(definitions_dir(ctx.settings))
     for b in broken:
-        ERR.print(f"[red]broken dashboard[/red] {b}")
+        ERR.print(f"[red]broken:[/red] {b}")
     return dashboards, broken
 
 
@@ -59,11 +60,20 @@ def build_cmd(ctx: CliContext, out: str | None, start: str | None, end: str | No
         raise click.BadParameter(f"--from {first} is after --to {last}")
     dashboards, broken = _load(ctx)
     reader = Reader(ctx.settings)
+    folder = Path(out) if out else out_dir(ctx.settings)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".shoplake-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise TerminalError(f"cannot write the dashboards to `{folder}`: "
+                            f"{exc.strerror or exc}", hint="pick another folder with --out"
+                            ) from exc
     try:
         reader.ping()  # an unreachable warehouse is one error, not a page of error boxes
         with progress_for(ctx) as progress:
-            built = build(dashboards, reader, Path(out) if out else out_dir(ctx.settings),
-                          (first, last), progress)
+            built = build(dashboards, reader, folder, (first, last), progress)
     finally:
         reader.close()
     problems = [p for b in built for p in b.problems]
@@ -74,7 +84,10 @@ def build_cmd(ctx: CliContext, out: str | None, start: str | None, end: str | No
                               indent=2))
     else:
         for p in problems:
-            ERR.print(f"[red]broken panel[/red] {p}")
+            ERR.print(f"[red]broken panel:[/red] {p}")
+        if problems:
+            ERR.print("  -> fix it in the file (it is drawn as an error box meanwhile); "
+                      "`shoplake dashboard check` runs every panel again")
         for b in built:
             OUT.print(f"{b.dashboard.title}: {b.path} ({b.bytes / 1e6:.1f} MB)")
         _print_live(ctx, [b.dashboard for b in built])
@@ -88,15 +101,16 @@ def _print_live(ctx: CliContext, dashboards: list) -> None:  # noqa: ANN001 - Da
     from pipeline.dashboards import public_url
 
     url = public_url(ctx.settings)
-    try:
-        with urllib.request.urlopen(f"{url}/_health", timeout=2) as resp:
-            live = resp.status == 200
-    except OSError:
-        live = False
-    if live:
-        for d in dashboards:
-            OUT.print(f"{d.title}, live: {url}/{d.id}/")
-    else:
+    shown = 0
+    for d in dashboards:  # only those the server serves (it may run other files)
+        try:
+            with urllib.request.urlopen(f"{url}/{d.id}/", timeout=3) as resp:
+                if resp.status == 200:
+                    OUT.print(f"{d.title}, live: {url}/{d.id}/")
+                    shown += 1
+        except OSError:
+            pass
+    if not shown:
         OUT.print(f"the live dashboards are not served at {url} (`shoplake stack up` "
                   "serves them)")
 
@@ -113,10 +127,16 @@ def check_cmd(ctx: CliContext) -> int:
     try:
         reader.ping()
         for d in dashboards:
+            for f in d.filters:
+                if f.type == "select":
+                    _, error = reader.options(f)
+                    if error:
+                        bad += 1
+                        ERR.print(f"[red]broken filter:[/red] {d.path}, {error}")
             for r in reader.run_all(d, {}):
                 if r.error:
                     bad += 1
-                    ERR.print(f"[red]broken panel[/red] {d.path}, panel `{r.panel.id}`: "
+                    ERR.print(f"[red]broken panel:[/red] {d.path}, panel `{r.panel.id}`: "
                               f"{r.error}")
                 else:
                     OUT.print(f"{d.id}/{r.panel.id}: {len(r.rows)} row(s) in "

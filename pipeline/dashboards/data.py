@@ -40,6 +40,27 @@ class PanelResult:
         return [r[i] for r in self.rows]
 
 
+MAX_OPTIONS = 1000
+"""Choices a select filter offers."""
+MAX_ROWS = 100_000
+"""Rows a panel may return; more is a query that forgot to aggregate (and a page that
+would not draw)."""
+
+
+def _isolate(cur: Any) -> None:
+    """Leave the session as the next panel expects it, whatever this panel's SQL did: no
+    open transaction (`BEGIN` in a panel), no changed settings (`SET statement_timeout`)."""
+    import psycopg2.extensions as ext
+
+    conn = cur.connection
+    if conn.closed:
+        return
+    with contextlib.suppress(psycopg2.Error):
+        if conn.info.transaction_status != ext.TRANSACTION_STATUS_IDLE:
+            cur.execute("ROLLBACK")
+        cur.execute("RESET ALL")
+
+
 def _server_words(exc: psycopg2.Error) -> str:
     """The server's message (`column "x" does not exist`), with its hint when it has one."""
     diag = getattr(exc, "diag", None)
@@ -98,12 +119,19 @@ class Reader:
         for attempt in (1, 2):  # once more on a fresh connection after the server dropped us
             try:
                 with self.cursor() as cur:
-                    cur.execute(dashboard.sql_of(panel), dashboard.params(values))
-                    if cur.description is None:
-                        return PanelResult(panel, error="the SQL returned no rows (is it a "
-                                                        "SELECT?)")
-                    columns = [d.name for d in cur.description]
-                    rows = cur.fetchall()
+                    try:
+                        cur.execute(dashboard.sql_of(panel), dashboard.params(values))
+                        if cur.description is None:
+                            return PanelResult(panel, error="the SQL returned no rows (is it "
+                                                            "a SELECT?)")
+                        columns = [d.name for d in cur.description]
+                        rows = cur.fetchmany(MAX_ROWS + 1)
+                    finally:
+                        _isolate(cur)
+                if len(rows) > MAX_ROWS:
+                    return PanelResult(panel, error=f"the query returned more than {MAX_ROWS:,} "
+                                                    "rows; aggregate them in its SQL",
+                                       seconds=time.monotonic() - began)
                 break
             except psycopg2.errors.QueryCanceled:
                 limit = self.settings.dashboards.query_timeout_s
@@ -140,8 +168,12 @@ class Reader:
         """A select filter's choices (its query's first column), and the error if any."""
         try:
             with self.cursor() as cur:
-                cur.execute(f.options_sql)
-                return [str(r[0]) for r in cur.fetchall() if r[0] is not None], ""
+                try:
+                    cur.execute(f.options_sql)
+                    return [str(r[0]) for r in cur.fetchmany(MAX_OPTIONS)
+                            if r[0] is not None], ""
+                finally:
+                    _isolate(cur)
         except psycopg2.Error as exc:
             return [], f"filter `{f.id}`: SQL error: {_server_words(exc)}"
         except ShoplakeError as exc:

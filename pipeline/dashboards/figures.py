@@ -5,6 +5,7 @@ functions, so the same rows give the same numbers, formatted the same way.
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -31,8 +32,9 @@ CONFIG = {"displaylogo": False, "responsive": True,
 
 def plain(value: Any) -> Any:
     """A JSON value for plotly.js: numbers as numbers, days and times as ISO text."""
-    if isinstance(value, Decimal):
-        return float(value)
+    if isinstance(value, (Decimal, float)):
+        number = float(value)
+        return number if math.isfinite(number) else None  # JSON has no NaN or Infinity
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, date):
@@ -47,6 +49,8 @@ def fmt(value: Any, kind: str = "number") -> str:
     if kind == "text" or not isinstance(value, (int, float, Decimal)):
         return str(value)
     v = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    if not v.is_finite():
+        return str(v)
     if kind == "int":
         return f"{v:,.0f}"
     if kind in ("number", "money"):

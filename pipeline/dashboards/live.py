@@ -25,6 +25,8 @@ from pipeline.dashboards.static import CSS
 LOG = logging.getLogger(__name__)
 
 PARALLEL_QUERIES = 4
+ALL = -1
+"""The `All` choice's value: a number, so no payment method (always text) can be it."""
 """Panels of one filter change queried at once (each on its own connection)."""
 
 
@@ -48,7 +50,7 @@ def _values(dashboard: Dashboard, inputs: list[Any]) -> dict[str, Any]:
     for f in dashboard.filters:
         if f.type == "select":
             v = next(it)
-            values[f.id] = None if v in (None, "", "__all__") else v
+            values[f.id] = None if v == ALL or v is None else str(v)
         else:
             start, end = next(it), next(it)
             values[f.id] = (str(start)[:10] if start else None, str(end)[:10] if end else None)
@@ -81,8 +83,8 @@ def add_dashboard(server: Any, dashboard: Dashboard, reader: Reader,
                 if error:
                     LOG.warning("%s: %s", dashboard.path, error)
                 out.append(html.Label([f.label, dcc.Dropdown(
-                    id=f"filter-{f.id}", value="__all__", clearable=False, searchable=False,
-                    options=[{"label": "All", "value": "__all__"},
+                    id=f"filter-{f.id}", value=ALL, clearable=False, searchable=False,
+                    options=[{"label": "All", "value": ALL},
                              *({"label": o, "value": o} for o in options)],
                     style={"minWidth": "200px"})]))
             else:
@@ -121,8 +123,8 @@ def add_dashboard(server: Any, dashboard: Dashboard, reader: Reader,
         LOG.info("%s: %d panel(s) for %s in %.0f ms", dashboard.id, len(results), values,
                  (time.monotonic() - began) * 1000)
         views = [render(r) for r in results]
-        key = "|".join(str(values.get(f.id) or "") for f in dashboard.filters
-                       if f.type == "select")
+        key = "|".join("(all)" if values.get(f.id) is None else str(values[f.id])
+                       for f in dashboard.filters if f.type == "select")
         return [*(_body(p.id, v) for p, v in zip(dashboard.panels, views)), key]
 
 

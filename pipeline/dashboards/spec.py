@@ -51,6 +51,10 @@ _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 FILTERS_MACRO = re.compile(r"\{filters(?:\.([A-Za-z_][A-Za-z0-9_]*))?\}")
 """`{filters}` in a panel's SQL is replaced by every filter's condition; `{filters.o}`
 qualifies the columns with alias `o`."""
+PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_.]*\}")
+"""Anything shaped like a placeholder: one that is not `{filters...}` is a typo."""
+PANEL_KEYS = frozenset({"id", "title", "sql", "chart", "width", "note", "empty"})
+DASHBOARD_KEYS = frozenset({"title", "description", "order", "filters", "panels"})
 
 
 class DashboardFileError(TerminalError):
@@ -73,11 +77,12 @@ class Filter:
     """select: the query giving its options (first column); `All` is always offered."""
 
     def params(self, value: Any) -> dict[str, Any]:
-        """The query parameters for `value` (None: no filtering)."""
+        """The query parameters for `value` (None: no filtering; an empty string is a
+        value like any other)."""
         if self.type == "date_range":
             start, end = value if value else (None, None)
             return {f"{self.id}_from": start or None, f"{self.id}_to": end or None}
-        return {self.id: value if value not in ("", None) else None}
+        return {self.id: value}
 
     def condition(self, alias: str | None) -> str:
         """SQL that is true when the row passes; values come only from parameters."""
@@ -122,7 +127,7 @@ class Panel:
 @dataclass(frozen=True)
 class Dashboard:
     id: str
-    """The file's stem: `sales_overview` for dashboards/sales_overview.yaml."""
+    """The file's stem, made URL-safe: `sales_overview` for dashboards/sales_overview.yaml."""
     path: Path
     title: str
     description: str
@@ -188,8 +193,16 @@ def _panel(raw: Any, index: int, filters: tuple[Filter, ...]) -> Panel:
         problem = "`sql` is missing"
     else:
         problem = _chart_problem(chart)
-    if not problem and "{filters" in sql and not FILTERS_MACRO.search(sql):
-        problem = "`{filters` in the SQL is not `{filters}` or `{filters.alias}`"
+    if not problem:
+        unknown_macros = [m for m in PLACEHOLDER.findall(sql) if not FILTERS_MACRO.fullmatch(m)]
+        if unknown_macros:
+            problem = (f"unknown placeholder `{unknown_macros[0]}` in the SQL; write "
+                       "`{filters}` or `{filters.alias}`")
+    if not problem:
+        extra_keys = sorted(set(raw) - PANEL_KEYS)
+        if extra_keys:
+            problem = (f"unknown key {', '.join(f'`{k}`' for k in extra_keys)}; a panel has: "
+                       f"{', '.join(sorted(PANEL_KEYS))}")
     if not problem:
         extra = re.findall(r"%\(\s*(\w+)\s*\)s", sql)
         known = {k for f in filters for k in f.params(None)}
@@ -232,12 +245,20 @@ def _filters(path: Path, raw: Any) -> tuple[Filter, ...]:
     return tuple(out)
 
 
+def slug(stem: str) -> str:
+    """A file name made fit for a URL path and an HTML file name: `Sales Overview 🚀` ->
+    `sales-overview`."""
+    return re.sub(r"[^a-z0-9_]+", "-", stem.lower()).strip("-") or "dashboard"
+
+
 def load_dashboard(path: Path) -> Dashboard:
     """One dashboard file; DashboardFileError when it is not one."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise DashboardFileError(path, f"cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise DashboardFileError(path, f"is not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -245,6 +266,10 @@ def load_dashboard(path: Path) -> Dashboard:
         raise DashboardFileError(path, f"is not valid YAML{where}: {problem}") from exc
     if not isinstance(raw, dict):
         raise DashboardFileError(path, "must be a mapping with `title` and `panels`")
+    extra = sorted(set(raw) - DASHBOARD_KEYS)
+    if extra:
+        raise DashboardFileError(path, f"unknown key {', '.join(f'`{k}`' for k in extra)}; "
+                                       f"a dashboard has: {', '.join(sorted(DASHBOARD_KEYS))}")
     panels_raw = raw.get("panels")
     if not isinstance(panels_raw, list) or not panels_raw:
         raise DashboardFileError(path, "has no `panels` (a list of panels)")
@@ -252,13 +277,14 @@ def load_dashboard(path: Path) -> Dashboard:
     panels = tuple(_panel(p, i, filters) for i, p in enumerate(panels_raw))
     seen: set[str] = set()
     fixed = []
-    for p in panels:  # a duplicate id would make two panels share one element
-        if p.id in seen and not p.problem:
-            p = dataclasses.replace(p, problem=f"panel id `{p.id}` is used twice in the file")
+    for n, p in enumerate(panels):  # a duplicate id would make two panels share one element
+        if p.id in seen:
+            p = dataclasses.replace(p, id=f"{p.id}_{n + 1}",
+                                    problem=f"panel id `{p.id}` is used twice in the file")
         seen.add(p.id)
         fixed.append(p)
     problems = tuple(f"{path}, panel `{p.id}`: {p.problem}" for p in fixed if p.problem)
-    return Dashboard(path.stem, path, str(raw.get("title") or path.stem),
+    return Dashboard(slug(path.stem), path, str(raw.get("title") or path.stem),
                      str(raw.get("description") or ""), filters, tuple(fixed),
                      int(raw.get("order", 100)) if str(raw.get("order", 100)).isdigit()
                      else 100, problems)
@@ -279,4 +305,13 @@ def load_all(folder: Path) -> tuple[list[Dashboard], list[DashboardFileError]]:
         except DashboardFileError as exc:
             errors.append(exc)
     dashboards.sort(key=lambda d: (d.order, d.id))
-    return dashboards, errors
+    seen: dict[str, Path] = {}
+    unique = []
+    for d in dashboards:  # two files, one URL: the second is refused, naming both
+        if d.id in seen:
+            errors.append(DashboardFileError(d.path, f"would be served and built as `{d.id}`, "
+                                                     f"like {seen[d.id]}; rename one"))
+            continue
+        seen[d.id] = d.path
+        unique.append(d)
+    return unique, errors

@@ -83,15 +83,23 @@ def combinations(dashboard: Dashboard, reader: Reader) -> tuple[list[dict[str, A
     return combos, options, errors
 
 
-def key_of(dashboard: Dashboard, values: dict[str, Any]) -> str:
-    """The page's name for one combination: the select values joined by `|`."""
-    return "|".join(str(values.get(f.id) or "") for f in dashboard.filters
-                    if f.type == "select")
+ALL = "all"
+"""The `All` choice's token; a value's token is `v<its index>`, so no value (an empty
+string, `all`, a `|`) can be mistaken for another."""
+
+
+def key_of(dashboard: Dashboard, values: dict[str, Any], options: dict[str, list[str]]
+           ) -> str:
+    """The page's name for one combination: the select filters' tokens joined by `|`."""
+    return "|".join(ALL if values.get(f.id) is None else f"v{options[f.id].index(values[f.id])}"
+                    for f in dashboard.filters if f.type == "select")
 
 
 def _json_for_script(data: Any) -> str:
-    # Inside <script>, `</` would end the element; the JSON stays valid with it escaped.
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+    # Inside <script>, `</script` ends the element and `<!--` changes how the rest is read:
+    # no `<`, `>` or `&` may appear raw. JSON's \u escapes keep the values as they were.
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def build_one(dashboard: Dashboard, reader: Reader, out_dir: Path, plotly_js: str,
@@ -102,8 +110,8 @@ def build_one(dashboard: Dashboard, reader: Reader, out_dir: Path, plotly_js: st
     views: dict[str, dict[str, Any]] = {}
     for combo in combos:
         results = reader.run_all(dashboard, {**combo, **fixed})
-        views[key_of(dashboard, combo)] = {r.panel.id: render(r) for r in results}
-    first = views[key_of(dashboard, combos[0])]
+        views[key_of(dashboard, combo, options)] = {r.panel.id: render(r) for r in results}
+    first = views[key_of(dashboard, combos[0], options)]
     problems += [f"{dashboard.path}, panel `{pid}`: {v['error']}" for pid, v in first.items()
                  if v["kind"] == "error"]
     page = render_page(dashboard, options, views, plotly_js, date_range, began)
@@ -123,9 +131,10 @@ def render_page(dashboard: Dashboard, options: dict[str, list[str]],
     controls = []
     for f in dashboard.filters:
         if f.type == "select":
-            opts = "".join(f'<option value="{e(o)}">{e(o)}</option>' for o in options[f.id])
+            opts = "".join(f'<option value="v{i}">{e(o)}</option>'
+                           for i, o in enumerate(options[f.id]))
             controls.append(f'<label>{e(f.label)} <select id="filter-{f.id}" '
-                            f'data-filter="{f.id}"><option value="">All</option>{opts}'
+                            f'data-filter="{f.id}"><option value="{ALL}">All</option>{opts}'
                             "</select></label>")
         else:
             lo, hi = date_range

@@ -121,9 +121,12 @@ def test_every_sales_panel_returns_the_numbers_worked_out_by_hand(gold: Settings
                                                                   dashboards: dict) -> None:
     rows = _rows(gold, dashboards["sales_overview"])
     assert rows["kpis"] == [KPIS[None]]
-    assert [(str(d), n) for d, n in rows["orders_by_date"]] == [
-        ("2026-01-10", 1), ("2026-01-20", 1), ("2026-02-05", 1), ("2026-02-06", 2),
-        ("2026-03-01", 1)]
+    # Every day from the first order to the last, the days without orders as zeros.
+    days = [(str(d), n) for d, n in rows["orders_by_date"]]
+    assert len(days) == 51 and days[0] == ("2026-01-10", 1) and days[-1] == ("2026-03-01", 1)
+    assert [d for d in days if d[1]] == [("2026-01-10", 1), ("2026-01-20", 1),
+                                         ("2026-02-05", 1), ("2026-02-06", 2),
+                                         ("2026-03-01", 1)]
     # January 30 + 20, February 15 + 5 (-60 %); March has only the returned order.
     assert rows["revenue_by_month"] == [("2026-01", Decimal("50.00"), None),
                                         ("2026-02", Decimal("20.00"), Decimal("-60.0"))]
@@ -256,6 +259,31 @@ def test_a_broken_file_or_panel_is_named_and_the_rest_still_renders(
     assert page.count('"kind":"error"') == 3
     checked = _shoplake(env, "dashboard", "check")
     assert checked.returncode == 1 and "panel `bad_sql`" in checked.stderr
+
+
+def test_a_panel_cannot_change_the_session_of_the_panels_after_it(
+        gold: Settings, tmp_path: Path) -> None:
+    from pipeline.dashboards.spec import load_dashboard
+
+    path = tmp_path / "sessions.yaml"
+    path.write_text("""title: Sessions
+panels:
+  - {id: opens, sql: "BEGIN; SELECT 1 AS n", chart: {type: table}}
+  - {id: sets, sql: "SET statement_timeout = 1; SET search_path = nowhere; SELECT 1 AS n",
+     chart: {type: table}}
+  - id: after
+    sql: SELECT current_setting('statement_timeout') AS t, now() = statement_timestamp() AS own,
+                current_setting('search_path') AS p, count(*) AS n FROM sales.fact_orders
+    chart: {type: table}
+""")
+    reader = Reader(gold)
+    try:
+        *_, after = reader.run_all(load_dashboard(path), {})
+    finally:
+        reader.close()
+    assert not after.error, after.error
+    # The configured timeout, its own transaction (no BEGIN left open), the default path.
+    assert after.rows == [("20s", True, '"$user", public', len(ORDERS))]
 
 
 # -- in a real browser ----------------------------------------------------------------------------

@@ -48,6 +48,14 @@ def test_a_coloured_bar_chart_has_one_trace_per_colour_in_first_seen_order() -> 
     assert fig["layout"]["barmode"] == "group"
 
 
+def test_nan_and_infinity_are_gaps_not_broken_json() -> None:
+    fig = figure(_result({"x": "a", "y": "b"}, ["a", "b"],
+                         [("x", Decimal("NaN")), ("y", float("inf")), ("z", 1)]))
+    assert fig["data"][0]["y"] == [None, None, 1]
+    json.dumps(fig, allow_nan=False)
+    assert fmt(Decimal("NaN"), "money") == "NaN"
+
+
 def test_dates_and_decimals_become_json() -> None:
     fig = figure(_result({"x": "day", "y": "v"}, ["day", "v"],
                          [(date(9999, 12, 31), Decimal("1.5"))], kind="line"))
@@ -66,12 +74,25 @@ def test_a_static_page_has_plotly_once_and_fetches_nothing() -> None:
     d = Dashboard("d", Path("d.yaml"), "D </script>", "", (
         Filter("pm", "select", "payment_method", "Payment", "SELECT 1"),),
         (Panel("p", "P", "SELECT 1", {"type": "bar", "x": "a", "y": "b"}),))
-    views = {"": {"p": {"kind": "error", "error": "</script><script>alert(1)</script>"}},
-             "Cash": {"p": {"kind": "error", "error": "x"}}}
+    views = {"all": {"p": {"kind": "error", "error": "</script><script>alert(1)</script>"}},
+             "v0": {"p": {"kind": "error", "error": "<!-- <script> & </script>"}}}
     page = render_page(d, {"pm": ["Cash"]}, views, "/*PLOTLY*/", (None, None),
                        __import__("datetime").datetime(2026, 1, 1))
     assert page.count("/*PLOTLY*/") == 1
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", page)
-    assert "</script><script>alert(1)" not in page  # data cannot end the script element
+    data = page.split('id="shoplake-data">')[1].split("</script>")[0]
+    assert "<" not in data and ">" not in data and "&" not in data  # nor end it, nor `<!--`
+    assert json.loads(data)["views"]["v0"]["p"]["error"] == "<!-- <script> & </script>"
     assert "D &lt;/script&gt;" in page
-    assert '<option value="Cash">Cash</option>' in page
+    assert '<option value="all">All</option><option value="v0">Cash</option>' in page
+
+
+def test_all_and_every_value_have_their_own_view_even_empty_or_all() -> None:
+    from pipeline.dashboards.static import key_of
+
+    d = Dashboard("d", Path("d.yaml"), "D", "", (
+        Filter("pm", "select", "payment_method", "Payment", "SELECT 1"),), ())
+    options = {"pm": ["", "all", "All", "a|b"]}
+    keys = [key_of(d, {"pm": v}, options) for v in (None, "", "all", "All", "a|b")]
+    assert keys == ["all", "v0", "v1", "v2", "v3"]
+    assert d.params({"pm": ""}) == {"pm": ""}  # an empty string filters, like any value

@@ -99,3 +99,12 @@ panels:
 def test_a_file_without_panels_is_not_a_dashboard(tmp_path: Path) -> None:
     with pytest.raises(DashboardFileError, match="has no `panels`"):
         load_dashboard(_write(tmp_path, "d.yaml", "title: D\n"))
+
+
+def test_a_file_name_becomes_a_url_safe_id_and_two_files_cannot_share_one(tmp_path: Path
+                                                                         ) -> None:
+    _write(tmp_path, "Sales Overview 🚀.yaml", f"title: A\npanels:{GOOD_PANEL}")
+    _write(tmp_path, "sales-overview.yml", f"title: B\npanels:{GOOD_PANEL}")
+    dashboards, broken = load_all(tmp_path)
+    assert [d.id for d in dashboards] == ["sales-overview"]
+    assert len(broken) == 1 and "would be served and built as `sales-overview`" in str(broken[0])
