@@ -78,8 +78,10 @@ def kpi_tiles(result: PanelResult) -> list[dict[str, str]]:
     for v in result.panel.chart["values"]:
         col = str(v["column"])
         raw = row[result.columns.index(col)] if row is not None else None
+        # No format given: whole numbers (counts) without decimals, others with two.
+        kind = v.get("format") or ("int" if isinstance(raw, int) else "number")
         tiles.append({"id": col, "label": str(v.get("label") or col),
-                      "value": fmt(raw, str(v.get("format", "number")))})
+                      "value": fmt(raw, str(kind))})
     return tiles
 
 

@@ -105,7 +105,8 @@ def add_dashboard(server: Any, dashboard: Dashboard, reader: Reader,
         return html.Div([
             dcc.Location(id="shoplake-url"),
             html.Header([html.H1(dashboard.title), html.Div(
-                f"{dashboard.description} · live from the warehouse (schema sales)",
+                (f"{dashboard.description} · " if dashboard.description else "")
+                + "live from the warehouse (schema sales)",
                 className="meta")]),
             *([html.Div(shown, className="filters")] if shown else []),
             html.Main(panels, className="grid"),

@@ -295,7 +295,7 @@ def load_all(folder: Path) -> tuple[list[Dashboard], list[DashboardFileError]]:
     and an error for each file that did not."""
     files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
     if not files:
-        raise TerminalError(f"no dashboard files (*.yaml) in `{folder}`",
+        raise TerminalError(f"no dashboard files (*.yaml, *.yml) in `{folder}`",
                             hint="set `SHOPLAKE_DASHBOARDS_DEFINITIONS_DIR` to the folder "
                                  "that holds them")
     dashboards, errors = [], []

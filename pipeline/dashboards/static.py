@@ -157,8 +157,9 @@ def render_page(dashboard: Dashboard, options: dict[str, list[str]],
 <style>{CSS}</style>
 <script>{plotly_js}</script>
 </head><body>
-<header><h1>{e(dashboard.title)}</h1><div class="meta">{e(dashboard.description)}
- · built {built_at.strftime('%Y-%m-%d %H:%M:%S')} UTC from the warehouse (schema sales)</div>
+<header><h1>{e(dashboard.title)}</h1><div class="meta">{e(dashboard.description) + ' · '
+ if dashboard.description else ''}built {built_at.strftime('%Y-%m-%d %H:%M:%S')} UTC from the
+ warehouse (schema sales)</div>
 </header>
 {'<div class="filters">' + ''.join(controls) + '</div>' if controls else ''}
 <main class="grid">{''.join(panels)}</main>
