@@ -96,23 +96,12 @@ def held_by_reason(settings: Settings) -> Counter[tuple[str, str]]:
 
 
 def recent_executions(settings: Settings) -> list[dict[str, Any]]:
-    """The latest executions as Step Functions reports them."""
-    import json
+    """The latest executions as Step Functions reports them, as pipeline_runs rows."""
+    from pipeline.orchestration.runs import executions
 
-    from pipeline.aws.clients import aws_client
-    from pipeline.orchestration.provision import state_machine_arn
-
-    sfn = aws_client(settings, "stepfunctions")
-    rows = []
-    for ex in sfn.list_executions(stateMachineArn=state_machine_arn(settings),
-                                  maxResults=RECENT_RUNS)["executions"]:
-        d = sfn.describe_execution(executionArn=ex["executionArn"])
-        rows.append({"run_id": ex["name"], "status": ex["status"],
-                     "trigger": json.loads(d.get("input") or "{}").get("trigger"),
-                     "started_at": _naive(ex["startDate"]),
-                     "stopped_at": _naive(ex.get("stopDate")),
-                     "error": (d.get("error") or None)})
-    return rows
+    return [{"run_id": ex["name"], "status": ex["status"], "trigger": ex["trigger"] or None,
+             "started_at": _naive(ex["start"]), "stopped_at": _naive(ex["stop"]),
+             "error": ex["error"]} for ex in executions(settings, RECENT_RUNS)]
 
 
 # -- one record ---------------------------------------------------------------------------------

@@ -69,23 +69,30 @@ def execution_arn(settings: Settings, run_id: str) -> str:
             f"{o.state_machine}:{run_id}")
 
 
-def recent_runs(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
-    """The latest executions, newest first: id, status, trigger, start, duration."""
+def executions(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest executions as Step Functions reports them, newest first: name, status,
+    trigger, start and stop (aware datetimes; stop None while running), error."""
     sfn = aws_client(settings, "stepfunctions")
     try:
-        executions = sfn.list_executions(stateMachineArn=state_machine_arn(settings),
-                                         maxResults=limit)["executions"]
+        listed = sfn.list_executions(stateMachineArn=state_machine_arn(settings),
+                                     maxResults=limit)["executions"]
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "StateMachineDoesNotExist":
             return []
         raise
-    rows = []
-    for ex in executions:
+    out = []
+    for ex in listed:
         described = sfn.describe_execution(executionArn=ex["executionArn"])
-        trigger = json.loads(described.get("input") or "{}").get("trigger", "")
-        stop = ex.get("stopDate")
-        rows.append({"run": ex["name"], "status": ex["status"], "trigger": trigger,
-                     "started": ex["startDate"].strftime("%Y-%m-%d %H:%M:%S"),
-                     "seconds": round((stop - ex["startDate"]).total_seconds(), 1)
-                     if stop else None})
-    return rows
+        out.append({"name": ex["name"], "status": ex["status"],
+                    "trigger": json.loads(described.get("input") or "{}").get("trigger", ""),
+                    "start": ex["startDate"], "stop": ex.get("stopDate"),
+                    "error": described.get("error") or None})
+    return out
+
+
+def recent_runs(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
+    """The latest executions, newest first: id, status, trigger, start, duration."""
+    return [{"run": ex["name"], "status": ex["status"], "trigger": ex["trigger"],
+             "started": ex["start"].strftime("%Y-%m-%d %H:%M:%S"),
+             "seconds": round((ex["stop"] - ex["start"]).total_seconds(), 1)
+             if ex["stop"] else None} for ex in executions(settings, limit)]

@@ -5,12 +5,10 @@ provisioning has created the read-only role and its secret, and is healthy while
 
 from __future__ import annotations
 
-import os
 import sys
 import urllib.request
 
-from pipeline.config import as_environment
-from pipeline.stack.service import NativeService
+from pipeline.stack.service import NativeService, shoplake_child_env
 
 
 class DashboardService(NativeService):
@@ -30,8 +28,7 @@ class DashboardService(NativeService):
         return [sys.executable, "-m", "pipeline.cli.main", "dashboard", "serve"]
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPLAKE_")}
-        return env | as_environment(self.settings) | {"TZ": "UTC", "PYTHONUNBUFFERED": "1"}
+        return shoplake_child_env(self.settings)
 
     def healthy(self) -> bool:
         try:

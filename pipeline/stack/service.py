@@ -65,6 +65,15 @@ class NativeService(ABC):
         """Idempotent setup once healthy: users, databases."""
 
 
+def shoplake_child_env(settings: Settings) -> dict[str, str]:
+    """The environment of a supervised `shoplake ...` child (a worker, the dashboards):
+    exactly these settings, whatever SHOPLAKE_ variables the parent had, in UTC."""
+    from pipeline.config import as_environment
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPLAKE_")}
+    return env | as_environment(settings) | {"TZ": "UTC", "PYTHONUNBUFFERED": "1"}
+
+
 def find_binary(name: str, package: str, service: str, extra_dirs: list[str] | None = None) -> str:
     """Locate `name` on PATH or in `extra_dirs`, or raise an error naming the package."""
     found = shutil.which(name)

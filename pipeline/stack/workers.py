@@ -5,14 +5,13 @@ its status file (every few seconds)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
 from pathlib import Path
 
 from pipeline.config import as_environment
-from pipeline.stack.service import NativeService
+from pipeline.stack.service import NativeService, shoplake_child_env
 
 STATUS_STALE_S = 30.0
 """A status file older than this means the worker hangs."""
@@ -43,8 +42,7 @@ class WorkerService(NativeService):
         return [sys.executable, "-m", "pipeline.cli.main", "worker", "--name", self.name]
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPLAKE_")}
-        return env | as_environment(self.settings) | {"TZ": "UTC", "PYTHONUNBUFFERED": "1"}
+        return shoplake_child_env(self.settings)
 
     def healthy(self) -> bool:
         from pipeline.orchestration.worker import read_status
