@@ -208,6 +208,10 @@ class SparkSettings:
                           "compose (or a real cluster).", "local[2]", "spark://spark-master:7077")
     driver_memory: str = setting("Driver memory (local mode runs everything in the driver).",
                                  "2g")
+    cores_max: int = setting("Cores one worker's Spark session may hold on a standalone "
+                             "cluster (spark.cores.max); every worker keeps its session, so "
+                             "more than cluster cores / workers starves the others. 0: "
+                             "unset.", 0, 1, minimum=0)
     shuffle_partitions: int = setting("spark.sql.shuffle.partitions; small data, few "
                                       "partitions.", 4, minimum=1)
     jars_dir: str = setting("Folder with hadoop-aws and aws-java-sdk-bundle; empty uses "

@@ -70,3 +70,9 @@ def stack_settings(stack_env: dict[str, str]) -> Iterator[Settings]:
 def cli_env(stack_env: dict[str, str]) -> dict[str, str]:
     """Environment for running `shoplake` as a subprocess against the test stack."""
     return {**os.environ, **stack_env}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The compose test runs after the native suite (it is the longest, and needs the
+    machine's cores for its image builds)."""
+    items.sort(key=lambda item: item.get_closest_marker("compose") is not None)

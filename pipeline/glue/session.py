@@ -60,6 +60,12 @@ def get_spark(settings: Settings) -> SparkSession:
     ls = settings.localstack
     key = (settings.spark.master, ls.endpoint_url, ls.access_key_id, settings.spark.driver_memory)
     with _LOCK:
+        if _SESSION is not None and _SESSION.sparkContext._jsc is not None \
+                and _SESSION.sparkContext._jsc.sc().isStopped():
+            # Spark stops a context whose master went away: start a new one.
+            LOG.warning("the Spark session was stopped (master %s lost); starting a new one",
+                        settings.spark.master)
+            _SESSION = None
         if _SESSION is not None and _SESSION.sparkContext._jsc is not None:
             if key == _KEY:
                 return _SESSION
@@ -81,6 +87,15 @@ def get_spark(settings: Settings) -> SparkSession:
             # Local mode needs no network identity; loopback keeps it off other interfaces.
             conf.set("spark.driver.host", "127.0.0.1").set("spark.driver.bindAddress",
                                                            "127.0.0.1")
+        elif settings.spark.master.startswith("spark://"):
+            # Executors connect back to the driver: advertise (and listen on) the address
+            # on the master's network, not whichever one the hostname resolves to.
+            from pipeline.glue.network import master_host_port, route_address
+
+            address = route_address(*master_host_port(settings.spark.master))
+            conf.set("spark.driver.host", address).set("spark.driver.bindAddress", address)
+            if settings.spark.cores_max:
+                conf.set("spark.cores.max", str(settings.spark.cores_max))
         jars = _jars_config(settings)
         if jars:
             conf.set("spark.jars", jars)

@@ -15,6 +15,8 @@ COMPOSE_SERVICE = {"mariadb": "mysql", "postgres": "postgres", "localstack": "lo
 # Every service of docker-compose.yml (tests/unit/test_compose.py keeps the two in step).
 SERVICES = ("init", "mysql", "postgres", "localstack", "driver", "cdc", "spark-master",
             "spark-worker", "worker", "etl", "dashboards")
+REPLICATED = ("worker",)
+"""Services with several containers (`deploy.replicas`): their rows say which one."""
 
 
 def wait_healthy(settings: Settings, progress: Progress | None = None) -> None:
@@ -36,14 +38,29 @@ def wait_healthy(settings: Settings, progress: Progress | None = None) -> None:
         progress.finish(svc.name, message="healthy")
 
 
+ONE_SHOT = ("init", "driver")
+"""Services that run once and exit; exit 0 is their healthy end (`completed`)."""
+
+
 def compose_status(settings: Settings) -> list[ServiceStatus]:
-    """One row per container of the compose project, health from the Docker engine."""
+    """One row per container of the compose project, health from the Docker engine.
+
+    A container with a healthcheck is healthy when the engine says so; one without is
+    healthy while it runs; a one-shot service (init, driver) when it exited 0. One-off
+    containers (`docker compose run`, this command's own among them) are left out."""
     import docker
 
     try:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as exc:
+        if "Permission denied" in str(exc):
+            raise ServiceUnavailableError(
+                "the Docker engine's socket is not readable by this user (permission "
+                "denied)", service="docker",
+                hint="set DOCKER_GID to the socket's group before `docker compose up` "
+                     "(DOCKER_GID=$(stat -c %g /var/run/docker.sock)); the driver joins "
+                     "that group") from exc
         raise ServiceUnavailableError(
             f"the Docker engine is not reachable: {exc}", service="docker",
             hint="start Docker, or use the native stack (unset SHOPLAKE_STACK_MODE)") from exc
@@ -53,17 +70,31 @@ def compose_status(settings: Settings) -> list[ServiceStatus]:
     label = f"com.docker.compose.project={project}" if project else "com.docker.compose.service"
     rows = []
     for container in client.containers.list(all=True, filters={"label": label}):
-        if not project and container.labels.get("com.docker.compose.service") not in SERVICES:
+        labels = container.labels
+        service = labels.get("com.docker.compose.service", container.name)
+        if not project and service not in SERVICES:
+            continue
+        if labels.get("com.docker.compose.oneoff", "False").lower() == "true":
             continue
         state = container.attrs.get("State", {})
-        health = state.get("Health", {}).get("Status")
-        started = state.get("StartedAt", "")
+        health = (state.get("Health") or {}).get("Status") or None  # podman: "" when none
+        running = container.status == "running"
+        if service in ONE_SHOT and not running:
+            code = state.get("ExitCode")
+            healthy, shown = code == 0, "completed" if code == 0 else f"exited {code}"
+        elif health is not None:
+            healthy, shown = running and health == "healthy", \
+                container.status if health == "healthy" else health
+        else:
+            healthy, shown = running, container.status
+        number = labels.get("com.docker.compose.container-number")
         rows.append(ServiceStatus(
-            service=container.labels.get("com.docker.compose.service", container.name),
-            pid=state.get("Pid") or None, port=0,
-            healthy=health == "healthy" or (health is None and container.status == "running"),
-            uptime_s=_uptime(started) if container.status == "running" else None,
-            state=container.status, log_file=f"docker compose logs {container.name}"))
+            service=service if service not in REPLICATED or not number
+            else f"{service}-{number}",
+            pid=(state.get("Pid") or None) if running else None, port=0,
+            healthy=healthy,
+            uptime_s=_uptime(state.get("StartedAt", "")) if running else None,
+            state=shown, log_file=f"docker compose logs {service}"))
     return sorted(rows, key=lambda r: r.service)
 
 

@@ -52,7 +52,7 @@ NETWORKS = {
     "localstack": {"edge"},
     "driver": {"private", "edge"},
     "cdc": {"private", "edge"},
-    "spark-master": {"private", "edge"},
+    "spark-master": {"private"},
     "spark-worker": {"private", "edge"},
     "worker": {"private", "edge"},
     "etl": {"private", "edge"},
@@ -126,7 +126,8 @@ def mounts_of(service: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(source, target, mode) of each short-syntax volume entry."""
     out = []
     for entry in service.get("volumes") or []:
-        parts = entry.split(":")
+        # A ${VAR:-default} source holds a colon of its own.
+        parts = re.split(r":(?![^{]*})", entry)
         out.append((parts[0], parts[1], parts[2] if len(parts) > 2 else "rw"))
     return out
 
@@ -219,7 +220,7 @@ def depends_problems(compose: dict[str, Any]) -> list[str]:
 def volume_problems(compose: dict[str, Any]) -> list[str]:
     declared = set(compose.get("volumes") or {})
     used = {src for svc in compose["services"].values() for src, _, _ in mounts_of(svc)
-            if not src.startswith(("/", "."))}
+            if not src.startswith(("/", ".", "${"))}  # "${VAR:-/path}": a host path
     problems = [f"volume `{v}` used but not declared" for v in sorted(used - declared)]
     problems += [f"volume `{v}` declared but unused" for v in sorted(declared - used)]
     return problems
@@ -342,6 +343,26 @@ def test_healthchecks(compose):
         assert services[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
 
 
+def healthcheck_space_problems(compose: dict[str, Any]) -> list[str]:
+    """podman's Docker API joins a CMD healthcheck's arguments and splits them on spaces
+    again (measured under podman 4.3): an argument with a space breaks the check there."""
+    problems = []
+    for name, svc in compose["services"].items():
+        test = (svc.get("healthcheck") or {}).get("test") or []
+        if isinstance(test, list) and test[:1] == ["CMD"]:
+            problems += [f"{name}: healthcheck argument `{arg}` has a space"
+                         for arg in test[1:] if " " in str(arg)]
+    return problems
+
+
+def test_healthcheck_arguments_have_no_spaces(compose):
+    assert healthcheck_space_problems(compose) == []
+    broken = copy.deepcopy(compose)
+    broken["services"]["dashboards"]["healthcheck"]["test"] = [
+        "CMD", "python", "-c", "import sys; sys.exit(0)"]
+    assert healthcheck_space_problems(broken) != []
+
+
 def test_depends_on_conditions(compose):
     assert depends_problems(compose) == []
 
@@ -358,7 +379,8 @@ def test_localstack_services_and_auth_token_pass_through(compose, compose_settin
 
 def test_driver_reads_container_health_through_the_docker_socket(compose):
     mounts = mounts_of(compose["services"]["driver"])
-    assert ("/var/run/docker.sock", "/var/run/docker.sock", "ro") in mounts
+    # Docker's socket by default; DOCKER_SOCKET names another engine's (podman's in CI).
+    assert ("${DOCKER_SOCKET:-/var/run/docker.sock}", "/var/run/docker.sock", "ro") in mounts
 
 
 def test_shoplake_variables_are_defined_and_not_redundant(compose):
@@ -370,8 +392,12 @@ def test_service_commands(compose):
         assert command_words(compose["services"][name]) == words, name
     spark = {n: command_words(compose["services"][n]) for n in ("spark-master", "spark-worker")}
     assert spark["spark-master"][:2] == ["spark-class", "org.apache.spark.deploy.master.Master"]
-    assert spark["spark-worker"] == ["spark-class", "org.apache.spark.deploy.worker.Worker",
-                                     "spark://spark-master:7077"]
+    # The worker advertises its address on the master's network (pipeline.glue.network).
+    assert spark["spark-worker"][:2] == ["sh", "-c"]
+    worker = " ".join(spark["spark-worker"][2].split())
+    assert worker.startswith("exec spark-class org.apache.spark.deploy.worker.Worker --host ")
+    assert '"$$(python -m pipeline.glue.network spark-master 7077)"' in worker  # $$: compose
+    assert worker.endswith(" spark://spark-master:7077")
 
 
 @pytest.mark.parametrize("service", sorted(COMMANDS))

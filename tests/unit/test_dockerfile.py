@@ -18,7 +18,9 @@ from pipeline.cli.main import cli
 pytestmark = pytest.mark.unit
 
 DOCKERFILE = Path(__file__).resolve().parents[2] / "docker" / "Dockerfile"
-PYTHON_BASE = "python:3.11-slim-bookworm"
+PYTHON_BASE = "debian:bookworm-slim"
+"""Debian's own Python 3.11 (Glue 5.0's version): the compose test builds this base with
+debootstrap where no registry can be reached, so users and CI build the same file."""
 TARGETS = {"driver", "cdc", "spark", "dashboards"}
 # pyspark minor -> (Hadoop it is built against, the SDK bundle that hadoop-aws declares).
 HADOOP_OF_PYSPARK = {"3.5": ("3.3.4", "1.12.262")}
@@ -94,18 +96,25 @@ def spark_problems(text: str) -> list[str]:
     if hadoop is None:
         return [f"pyspark {'.'.join(pins[0])} is not 3.5.x (Glue 5.0)"]
     problems = []
+    maven = re.search(r"^ARG MAVEN=(\S+)", text, flags=re.MULTILINE)
+    if not maven or maven.group(1).rstrip("/") + "/" != MAVEN:
+        problems.append(f"expected `ARG MAVEN={MAVEN.rstrip('/')}`")
+    # Each jar's path under Maven Central (downloaded from $MAVEN/<path>, or taken from the
+    # wheelhouse by its file name), then checked by SHA-1.
     wanted = {
-        "hadoop-aws": f"{MAVEN}org/apache/hadoop/hadoop-aws/{hadoop}/hadoop-aws-{hadoop}.jar",
-        "aws-java-sdk-bundle": f"{MAVEN}com/amazonaws/aws-java-sdk-bundle/{sdk}/"
+        "hadoop-aws": f"org/apache/hadoop/hadoop-aws/{hadoop}/hadoop-aws-{hadoop}.jar",
+        "aws-java-sdk-bundle": f"com/amazonaws/aws-java-sdk-bundle/{sdk}/"
                                f"aws-java-sdk-bundle-{sdk}.jar",
     }
-    urls = set(re.findall(r"https://\S+?\.jar", text))
-    for name, url in wanted.items():
-        if url not in urls:
-            problems.append(f"{name}: expected download of {url}")
-    others = {u for u in urls if u not in wanted.values()}
+    paths = set(re.findall(r'"((?:org|com)/\S+?\.jar)"', text))
+    for name, path in wanted.items():
+        if path not in paths:
+            problems.append(f"{name}: expected download of {MAVEN}{path}")
+    others = {p for p in paths if p not in wanted.values()}
     if others:
         problems.append(f"unexpected jars {sorted(others)}")
+    if "sha1sum -c" not in text:
+        problems.append("the jars are not checked by SHA-1")
     return problems
 
 
@@ -142,9 +151,22 @@ def test_the_three_targets_exist(text):
     assert TARGETS <= set(stages(text))
 
 
-def test_the_project_is_installed_with_pip(text):
+def test_the_project_is_built_as_a_wheel_and_installed_without_dependencies(text):
     runs = [args for kw, args in instructions(text) if kw == "RUN"]
-    assert any(re.search(r"pip install (\S+ )*\.$", run) for run in runs)
+    assert any(re.search(r"pip wheel (\S+ )*--no-deps (\S+ )*\.$", run) for run in runs)
+    # Every runtime image installs that wheel over a venv whose dependencies came first,
+    # so a code change rebuilds one small layer.
+    for target in ("base", "spark"):
+        stage_runs = [a for kw, a in stages(text)[target] if kw == "RUN"]
+        assert any("pip install --no-deps --no-index /tmp/dist/*.whl" in r for r in stage_runs)
+
+
+def test_an_offline_build_installs_only_from_the_wheelhouse(text):
+    copies = [args for kw, args in instructions(text) if kw == "COPY"]
+    assert "docker/wheelhouse/ /wheelhouse/" in copies
+    runs = " ".join(args for kw, args in instructions(text) if kw == "RUN")
+    assert "--no-index --find-links /wheelhouse" in runs
+    assert runs.count("$(cat /wheelhouse/pip-args)") >= 3  # deps, the wheel, pyspark
 
 
 @pytest.mark.parametrize("target", ["driver", "cdc", "dashboards"])
@@ -166,7 +188,9 @@ def test_spark_target_has_java_pyspark_and_the_s3a_jars(text):
     env = " ".join(args for kw, args in spark if kw == "ENV")
     assert re.search(r"JAVA_HOME=/usr/lib/jvm/\S+", env)
     assert re.search(r"SPARK_HOME=\S+/site-packages/pyspark\b", env)
-    assert '"$SPARK_HOME/jars/' in runs
+    spark_home = re.search(r"SPARK_HOME=(\S+)", env).group(1)
+    deps_runs = " ".join(args for kw, args in stages(text)["spark-deps"] if kw == "RUN")
+    assert f"jars={spark_home}/jars;" in deps_runs
     user = _last(spark, "USER")
     assert user and user not in ("root", "0")
 
