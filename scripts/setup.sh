@@ -7,6 +7,7 @@
 #   3. LocalStack's own venv on Python 3.13 (.shoplake/tools/localstack).
 #   4. hadoop-aws + aws-java-sdk-bundle jars for Spark's s3a:// (.shoplake/tools/jars).
 #   5. npm's asl-validator, pinned, for the state machine tests (.shoplake/tools/asl-validator).
+# Tools go to SHOPLAKE_STACK_TOOLS_DIR (default .shoplake/tools; CI keeps them outside the clone).
 # Override the base Pythons with SHOPLAKE_PYTHON and SHOPLAKE_LOCALSTACK_PYTHON_BASE.
 set -euo pipefail
 cd "$(dirname "$0")/.."

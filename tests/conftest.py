@@ -21,6 +21,9 @@ from pipeline import stack
 from pipeline.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
+TOOLS = Path(os.environ.get("SHOPLAKE_STACK_TOOLS_DIR") or REPO / ".shoplake" / "tools")
+"""Downloaded tools (LocalStack's venv, jars, asl-validator, the compose test's images):
+where scripts/setup.sh put them. CI keeps them outside the clone, to reuse them."""
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +52,7 @@ def stack_env() -> Iterator[dict[str, str]]:
     state = Path(tempfile.mkdtemp(prefix="shoplake-test-", dir=root))
     state.chmod(0o755)
     env = {"SHOPLAKE_STACK_STATE_DIR": str(state),
-           "SHOPLAKE_STACK_TOOLS_DIR": str(REPO / ".shoplake" / "tools"), **TEST_PORTS,
+           "SHOPLAKE_STACK_TOOLS_DIR": str(TOOLS), **TEST_PORTS,
            **TEST_ORCHESTRATION}
     yield env
     shutil.rmtree(state, ignore_errors=True)

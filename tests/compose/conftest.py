@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.compose.engine import REPO, Engine, log
+from tests.conftest import TOOLS
 
 PROJECT = "shoplake-ci"
 """Compose project name: container, network and volume names start with it."""
@@ -85,6 +86,23 @@ class ComposeStack:
             (self.logs_dir / f"{name}.log").write_bytes(out.stdout + out.stderr)
 
 
+_REPORT: list[str] = []
+"""Lines for the end of the test session: timings and image sizes (README's numbers)."""
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's reporter
+    if _REPORT:
+        terminalreporter.section("compose stack")
+        for line in _REPORT:
+            terminalreporter.write_line(line)
+
+
+def _image_sizes(engine: Engine) -> list[str]:
+    out = engine.podman("images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}").stdout
+    return sorted(line for line in out.decode().splitlines()
+                  if f"/{PROJECT}_" in line or "shoplake-standin" in line)
+
+
 def _artifacts() -> Path:
     return Path(os.environ.get("SHOPLAKE_TEST_ARTIFACTS", REPO / ".shoplake" / "artifacts"))
 
@@ -95,12 +113,13 @@ def compose_engine() -> Iterator[Engine]:
         pytest.skip("the compose test runs rootful podman: run it as root (CI does)")
     root = os.environ.get("SHOPLAKE_TEST_STATE_ROOT", "/tmp")
     state = Path(tempfile.mkdtemp(prefix="shoplake-compose-", dir=root))
-    tools = Path(os.environ.get("SHOPLAKE_STACK_TOOLS_DIR", REPO / ".shoplake" / "tools"))
-    engine = Engine(state, tools)
+    engine = Engine(state, TOOLS)
     started = time.monotonic()
     engine.prepare()
     engine.start()
     log(f"engine ready in {time.monotonic() - started:.0f} s")
+    _REPORT.append(f"engine ready (packages, base images, wheelhouses, API) in "
+                   f"{time.monotonic() - started:.0f} s")
     try:
         yield engine
     finally:
@@ -143,6 +162,8 @@ def compose_stack(compose_engine: Engine) -> Iterator[ComposeStack]:
         yield stack
     finally:
         stack.save_logs()
-        log("compose timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in stack.timings.items()))
+        _REPORT.append("timings: " + ", ".join(f"{k} {v:.0f} s"
+                                               for k, v in stack.timings.items()))
+        _REPORT.extend(f"image {line}" for line in _image_sizes(compose_engine))
         if stack.containers():  # a test failed before test_down_leaves_nothing ran
             stack.compose("down", "-v", "--remove-orphans", check=False)

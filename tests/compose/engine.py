@@ -76,6 +76,7 @@ class Engine:
 
     def __init__(self, state_dir: Path, tools_dir: Path) -> None:
         self.state_dir = state_dir
+        self.tools = tools_dir
         self.cache = tools_dir / "compose"
         self.socket = state_dir / "podman.sock"
         self.conf = state_dir / "containers.conf"
@@ -183,7 +184,7 @@ class Engine:
             key=(REPO / "pyproject.toml").read_bytes() + PYSPARK_VERSION.encode())
         for whl in project.glob("shoplake-*.whl"):
             whl.unlink()  # the build installs the project from its source, not a stale wheel
-        jars = Path(os.environ.get("SHOPLAKE_STACK_TOOLS_DIR", REPO / ".shoplake/tools")) / "jars"
+        jars = self.tools / "jars"
         for name in JARS:
             source = jars / name
             if not source.exists():
@@ -193,7 +194,7 @@ class Engine:
                 shutil.copyfile(source, target)
                 (project / f"{name}.sha1").write_text(
                     hashlib.sha1(source.read_bytes()).hexdigest() + "\n")
-        localstack_python = _localstack_python()
+        localstack_python = _localstack_python(self.tools)
         standin = self._wheelhouse(
             "localstack", [localstack_python, "-m", "pip", "wheel", "-q", "--wheel-dir", "{dir}",
                            "-r", str(REPO / "localstack/requirements-host.txt")],
@@ -330,8 +331,7 @@ def _link_tree(source: Path, target: Path) -> None:
             shutil.copyfile(item, dest)
 
 
-def _localstack_python() -> str:
-    tools = Path(os.environ.get("SHOPLAKE_STACK_TOOLS_DIR", REPO / ".shoplake/tools"))
+def _localstack_python(tools: Path) -> str:
     python = tools / "localstack" / "bin" / "python"
     if not python.exists():
         raise RuntimeError(f"{python} is missing: run `bash scripts/setup.sh` first")

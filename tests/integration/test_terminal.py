@@ -32,7 +32,7 @@ from pipeline.source.db import connect, connect_app
 from pipeline.source.load import seed
 from pipeline.stack.manager import process_of
 from pipeline.stack.mariadb import MariaDBService
-from tests.conftest import REPO, TEST_PORTS
+from tests.conftest import REPO, TEST_PORTS, TOOLS
 from tests.terminal import (
     Screen,
     TerminalRun,
@@ -92,7 +92,7 @@ def own_env() -> Iterator[dict[str, str]]:
     state.chmod(0o755)
     ports = {k: str(int(v) + 100) for k, v in TEST_PORTS.items()}
     env = {**os.environ, "SHOPLAKE_STACK_STATE_DIR": str(state),
-           "SHOPLAKE_STACK_TOOLS_DIR": str(REPO / ".shoplake" / "tools"), **ports}
+           "SHOPLAKE_STACK_TOOLS_DIR": str(TOOLS), **ports}
     yield env
     stack.down(load_settings(environ=env), purge=True)
     shutil.rmtree(state, ignore_errors=True)

@@ -13,7 +13,7 @@ import pytest
 from pipeline.config import load_settings
 from pipeline.orchestration import asl
 from pipeline.orchestration.steps import STEPS
-from tests.conftest import REPO
+from tests.conftest import TOOLS
 
 pytestmark = pytest.mark.unit
 
@@ -116,7 +116,7 @@ def test_the_aws_binding_uses_the_real_integrations_with_the_same_parameters() -
 
 
 def _validator() -> Path:
-    path = REPO / ".shoplake" / "tools" / "asl-validator" / "node_modules" / ".bin" / \
+    path = TOOLS / "asl-validator" / "node_modules" / ".bin" / \
         "asl-validator"
     if not path.exists() and shutil.which("asl-validator") is None:
         pytest.fail("asl-validator is not installed: run `bash scripts/setup.sh`")
