@@ -142,7 +142,14 @@ def compose_stack(compose_engine: Engine) -> Iterator[ComposeStack]:
     stack.timings["build images"] = time.monotonic() - started
 
     started = time.monotonic()
-    stack.compose("up", "-d")
+    try:
+        stack.compose("up", "-d", timeout=600)
+    except subprocess.TimeoutExpired:
+        stack.save_logs()
+        states = stack.health()
+        stack.compose("down", "-v", check=False)
+        raise AssertionError(f"`docker-compose up -d` did not return in 600 s: {states} "
+                             f"(logs in {stack.logs_dir})") from None
     deadline = time.monotonic() + 300
     while True:
         states = stack.health()
