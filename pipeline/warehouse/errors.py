@@ -166,5 +166,11 @@ def from_connect_error(exc: psycopg2.Error, host: str, port: int, user: str,
         return LoginRefusedError("postgres", host, port, user, secret_name, detail)
     if _matches(exc, _UNREACHABLE):
         return WarehouseUnavailableError(host, port, detail)
+    if _matches(exc, ("could not translate host name",)):
+        # In compose a stopped container's name leaves the network's DNS: as likely a
+        # service that is down (and may come back) as a misspelt host, so worth a retry.
+        return WarehouseUnavailableError(
+            host, port, f"the name `{host}` does not resolve (a stopped container, or a "
+                        "misspelt `postgres.host`)")
     return WarehouseError(f"cannot connect to the warehouse at {host}:{port}: {detail}",
                           hint="check `shoplake config show` and `shoplake stack status`")

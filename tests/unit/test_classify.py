@@ -81,8 +81,10 @@ DOWN = ('connection to server at "127.0.0.1", port 15432 failed: Connection refu
      WarehouseUnavailableError),
     ('connection to server at "127.0.0.1", port 15432 failed: FATAL:  the database system is '
      'starting up\n', WarehouseUnavailableError),
+    # Compose removes a stopped container's name from DNS: the service may come back.
     ("could not translate host name \"warehouse\" to address: Name or service not known\n",
-     WarehouseError),
+     WarehouseUnavailableError),
+    ("something libpq never said before\n", WarehouseError),
 ])
 def test_postgres_connect_errors_by_libpq_message(message: str, kind: type) -> None:
     typed = from_connect_error(psycopg2.OperationalError(message), "127.0.0.1", 15432,
