@@ -32,6 +32,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.config import load_settings
+from pipeline.glue.session import jar_paths
+from pipeline.stack.localstack import LocalStackService
+
 REPO = Path(__file__).resolve().parents[2]
 STANDINS = Path(__file__).resolve().parent / "standins"
 
@@ -48,11 +52,9 @@ BASES = {"bookworm": ("docker.io/library/debian:bookworm-slim",
 BASE_RECIPE = "minbase+ca-certificates, apt lists and caches dropped, no docs or locales, v2"
 """Change this when the base recipe changes: the cached base images are then rebuilt."""
 
-PYSPARK_VERSION = "3.5.4"
-"""The spark image's pin (docker/Dockerfile's PYSPARK_VERSION)."""
-
-JARS = ("hadoop-aws-3.3.4.jar", "aws-java-sdk-bundle-1.12.262.jar")
-"""The S3A jars the spark image takes from the wheelhouse (names as in Maven Central)."""
+PYSPARK_VERSION = re.search(r"^ARG PYSPARK_VERSION=(\S+)$",
+                            (REPO / "docker" / "Dockerfile").read_text(), re.MULTILINE).group(1)
+"""The spark image's pin, read from docker/Dockerfile (the wheelhouse must hold it)."""
 
 
 def log(message: str) -> None:
@@ -186,20 +188,21 @@ class Engine:
             key=(REPO / "pyproject.toml").read_bytes() + PYSPARK_VERSION.encode())
         for whl in project.glob("shoplake-*.whl"):
             whl.unlink()  # the build installs the project from its source, not a stale wheel
-        jars = self.tools / "jars"
-        for name in JARS:
-            source = jars / name
+        # The S3A jars setup.sh fetched (SHA-1 checked), named as the Dockerfile expects.
+        settings = load_settings(environ={"SHOPLAKE_STACK_TOOLS_DIR": str(self.tools)})
+        for source in jar_paths(settings):
             if not source.exists():
                 raise RuntimeError(f"{source} is missing: run `bash scripts/setup.sh` first")
-            target = project / name
+            target = project / source.name
             if not target.exists():
                 shutil.copyfile(source, target)
-                (project / f"{name}.sha1").write_text(
+                (project / f"{source.name}.sha1").write_text(
                     hashlib.sha1(source.read_bytes()).hexdigest() + "\n")
-        localstack_python = _localstack_python(self.tools)
+        localstack = LocalStackService(settings)
+        localstack.check_installed()
         standin = self._wheelhouse(
-            "localstack", [localstack_python, "-m", "pip", "wheel", "-q", "--wheel-dir", "{dir}",
-                           "-r", str(REPO / "localstack/requirements-host.txt")],
+            "localstack", [str(localstack.python), "-m", "pip", "wheel", "-q", "--wheel-dir",
+                           "{dir}", "-r", str(REPO / "localstack/requirements-host.txt")],
             key=(REPO / "localstack/requirements-host.txt").read_bytes())
         _link_tree(project, REPO / "docker" / "wheelhouse")
         _link_tree(standin, STANDINS / "localstack" / "wheelhouse")
@@ -242,17 +245,22 @@ class Engine:
         self._health_thread.start()
 
     def _healthchecks(self) -> None:
-        """What Docker's engine does by itself: run each container's healthcheck at its
-        configured interval while it runs (so a dead service turns unhealthy too), and
-        move exited containers to `exited`."""
+        """What Docker's engine does by itself, from one container listing a second: move
+        exited containers to `exited` (`_reap`), and run each container's healthcheck at
+        its configured interval while it runs (so a dead service turns unhealthy too)."""
         interval: dict[str, float] = {}
         last: dict[str, float] = {}
         while not self._stop.wait(1.0):
-            self._reap()
-            out = self.podman("ps", "--format", "{{.ID}} {{.Status}}", check=False).stdout
-            for line in out.decode(errors="replace").splitlines():
-                cid, _, status = line.partition(" ")
-                if "(" not in status:  # no healthcheck ("(starting)", "(healthy)", ...)
+            out = self.podman("ps", "-a", "--format", "json", check=False).stdout
+            try:
+                containers = json.loads(out or b"[]") or []
+            except json.JSONDecodeError:
+                continue
+            self._reap([c["Id"] for c in containers if c.get("State") == "stopped"])
+            for c in containers:
+                cid, status = c["Id"], c.get("Status") or ""
+                # Only running containers with a healthcheck: "Up 3 s ago (starting)", ...
+                if c.get("State") != "running" or "(" not in status:
                     continue
                 if cid not in interval:
                     text = self.podman("inspect", "--format",
@@ -263,17 +271,12 @@ class Engine:
                     last[cid] = time.monotonic()
                     self.podman("healthcheck", "run", cid, check=False, timeout=30)
 
-    def _reap(self) -> None:
-        """Finish what conmon's exit command sometimes leaves undone here: a container that
-        exited stays `stopped` (not `exited`) until `podman container cleanup` runs, and
+    def _reap(self, stopped: list[str]) -> None:
+        """Finish what conmon's exit command left undone here: a container that exited
+        stays `stopped` (not `exited`) until `podman container cleanup` runs, and
         docker-compose waits forever on `service_completed_successfully` for a dependency
-        in that state (seen with `init` in 1 of 4 runs)."""
-        # (`--filter status=stopped` matches exited containers too; the JSON says which.)
-        out = self.podman("ps", "-a", "--format", "json", check=False).stdout
-        try:
-            stopped = [c["Id"] for c in json.loads(out or b"[]") if c.get("State") == "stopped"]
-        except (json.JSONDecodeError, TypeError, KeyError):
-            return
+        in that state (init and driver, every time, in a clean-clone CI run). `stopped` comes
+        from the listing's State: `--filter status=stopped` matches exited ones too."""
         if stopped:
             self.podman("container", "cleanup", *stopped, check=False, timeout=60)
 
@@ -365,9 +368,3 @@ def _link_tree(source: Path, target: Path) -> None:
         except OSError:
             shutil.copyfile(item, dest)
 
-
-def _localstack_python(tools: Path) -> str:
-    python = tools / "localstack" / "bin" / "python"
-    if not python.exists():
-        raise RuntimeError(f"{python} is missing: run `bash scripts/setup.sh` first")
-    return str(python)
