@@ -166,20 +166,35 @@ class Reader:
 
     def options(self, f: Filter) -> tuple[list[str], str]:
         """A select filter's choices (its query's first column), and the error if any."""
-        try:
-            with self.cursor() as cur:
-                try:
-                    cur.execute(f.options_sql)
-                    return [str(r[0]) for r in cur.fetchmany(MAX_OPTIONS)
-                            if r[0] is not None], ""
-                finally:
-                    _isolate(cur)
-        except psycopg2.Error as exc:
-            return [], f"filter `{f.id}`: SQL error: {_server_words(exc)}"
-        except ShoplakeError as exc:
-            return [], f"filter `{f.id}`: {exc}"
+        for attempt in (1, 2):  # once more on a fresh connection after the server dropped us
+            try:
+                with self.cursor() as cur:
+                    try:
+                        cur.execute(f.options_sql)
+                        return [str(r[0]) for r in cur.fetchmany(MAX_OPTIONS)
+                                if r[0] is not None], ""
+                    finally:
+                        _isolate(cur)
+            except psycopg2.OperationalError as exc:
+                if attempt == 2:
+                    return [], (f"filter `{f.id}`: the warehouse (`postgres`) did not answer: "
+                                f"{_server_words(exc)}")
+            except psycopg2.Error as exc:
+                return [], f"filter `{f.id}`: SQL error: {_server_words(exc)}"
+            except ShoplakeError as exc:
+                return [], f"filter `{f.id}`: {exc}"
+        raise AssertionError("unreachable")
 
     def ping(self) -> None:
-        """Raise the typed error when the warehouse cannot be read as the dashboards' role."""
-        with self.cursor() as cur:
-            cur.execute("SELECT 1")
+        """Raise the typed error when the warehouse cannot be read as the dashboards' role.
+
+        A session the server dropped (postgres restarted) is replaced once, as for panels:
+        the health probe must not report a warehouse that answers as down."""
+        for attempt in (1, 2):
+            try:
+                with self.cursor() as cur:
+                    cur.execute("SELECT 1")
+                return
+            except psycopg2.OperationalError:
+                if attempt == 2:
+                    raise

@@ -286,6 +286,40 @@ panels:
     assert after.rows == [("20s", True, '"$user", public', len(ORDERS))]
 
 
+def test_a_session_the_server_dropped_is_replaced_for_probe_panels_and_filters(
+        gold: Settings, dashboards: dict) -> None:
+    """After postgres restarts every pooled session is dead: the health probe, a panel and a
+    filter's choices each take a fresh one instead of reporting the warehouse down."""
+    from pipeline.dashboards.spec import Filter
+
+    reader = Reader(gold)
+    try:
+        reader.ping()
+        pid = reader._conn().get_backend_pid()
+        with session(gold) as owner, owner.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            assert cur.fetchone() == (True,)
+        reader.ping()  # raised "terminating connection due to administrator command"
+        assert reader._conn().get_backend_pid() != pid
+
+        pid = reader._conn().get_backend_pid()
+        with session(gold) as owner, owner.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        choice = Filter(id="pm", type="select", column="payment_method", label="Payment",
+                        options_sql="SELECT DISTINCT payment_method FROM sales.fact_orders "
+                                    "ORDER BY 1")
+        assert reader.options(choice) == (["Card", "Cash", "PayPal"], "")
+
+        pid = reader._conn().get_backend_pid()
+        with session(gold) as owner, owner.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        sales = dashboards["sales_overview"]
+        first = reader.run_panel(sales, sales.panels[0], {})
+        assert not first.error, first.error
+    finally:
+        reader.close()
+
+
 # -- in a real browser ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
