@@ -14,11 +14,15 @@ What it does, each step skipped when its result is already there:
    containers' healthchecks at their intervals (podman schedules them through systemd,
    absent here).
 
+podman's runtime state (runroot, tmp_dir) lives in RUNTIME_DIR, one short fixed path, not
+in the state folder: see RUNTIME_DIR for why.
+
 The traps it works around are measured in ../shared/design.md section 9.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,6 +35,8 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import psutil
 
 from pipeline.config import load_settings
 from pipeline.glue.session import jar_paths
@@ -51,6 +57,15 @@ BASES = {"bookworm": ("docker.io/library/debian:bookworm-slim",
 
 BASE_RECIPE = "minbase+ca-certificates, apt lists and caches dropped, no docs or locales, v2"
 """Change this when the base recipe changes: the cached base images are then rebuilt."""
+
+RUNTIME_DIR = Path("/run/shoplake-podman")
+"""podman's runroot and tmp_dir. Fixed, because podman's database (under the tools folder,
+beside the images) records the first runroot it saw and overrides the configured one with
+it ever after; short, because each container's exit command passes it back as `--runroot`,
+which podman refuses over 50 characters ("the specified runroot is longer than 50
+characters"). With a per-run path under the state folder both bit: every container that
+exited stayed `stopped`, and docker-compose waited forever on `service_completed_successfully`
+for init and driver. Under /run, as podman's own defaults are: it is runtime state."""
 
 PYSPARK_VERSION = re.search(r"^ARG PYSPARK_VERSION=(\S+)$",
                             (REPO / "docker" / "Dockerfile").read_text(), re.MULTILINE).group(1)
@@ -119,6 +134,9 @@ class Engine:
     def configure(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.cache / "storage").mkdir(parents=True, exist_ok=True)
+        # As after a reboot: podman finds no runtime state, so it resets what its database
+        # says of containers an interrupted run left (they are not running any more).
+        shutil.rmtree(RUNTIME_DIR, ignore_errors=True)
         self.conf.write_text(
             "# Written by tests/compose/engine.py; selected with CONTAINERS_CONF.\n"
             "[containers]\n"
@@ -128,7 +146,7 @@ class Engine:
             "# crun fails here: \"cgroups in hybrid mode not supported\".\n"
             'runtime = "runc"\n'
             'init_path = "/usr/libexec/podman/catatonit"\n'
-            f'tmp_dir = "{self.state_dir / "libpod"}"\n'
+            f'tmp_dir = "{RUNTIME_DIR / "libpod"}"\n'
             'events_logger = "file"\n'
             f'events_logfile_path = "{self.state_dir / "events.log"}"\n'
             'cgroup_manager = "cgroupfs"\n'
@@ -142,7 +160,25 @@ class Engine:
             "[storage]\n"
             'driver = "overlay"\n'
             f'graphroot = "{self.cache / "storage"}"\n'
-            f'runroot = "{self.state_dir / "run"}"\n')
+            f'runroot = "{RUNTIME_DIR / "run"}"\n')
+        self._forget_other_runroot()
+
+    def _forget_other_runroot(self) -> None:
+        """A database that recorded another runroot (from a harness that kept it in each
+        run's state folder) would override ours: remove its containers, then the database.
+        The images are not in it; they stay."""
+        db = self.cache / "storage" / "libpod" / "bolt_state.db"
+        if not db.exists():
+            return
+        pinned = self.podman("info", "--format", "{{.Store.RunRoot}}",
+                             check=False).stdout.decode().strip()
+        if pinned == str(RUNTIME_DIR / "run"):
+            return
+        log(f"podman's database pins runroot {pinned or '?'}; replacing the database "
+            "(images are kept)")
+        self.podman("rm", "--all", "--force", "--time", "0", check=False, timeout=120)
+        self.podman("volume", "rm", "--all", "--force", check=False, timeout=120)
+        db.unlink()
 
     # -- 3. base images --------------------------------------------------------------------------
     def _image_exists(self, name: str) -> bool:
@@ -245,9 +281,9 @@ class Engine:
         self._health_thread.start()
 
     def _healthchecks(self) -> None:
-        """What Docker's engine does by itself, from one container listing a second: move
-        exited containers to `exited` (`_reap`), and run each container's healthcheck at
-        its configured interval while it runs (so a dead service turns unhealthy too)."""
+        """What Docker's engine does by itself: run each container's healthcheck at its
+        configured interval while it runs (so a dead service turns unhealthy too), from one
+        container listing a second."""
         interval: dict[str, float] = {}
         last: dict[str, float] = {}
         while not self._stop.wait(1.0):
@@ -256,7 +292,6 @@ class Engine:
                 containers = json.loads(out or b"[]") or []
             except json.JSONDecodeError:
                 continue
-            self._reap([c["Id"] for c in containers if c.get("State") == "stopped"])
             for c in containers:
                 cid, status = c["Id"], c.get("Status") or ""
                 # Only running containers with a healthcheck: "Up 3 s ago (starting)", ...
@@ -271,15 +306,6 @@ class Engine:
                     last[cid] = time.monotonic()
                     self.podman("healthcheck", "run", cid, check=False, timeout=30)
 
-    def _reap(self, stopped: list[str]) -> None:
-        """Finish what conmon's exit command left undone here: a container that exited
-        stays `stopped` (not `exited`) until `podman container cleanup` runs, and
-        docker-compose waits forever on `service_completed_successfully` for a dependency
-        in that state (init and driver, every time, in a clean-clone CI run). `stopped` comes
-        from the listing's State: `--filter status=stopped` matches exited ones too."""
-        if stopped:
-            self.podman("container", "cleanup", *stopped, check=False, timeout=60)
-
     def stop(self) -> None:
         self._stop.set()
         if self._health_thread:
@@ -290,6 +316,14 @@ class Engine:
                 self._service.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self._service.kill()
+        # An exec session's conmon (healthchecks, `compose exec`) waits 300 s after its
+        # process ended before it cleans up; the containers are gone by now.
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            args = proc.info["cmdline"] or []
+            if proc.info["name"] == "conmon" and "--exec-attach" in args \
+                    and str(RUNTIME_DIR / "run") in args:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
 
     def prepare(self) -> None:
         self.install_packages()
