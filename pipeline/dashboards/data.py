@@ -11,9 +11,9 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.errors
@@ -23,6 +23,7 @@ from pipeline.dashboards.spec import Dashboard, Filter, Panel
 from pipeline.errors import ShoplakeError, first_line
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -103,6 +104,24 @@ class Reader:
                 conn.close()
             raise
 
+    def _query(self, work: Callable[[Any], T]) -> T:
+        """`work(cursor)` on this thread's session, which is then left as it was found
+        (`_isolate`). A session the server dropped (postgres restarted) is replaced and
+        `work` runs once more; a query the server cancelled (the timeout) is not rerun."""
+        for attempt in (1, 2):
+            try:
+                with self.cursor() as cur:
+                    try:
+                        return work(cur)
+                    finally:
+                        _isolate(cur)
+            except psycopg2.errors.QueryCanceled:
+                raise
+            except psycopg2.OperationalError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     def close(self) -> None:
         with self._lock:
             for conn in self._all:
@@ -116,43 +135,41 @@ class Reader:
         if panel.problem:
             return PanelResult(panel, error=panel.problem)
         began = time.monotonic()
-        for attempt in (1, 2):  # once more on a fresh connection after the server dropped us
-            try:
-                with self.cursor() as cur:
-                    try:
-                        cur.execute(dashboard.sql_of(panel), dashboard.params(values))
-                        if cur.description is None:
-                            return PanelResult(panel, error="the SQL returned no rows (is it "
-                                                            "a SELECT?)")
-                        columns = [d.name for d in cur.description]
-                        rows = cur.fetchmany(MAX_ROWS + 1)
-                    finally:
-                        _isolate(cur)
-                if len(rows) > MAX_ROWS:
-                    return PanelResult(panel, error=f"the query returned more than {MAX_ROWS:,} "
-                                                    "rows; aggregate them in its SQL",
-                                       seconds=time.monotonic() - began)
-                break
-            except psycopg2.errors.QueryCanceled:
-                limit = self.settings.dashboards.query_timeout_s
-                return PanelResult(panel, error=f"the query ran longer than {limit:g} s and was "
-                                                "cancelled (dashboards.query_timeout_s)",
-                                   seconds=time.monotonic() - began)
-            except psycopg2.OperationalError as exc:
-                if attempt == 2:
-                    return PanelResult(panel, error=f"the warehouse (`postgres`) did not "
-                                                    f"answer: {_server_words(exc)}",
-                                       seconds=time.monotonic() - began)
-            except psycopg2.Error as exc:
-                return PanelResult(panel, error=f"SQL error: {_server_words(exc)}",
-                                   seconds=time.monotonic() - began)
-            except ShoplakeError as exc:  # no session at all: the warehouse or its secret
-                return PanelResult(panel, error=str(exc), seconds=time.monotonic() - began)
-            except (KeyError, IndexError, ValueError, TypeError) as exc:
-                # psycopg2's own parameter errors: a `%` that should be `%%`, say
-                return PanelResult(panel, error=f"the SQL cannot take the filters' parameters "
-                                                f"({first_line(exc)}); write a literal % as %%",
-                                   seconds=time.monotonic() - began)
+
+        def fetch(cur: Any) -> tuple[list[str], list[tuple]] | None:
+            cur.execute(dashboard.sql_of(panel), dashboard.params(values))
+            if cur.description is None:
+                return None
+            return [d.name for d in cur.description], cur.fetchmany(MAX_ROWS + 1)
+
+        try:
+            fetched = self._query(fetch)
+        except psycopg2.errors.QueryCanceled:
+            limit = self.settings.dashboards.query_timeout_s
+            return PanelResult(panel, error=f"the query ran longer than {limit:g} s and was "
+                                            "cancelled (dashboards.query_timeout_s)",
+                               seconds=time.monotonic() - began)
+        except psycopg2.OperationalError as exc:
+            return PanelResult(panel, error=f"the warehouse (`postgres`) did not "
+                                            f"answer: {_server_words(exc)}",
+                               seconds=time.monotonic() - began)
+        except psycopg2.Error as exc:
+            return PanelResult(panel, error=f"SQL error: {_server_words(exc)}",
+                               seconds=time.monotonic() - began)
+        except ShoplakeError as exc:  # no session at all: the warehouse or its secret
+            return PanelResult(panel, error=str(exc), seconds=time.monotonic() - began)
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            # psycopg2's own parameter errors: a `%` that should be `%%`, say
+            return PanelResult(panel, error=f"the SQL cannot take the filters' parameters "
+                                            f"({first_line(exc)}); write a literal % as %%",
+                               seconds=time.monotonic() - began)
+        if fetched is None:
+            return PanelResult(panel, error="the SQL returned no rows (is it a SELECT?)")
+        columns, rows = fetched
+        if len(rows) > MAX_ROWS:
+            return PanelResult(panel, error=f"the query returned more than {MAX_ROWS:,} "
+                                            "rows; aggregate them in its SQL",
+                               seconds=time.monotonic() - began)
         result = PanelResult(panel, columns, rows, seconds=time.monotonic() - began)
         missing = [(k, c) for k, c in panel.columns_used() if c not in columns]
         if missing:
@@ -166,35 +183,24 @@ class Reader:
 
     def options(self, f: Filter) -> tuple[list[str], str]:
         """A select filter's choices (its query's first column), and the error if any."""
-        for attempt in (1, 2):  # once more on a fresh connection after the server dropped us
-            try:
-                with self.cursor() as cur:
-                    try:
-                        cur.execute(f.options_sql)
-                        return [str(r[0]) for r in cur.fetchmany(MAX_OPTIONS)
-                                if r[0] is not None], ""
-                    finally:
-                        _isolate(cur)
-            except psycopg2.OperationalError as exc:
-                if attempt == 2:
-                    return [], (f"filter `{f.id}`: the warehouse (`postgres`) did not answer: "
-                                f"{_server_words(exc)}")
-            except psycopg2.Error as exc:
-                return [], f"filter `{f.id}`: SQL error: {_server_words(exc)}"
-            except ShoplakeError as exc:
-                return [], f"filter `{f.id}`: {exc}"
-        raise AssertionError("unreachable")
+        def fetch(cur: Any) -> list[str]:
+            cur.execute(f.options_sql)
+            return [str(r[0]) for r in cur.fetchmany(MAX_OPTIONS) if r[0] is not None]
+
+        try:
+            return self._query(fetch), ""
+        except psycopg2.errors.QueryCanceled as exc:
+            return [], f"filter `{f.id}`: SQL error: {_server_words(exc)}"
+        except psycopg2.OperationalError as exc:
+            return [], (f"filter `{f.id}`: the warehouse (`postgres`) did not answer: "
+                        f"{_server_words(exc)}")
+        except psycopg2.Error as exc:
+            return [], f"filter `{f.id}`: SQL error: {_server_words(exc)}"
+        except ShoplakeError as exc:
+            return [], f"filter `{f.id}`: {exc}"
 
     def ping(self) -> None:
         """Raise the typed error when the warehouse cannot be read as the dashboards' role.
-
-        A session the server dropped (postgres restarted) is replaced once, as for panels:
-        the health probe must not report a warehouse that answers as down."""
-        for attempt in (1, 2):
-            try:
-                with self.cursor() as cur:
-                    cur.execute("SELECT 1")
-                return
-            except psycopg2.OperationalError:
-                if attempt == 2:
-                    raise
+        A session the server dropped (postgres restarted) is replaced, as for panels: the
+        health probe must not report a warehouse that answers as down."""
+        self._query(lambda cur: cur.execute("SELECT 1"))

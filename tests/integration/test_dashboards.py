@@ -320,6 +320,32 @@ def test_a_session_the_server_dropped_is_replaced_for_probe_panels_and_filters(
         reader.close()
 
 
+def test_a_query_over_the_timeout_is_reported_as_cancelled_not_as_a_dropped_session(
+        gold: Settings, tmp_path: Path) -> None:
+    """The server's cancel (QueryCanceled) is an OperationalError too: it must not be taken
+    for a dropped session and run once more."""
+    from dataclasses import replace
+
+    from pipeline.dashboards.spec import Filter, load_dashboard
+
+    path = tmp_path / "slow.yaml"
+    path.write_text("title: Slow\npanels:\n"
+                    "  - {id: slow, sql: 'SELECT pg_sleep(5) AS n', chart: {type: table}}\n")
+    quick = replace(gold, dashboards=replace(gold.dashboards, query_timeout_s=0.5))
+    reader = Reader(quick)
+    try:
+        (slow,) = reader.run_all(load_dashboard(path), {})
+        assert slow.error == ("the query ran longer than 0.5 s and was cancelled "
+                              "(dashboards.query_timeout_s)")
+        choice = Filter(id="slow", type="select", column="n", label="Slow",
+                        options_sql="SELECT pg_sleep(5)::text")
+        assert reader.options(choice) == (
+            [], "filter `slow`: SQL error: canceling statement due to statement timeout")
+        reader.ping()  # the session survived both cancels
+    finally:
+        reader.close()
+
+
 # -- in a real browser ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
