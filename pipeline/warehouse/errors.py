@@ -43,6 +43,11 @@ _UNREACHABLE = ("connection refused", "timeout expired", "could not connect to s
                 "connection already closed", "ssl syscall error")
 """libpq's words for a server that cannot be reached or went away: worth a retry."""
 
+_UNRESOLVED = ("could not translate host name",)
+"""libpq's words for a host name that does not resolve. In compose a stopped container's
+name leaves the network's DNS: as likely a service that is down (and may come back) as a
+misspelt host, so worth a retry too."""
+
 _MISSING_SQLSTATES = ("42P01", "3F000", "42883")
 """Undefined table, undefined schema, undefined function/procedure: DDL was never applied."""
 
@@ -166,9 +171,7 @@ def from_connect_error(exc: psycopg2.Error, host: str, port: int, user: str,
         return LoginRefusedError("postgres", host, port, user, secret_name, detail)
     if _matches(exc, _UNREACHABLE):
         return WarehouseUnavailableError(host, port, detail)
-    if _matches(exc, ("could not translate host name",)):
-        # In compose a stopped container's name leaves the network's DNS: as likely a
-        # service that is down (and may come back) as a misspelt host, so worth a retry.
+    if _matches(exc, _UNRESOLVED):
         return WarehouseUnavailableError(
             host, port, f"the name `{host}` does not resolve (a stopped container, or a "
                         "misspelt `postgres.host`)")
