@@ -25,7 +25,7 @@ from pyspark.sql import types as T
 from pipeline.aws.s3 import list_objects
 from pipeline.aws.secrets import pii_salt
 from pipeline.catalog.store import find_table, get_table, load_file_index
-from pipeline.cdc.format import write_order
+from pipeline.cdc.format import is_load_file, write_order
 from pipeline.errors import TerminalError
 from pipeline.glue import bookmarks, silver
 from pipeline.glue.jobs import SOURCE_TABLES, JobContext, submit_main
@@ -285,12 +285,30 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     finally:
         changes.unpersist()
     # Publishes only if nobody else did since `pointer` was read (else SilverConflictError).
+    # The generation changes only with a rebuild; a state built on the previous one keeps it.
+    gen = (base or {}).get("generation") or generation(
+        {**current_files, **({} if rebuild else bookmark.processed)},
+        [k for k in current_files if k in keys or (not rebuild and k in bookmark.processed)])
     silver.publish(settings, table, run_id, snapshot, rows, etag,
-                   pipeline_run=ctx.args.get("run_id"), held=n_held, newest_change=newest)
+                   pipeline_run=ctx.args.get("run_id"), held=n_held, newest_change=newest,
+                   generation=gen)
     _save_bookmark(settings, bookmark, current_files, keys, run_id)  # after the publish
     quarantined.unpersist()
     return {"table": table, "files": len(keys), "changes": n_changes, "quarantined": n_bad,
             "held": n_held, "rows": rows, "run_id": run_id, "snapshot": snapshot, **blocked}
+
+
+def generation(etags: dict[str, str], processed: list[str]) -> str | None:
+    """The bronze full load a silver state derives from: a digest of the full-load files
+    (LOAD00000001, ...) among `processed`, with their ETags. A new full load (a re-snapshot)
+    rewrites them with other content, so it gives a new generation, and gold rebuilds its
+    SCD2 dimensions from it; reprocessing the same bronze (`--reset-bookmark`) gives the same.
+    None when no full-load file was processed."""
+    loads = sorted(f"{k} {etags[k]}" for k in processed
+                   if k in etags and is_load_file(k.rsplit("/", 1)[-1]))
+    if not loads:
+        return None
+    return hashlib.sha256("\n".join(loads).encode()).hexdigest()[:16]
 
 
 def newest_change(changes: DataFrame, ts_column: str, before: str | None) -> str | None:

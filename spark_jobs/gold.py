@@ -21,10 +21,13 @@ from pipeline.warehouse import STAGING_COLUMNS, call, load_staging, loaded_snaps
 from pipeline.warehouse.schema import widen_for_staging
 from pipeline.warehouse.widen import Numeric
 
+# The change's place in the binlog and its commit time: the SCD2 merges order versions by it.
+_CHANGE = {"change_seq": "_change_seq", "commit_ts": "_commit_ts"}
+
 # staging table -> (silver table, {staging column: silver column})
 STAGING: dict[str, tuple[str, dict[str, str]]] = {
-    "stg_customers": ("customers", {"customer_id": "id"}),
-    "stg_products": ("products", {"product_id": "id"}),
+    "stg_customers": ("customers", {"customer_id": "id", **_CHANGE}),
+    "stg_products": ("products", {"product_id": "id", **_CHANGE}),
     "stg_orders": ("orders", {"order_id": "id"}),
     "stg_order_items": ("order_items", {"order_item_id": "id"}),
 }
@@ -67,7 +70,7 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
                 ctx.progress.update(ctx.name, description=f"widened {change}")
     rows = (tuple(r) for r in as_text_timestamps(df).toLocalIterator(prefetchPartitions=True))
     count = load_staging(ctx.settings, staging, columns, rows, snapshot=snapshot,
-                         run_id=ctx.args.get("run_id"))
+                         run_id=ctx.args.get("run_id"), generation=pointer.get("generation"))
     return {"staging": staging, "rows": count, "copied": True}
 
 
@@ -78,5 +81,5 @@ def load(ctx: JobContext, stagings: list[str], procedure: str) -> dict[str, Any]
     if ctx.args.get("call_procedure", "true").lower() == "false":
         return {"procedure": None, "staged": staged}
     ctx.progress.update(ctx.name, description=f"CALL sales.{procedure}()")
-    call(ctx.settings, procedure, ctx.args.get("run_id"))
-    return {"procedure": procedure, "staged": staged}
+    warnings = call(ctx.settings, procedure, ctx.args.get("run_id"))
+    return {"procedure": procedure, "staged": staged, "warnings": warnings}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from pipeline.cli.common import (
     OUT,
@@ -79,7 +80,7 @@ def run_cmd(ctx: CliContext, names: tuple[str, ...], table: str | None, reset_bo
         raise click.BadParameter(f"`{bad[0]}` is not KEY=VALUE (e.g. --arg force=true)",
                                  param_hint="--arg")
     args = dict(e.split("=", 1) for e in extra)
-    rows = []
+    rows, warnings = [], []
     from pipeline.orchestration.lease import run_lease
 
     with progress_for(ctx) as progress, run_lease(ctx.settings, "shoplake job run", wait_s,
@@ -89,7 +90,10 @@ def run_cmd(ctx: CliContext, names: tuple[str, ...], table: str | None, reset_bo
                              extra_args=args, progress=progress)
             rows.append({"job": name, "seconds": f"{result.seconds:.1f}",
                          "result": summarize(result.metrics)})
+            warnings += [(name, w) for w in result.metrics.get("warnings") or []]
     print_rows(rows, ["job", "seconds", "result"], "table")
+    for job, warning in warnings:
+        OUT.print(f"[yellow]Warning[/yellow] ({job}): {escape(warning)}", highlight=False)
     return 0
 
 

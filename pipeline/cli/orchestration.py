@@ -100,6 +100,7 @@ def show_cmd(ctx: CliContext, run_id: str, fmt: str) -> int:
             "failed_state": failed.path if failed else None,
             "error": failed.error if failed else run.error,
             "cause": failed.cause if failed else run.cause,
+            "warnings": [{"state": p, "warning": w} for p, w in run.warnings()],
             "states": [{"state": n.path, "status": n.status, "attempts": n.attempts,
                         "seconds": n.seconds, "result": n.output, "error": n.error}
                        for n in run.nodes if n.status != "pending"]}, indent=2, default=str))
@@ -110,6 +111,7 @@ def show_cmd(ctx: CliContext, run_id: str, fmt: str) -> int:
         if failed.cause:
             OUT.print(f"  cause: {escape(failed.cause)}", highlight=False)
     OUT.print(table(run))
+    print_warnings(run)
     OUT.print(f"report: {path}")
     return 0 if run.status in ("SUCCEEDED", "RUNNING") else 1
 
@@ -180,6 +182,13 @@ def show_schedule_cmd(ctx: CliContext, fmt: str = "table") -> int:
     return 0
 
 
+def print_warnings(run) -> None:  # noqa: ANN001 - history.Run
+    """One yellow `Warning:` line per warning the run's tasks reported."""
+    for path, warning in run.warnings():
+        OUT.print(f"[yellow]Warning[/yellow] ({escape(path)}): {escape(warning)}",
+                  highlight=False)
+
+
 def follow_run(ctx: CliContext, arn: str) -> int:
     """Follow a run live; print its summary; the run's exit code."""
     from pipeline.cli.graph import GraphView
@@ -204,6 +213,7 @@ def follow_run(ctx: CliContext, arn: str) -> int:
                   "AlreadyRunning and did nothing")
         return 0
     took = f"{run.seconds:.1f}s" if run.seconds is not None else "?"
+    print_warnings(run)
     if run.status == "SUCCEEDED":
         quality = next((n.output for n in run.nodes if n.name == "QualityAndReconcile"), {})
         OUT.print(f"run {run.name} [green]succeeded[/green] in {took} "

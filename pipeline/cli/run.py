@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from pipeline.cli.common import OUT, CliContext, pass_cli, progress_for, wait_option
 
@@ -38,6 +39,9 @@ def run_cmd(ctx: CliContext, local: bool, no_follow: bool, no_reconcile: bool,
     with progress_for(ctx) as progress:
         report = run_pipeline(ctx.settings, progress, reconcile=not no_reconcile,
                               wait_s=wait_s)
+    for path, warning in report.warnings:
+        OUT.print(f"[yellow]Warning[/yellow] ({escape(path)}): {escape(warning)}",
+                  highlight=False)
     OUT.print(f"pipeline run {report.run_id} finished in {report.seconds:.1f}s")
     if report.reconciled is None:
         return 0

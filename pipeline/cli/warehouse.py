@@ -75,7 +75,9 @@ def show_reconcile(ctx: CliContext, report) -> int:  # noqa: ANN001 - ReconcileR
         OUT.print(f"[green]all {report.days} days match[/green]: {src['orders']:,} orders, "
                   f"{src['items']:,} items ({src['quantity']:,} units), revenue "
                   f"{src['revenue']:,}; {src['customers']:,} customers, "
-                  f"{src['products']:,} products; {compared:,} rows compared, all equal")
+                  f"{src['products']:,} products; {compared:,} rows compared, all equal; "
+                  f"{report.facts_checked:,} facts point at the dimension "
+                  "version valid at their order time")
     else:
         if report.differences:
             rows = [{"day": d.key if d.scope == "day" else "(total)", "metric": d.metric,
@@ -86,8 +88,8 @@ def show_reconcile(ctx: CliContext, report) -> int:  # noqa: ANN001 - ReconcileR
             totals = [{"metric": m, "source": src[m], "gold": gold[m]} for m in src]
             print_rows(totals, ["metric", "source", "gold"], "table", title="totals")
         for table, n in sorted(report.row_counts.items()):
-            OUT.print(f"[red]{n} row(s) of `{table}` differ[/red] "
-                      f"(of {report.rows_compared.get(table, 0):,} compared):")
+            compared = report.rows_compared.get(table) or report.versions_checked.get(table, 0)
+            OUT.print(f"[red]{n} row(s) of `{table}` differ[/red] (of {compared:,} compared):")
             for row in report.rows:
                 if row.table == table:
                     OUT.print(f"  {row.describe()}", highlight=False)

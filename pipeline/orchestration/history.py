@@ -85,6 +85,11 @@ class Run:
         inner = [n for n in bad if n.depth > 0]
         return (inner or bad or [None])[-1]
 
+    def warnings(self) -> list[tuple[str, str]]:
+        """(state, warning) for every warning a task's result carried (an SCD2 dimension
+        rebuilt after a re-snapshot, an updated_at that went backwards), in graph order."""
+        return [(n.path, str(w)) for n in self.nodes for w in n.output.get("warnings") or []]
+
     def task_seconds(self) -> float:
         """The time spent inside tasks (what the workers did), summed over every task."""
         return sum(n.seconds or 0.0 for n in self.nodes if n.type == "Task")

@@ -28,6 +28,8 @@ class RunReport:
     reconciled: bool | None = None
     seconds: float = 0.0
     run_id: str = ""
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    """(step, warning) as the steps reported them (see `history.Run.warnings`)."""
 
 
 def _cdc_sync(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
@@ -56,10 +58,10 @@ def _load(settings: Settings, progress: Progress, run_id: str, job: str,
           procedure: str) -> dict[str, Any]:
     staged = run_step(settings, "glue_job", {"JobName": job, "Arguments": {
         "--run_id": run_id, "--call_procedure": "false", **_paths(settings)}}, progress)
-    run_step(settings, "execute_statement", {
+    merged = run_step(settings, "execute_statement", {
         "Sql": statement_sql(procedure), "Parameters": [{"name": "run_id", "value": run_id}]},
         progress)
-    return staged
+    return {**staged, "warnings": merged.get("warnings") or []}
 
 
 def _dims(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
@@ -120,6 +122,9 @@ def _run_steps(settings: Settings, progress: Progress, reconcile: bool,
         progress.start(f"step:{name}", name)
         try:
             report.steps[name] = step(settings, progress, report.run_id)
+            report.warnings += [(f"{name}/{job}", w)
+                                for job, out in report.steps[name].items()
+                                if isinstance(out, dict) for w in out.get("warnings") or []]
         except Exception as exc:
             from pipeline.classify import typed_error
 

@@ -172,13 +172,16 @@ def execute_statement(settings: Settings, task: dict[str, Any], progress: Progre
         raise TerminalError(f"`{sql}` names :run_id but the statement's Parameters have none")
     began = time.monotonic()
     progress.update("statement", description=sql.replace(":run_id", f"'{run_id}'"))
-    call(settings, procedure, run_id)
+    warnings = call(settings, procedure, run_id)
     statement_id = str(uuid.uuid4())
     seconds = round(time.monotonic() - began, 3)
     put_json(settings, settings.lake.artifacts_bucket, _statement_key(statement_id),
              {"Id": statement_id, "Status": "FINISHED", "QueryString": sql,
               "Duration": seconds, "run_id": _run_id(task)})
-    return {"Id": statement_id, "procedure": procedure, "seconds": seconds}
+    out: dict[str, Any] = {"Id": statement_id, "procedure": procedure, "seconds": seconds}
+    if warnings:
+        out["warnings"] = warnings  # the run prints them (`shoplake run`, `runs show`)
+    return out
 
 
 def describe_statement(settings: Settings, task: dict[str, Any], progress: Progress

@@ -1,8 +1,9 @@
 """Render the model to Postgres DDL (what runs here) and Redshift DDL (what would run on AWS).
 
-`python -m pipeline.warehouse.ddl` rewrites `pipeline/warehouse/sql/postgres.sql` and
-`pipeline/warehouse/sql/redshift.sql`; `--check` only reports whether they drifted from the model (a
-unit test does the same). Both renderings are idempotent (IF NOT EXISTS everywhere).
+`python -m pipeline.warehouse.ddl` rewrites `pipeline/warehouse/sql/postgres.sql`,
+`pipeline/warehouse/sql/redshift.sql` and the SCD2 procedures `pipeline/warehouse/sql/scd2.sql`;
+`--check` only reports whether they drifted from the model (a unit test does the same). Every
+rendering is idempotent (IF NOT EXISTS, CREATE OR REPLACE).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from pipeline.warehouse.model import (
     POSTGRES_FILE,
     REDSHIFT_FILE,
+    SCD2_FILE,
     SCHEMA,
     SQL_DIR,
     TABLES,
@@ -129,7 +131,10 @@ def render_redshift(tables: Sequence[Table] = TABLES) -> str:
 
 
 def rendered_files() -> dict[Path, str]:
-    return {POSTGRES_FILE: render_postgres(), REDSHIFT_FILE: render_redshift()}
+    from pipeline.warehouse.procedures import render_scd2
+
+    return {POSTGRES_FILE: render_postgres(), REDSHIFT_FILE: render_redshift(),
+            SCD2_FILE: render_scd2()}
 
 
 def stale_files() -> list[Path]:

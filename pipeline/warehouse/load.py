@@ -175,14 +175,15 @@ def _rollback(conn: Connection) -> None:
 
 def load_staging(settings: Settings, table_name: str, columns: Sequence[str],
                  rows: Iterable[Sequence[Any]], snapshot: str | None = None,
-                 run_id: str | None = None) -> int:
+                 run_id: str | None = None, generation: str | None = None) -> int:
     """Replace the content of staging table `table_name` with `rows`; returns the count.
 
     TRUNCATE and COPY share one transaction, so readers see the old rows or the new ones,
     never an empty table, and a rejected row leaves the old content in place. (Redshift
     commits TRUNCATE on its own; there the same effect takes DELETE + COPY.) With
     `snapshot`, the same transaction records in `sales.load_state` that the table now holds
-    that silver snapshot (loaded by `run_id`), so content and stamp never disagree.
+    that silver snapshot (loaded by `run_id`) of bronze full load `generation` (which the
+    SCD2 merges compare with their versions'), so content and stamp never disagree.
     """
     name = _check_staging(table_name, columns)
     with session(settings) as conn:
@@ -194,11 +195,12 @@ def load_staging(settings: Settings, table_name: str, columns: Sequence[str],
                 with conn.cursor() as cur:
                     cur.execute(
                         f"INSERT INTO {SCHEMA}.{LOAD_STATE.name} (staging, silver_snapshot, "
-                        "rows, run_id, loaded_at) VALUES (%s, %s, %s, %s, now() AT TIME ZONE "
-                        "'UTC') ON CONFLICT (staging) DO UPDATE SET silver_snapshot = "
-                        "excluded.silver_snapshot, rows = excluded.rows, run_id = "
-                        "excluded.run_id, loaded_at = excluded.loaded_at",
-                        (name, snapshot, count, run_id))
+                        "rows, run_id, loaded_at, generation) VALUES (%s, %s, %s, %s, now() "
+                        "AT TIME ZONE 'UTC', %s) ON CONFLICT (staging) DO UPDATE SET "
+                        "silver_snapshot = excluded.silver_snapshot, rows = excluded.rows, "
+                        "run_id = excluded.run_id, loaded_at = excluded.loaded_at, "
+                        "generation = excluded.generation",
+                        (name, snapshot, count, run_id, generation))
             conn.commit()
         except psycopg2.Error as exc:
             _rollback(conn)
@@ -225,9 +227,10 @@ def loaded_snapshot(settings: Settings, table_name: str) -> str | None:
     return row[0] if row else None
 
 
-def call(settings: Settings, procedure: str, run_id: str | None = None) -> None:
+def call(settings: Settings, procedure: str, run_id: str | None = None) -> list[str]:
     """`CALL sales.<procedure>(run_id)` in its own transaction (one of `PROCEDURES`); the
-    rows it writes are stamped with `run_id` (`loaded_run`)."""
+    rows it writes are stamped with `run_id` (`loaded_run`). Returns the warnings it raised
+    (an SCD2 dimension rebuilt, an updated_at that went backwards), which are logged too."""
     if procedure not in PROCEDURES:
         raise ConfigError(f"unknown procedure `{procedure}`",
                           hint=f"one of: {', '.join(PROCEDURES)}")
@@ -240,4 +243,9 @@ def call(settings: Settings, procedure: str, run_id: str | None = None) -> None:
             _rollback(conn)
             raise from_psycopg(exc, f"`CALL {SCHEMA}.{procedure}()`",
                                procedure=procedure) from exc
+        warnings = [n.split(":", 1)[1].strip() for n in conn.notices
+                    if n.startswith("WARNING:")]
+    for warning in warnings:
+        LOG.warning("%s: %s", procedure, warning)
     LOG.info("called %s.%s", SCHEMA, procedure)
+    return warnings

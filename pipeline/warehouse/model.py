@@ -24,7 +24,10 @@ REDSHIFT_FILE = SQL_DIR / "redshift.sql"
 """The Redshift rendering of the model; documentation of the AWS shape, never run here."""
 
 PROCEDURES_FILE = SQL_DIR / "procedures.sql"
-"""Hand-written PL/pgSQL: helper functions, load procedures, the mart view."""
+"""Hand-written PL/pgSQL: helper functions, the fact procedures, the mart view."""
+
+SCD2_FILE = SQL_DIR / "scd2.sql"
+"""The SCD2 merge procedures, rendered from `SCD2_DIMS` (`python -m pipeline.warehouse.ddl`)."""
 
 SCHEMA = "sales"
 """Schema of the Gold layer, in Postgres as on Redshift."""
@@ -120,13 +123,29 @@ LOADED_RUN = Column("loaded_run", "ascii(64)")
 to its run, and the run to its silver snapshot (sales.load_state, the silver pointer)."""
 
 
+CHANGE_SEQ = Column("change_seq", "ascii(35)")
+"""The source change's position in the binlog (DMS AR_H_CHANGE_SEQ: file, offset, row; it
+sorts as text). Staging carries it per row; a dimension version keeps the one of the change
+that opened it, so versions follow the log's order, not a column the application may set."""
+
+COMMIT_TS = Column("commit_ts", "timestamp")
+"""When the source committed the row's last change (DMS's TimestampColumnName)."""
+
+GENERATION = Column("generation", "ascii(16)")
+"""The bronze full load (snapshot) a version derives from. A re-snapshot (`shoplake cdc
+reset`, or LocalStack forgetting bronze) starts a new one, and the dimension is rebuilt from
+it as a fresh load would be: versions of another dataset never stay beside the new one."""
+
+
 def _scd2(sk: str, natural: str, attributes: tuple[Column, ...]) -> tuple[Column, ...]:
-    """Surrogate key, natural key, the tracked attributes, then the SCD2 bookkeeping."""
+    """Surrogate key, natural key, the tracked attributes, then the SCD2 bookkeeping (the
+    columns after `loaded_run` came later: appended, so older warehouses gain them)."""
     return (Column(sk, "bigint", nullable=False, identity=True), _key(natural), *attributes,
             Column("attr_hash", "ascii(32)", nullable=False),
             Column("record_start_ts", "timestamp", nullable=False),
             Column("record_end_ts", "timestamp", nullable=False, default=f"'{OPEN_END}'"),
-            Column("is_current", "boolean", nullable=False, default="true"), LOADED_RUN)
+            Column("is_current", "boolean", nullable=False, default="true"), LOADED_RUN,
+            CHANGE_SEQ, GENERATION)
 
 
 def _scd2_indexes(name: str, natural: str) -> tuple[Index, ...]:
@@ -149,11 +168,12 @@ TABLES: tuple[Table, ...] = (
           (_key("customer_id"), _c("name", "string(100)"), _c("email_hash", "ascii(64)"),
            _c("phone_hash", "ascii(64)"), _c("city", "string(100)"),
            _c("country", "string(100)"), _c("created_at", "timestamp"),
-           _c("updated_at", "timestamp")),
+           _c("updated_at", "timestamp"), CHANGE_SEQ, COMMIT_TS),
           ("customer_id",), "KEY", "customer_id", ("customer_id",)),
     Table("stg_products", "staging", "Silver products, full current state (COPY target).",
           (_key("product_id"), _c("name", "string(200)"), _c("category", "string(50)"),
-           _c("price", "numeric(12,2)"), _c("active", "boolean"), _c("updated_at", "timestamp")),
+           _c("price", "numeric(12,2)"), _c("active", "boolean"), _c("updated_at", "timestamp"),
+           CHANGE_SEQ, COMMIT_TS),
           ("product_id",), "KEY", "product_id", ("product_id",)),
     Table("stg_orders", "staging", "Silver orders, full current state (COPY target).",
           (_key("order_id"), _key("customer_id"), _c("status", "string(16)"),
@@ -208,7 +228,7 @@ LOAD_STATE = Table(
     (_c("staging", "string(64)", nullable=False), _c("silver_snapshot", "string(64)",
                                                       nullable=False),
      _c("rows", "bigint", nullable=False), _c("run_id", "string(128)"),
-     _c("loaded_at", "timestamp", nullable=False)),
+     _c("loaded_at", "timestamp", nullable=False), GENERATION),
     ("staging",), "ALL")
 # What the Pipeline Health dashboard reads. The dashboards see only the warehouse (as
 # QuickSight sees only Redshift), so each run's report step records here what the run saw
@@ -239,6 +259,39 @@ PIPELINE_HELD_ROWS = Table(
      _c("rows", "bigint", nullable=False)),
     ("run_id", "table_name", "reason"), "ALL")
 TABLES = (*TABLES, LOAD_STATE, PIPELINE_RUNS, PIPELINE_LAYER_ROWS, PIPELINE_HELD_ROWS)
+
+@dataclass(frozen=True)
+class Scd2:
+    """A dimension kept as SCD type 2 from a staging table: what its merge procedure and
+    hash function are rendered from (`pipeline/warehouse/procedures.py`)."""
+
+    dim: str
+    staging: str
+    key: str
+    """The natural key, named alike in staging and in the dimension."""
+    entity: str
+    """The noun for one row (`customer`), in function names and messages."""
+    attributes: tuple[Column, ...]
+    """The tracked attributes: a change to any of them opens a new version."""
+
+    @property
+    def procedure(self) -> str:
+        return f"sp_merge_{self.dim}"
+
+    @property
+    def hash_function(self) -> str:
+        return f"fn_{self.entity}_hash"
+
+    @property
+    def surrogate_key(self) -> str:
+        return table(self.dim).columns[0].name
+
+
+SCD2_DIMS: tuple[Scd2, ...] = (
+    Scd2("dim_customer", "stg_customers", "customer_id", "customer", CUSTOMER_ATTRIBUTES),
+    Scd2("dim_product", "stg_products", "product_id", "product", PRODUCT_ATTRIBUTES),
+)
+"""The SCD2 dimensions, in the order a run merges them."""
 
 STAGING_COLUMNS: dict[str, tuple[str, ...]] = {
     t.name: t.column_names for t in TABLES if t.layer == "staging"}

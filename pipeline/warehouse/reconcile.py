@@ -10,6 +10,9 @@ Per day (the UTC date of `order_ts`) we compare
 second only.) In total, customers and products in the source are compared with the current
 versions of dim_customer and dim_product. Row by row (`rowdiff.py`), the attributes gold
 carries are compared for every key through bucket checksums, and differing keys are named.
+What the dashboards read through the dimensions is checked too (`versions.py`): every fact
+points at the version valid at its order time, versions never overlap, and every version
+derives from the bronze full load silver holds now.
 
 Rows held in quarantine (their latest change failed validation, so gold keeps the
 previous state) are not differences: they are reported apart, as gold being behind the
@@ -36,7 +39,7 @@ from pipeline.aws.secrets import mysql_credentials
 from pipeline.config import Settings
 from pipeline.progress import Progress, SilentProgress
 from pipeline.source.db import connect, translated
-from pipeline.warehouse import rowdiff
+from pipeline.warehouse import rowdiff, versions
 from pipeline.warehouse.errors import from_psycopg
 from pipeline.warehouse.load import session
 from pipeline.warehouse.model import SCHEMA
@@ -143,11 +146,20 @@ class ReconcileReport:
     days: int = 0
     """Days present on either side."""
     differences: list[Difference] = field(default_factory=list)
-    rows: list[rowdiff.RowDifference] = field(default_factory=list)
-    """Keys whose current state differs (at most `reconcile.max_rows_shown` per table)."""
+    rows: list[rowdiff.RowDifference | versions.VersionDifference] = field(
+        default_factory=list)
+    """Keys whose current state differs (at most `reconcile.max_rows_shown` per table), and
+    facts or versions whose dimension version is wrong."""
     row_counts: dict[str, int] = field(default_factory=dict)
     """Differing keys per table, all of them counted."""
     rows_compared: dict[str, int] = field(default_factory=dict)
+    versions_checked: dict[str, int] = field(default_factory=dict)
+    """Gold rows whose dimension version was checked: facts, and the versions themselves."""
+
+    @property
+    def facts_checked(self) -> int:
+        """Facts whose dimension version was checked."""
+        return sum(n for t, n in self.versions_checked.items() if t.startswith("fact_"))
     held: list[dict[str, Any]] = field(default_factory=list)
     """Rows held in quarantine: gold is behind the source for them."""
     source_totals: dict[str, Number] = field(default_factory=dict)
@@ -185,6 +197,7 @@ class ReconcileReport:
                 "source_totals": {k: _json(v) for k, v in self.source_totals.items()},
                 "gold_totals": {k: _json(v) for k, v in self.gold_totals.items()},
                 "rows_compared": self.rows_compared, "differing_rows": self.row_counts,
+                "versions_checked": self.versions_checked,
                 "differences": [d.as_dict() for d in self.differences]
                 + [r.as_dict() for r in self.rows],
                 "held": [{"table": h["table"], "key": h["key"], "reason": h["reason"],
@@ -278,6 +291,7 @@ def reconcile(settings: Settings, progress: Progress | None = None) -> Reconcile
                     for entity in rowdiff.ENTITIES:
                         _compare_rows(report, entity, source, gold, src_cur, gold_cur, keys,
                                       settings)
+                    _check_versions(report, gold_cur, settings)
                 gold_conn.rollback()
             except psycopg2.Error as exc:
                 raise from_psycopg(exc, "reading gold for reconciliation") from exc
@@ -367,6 +381,23 @@ def _compare_rows(report: ReconcileReport, e: rowdiff.Entity, source: Side, gold
     if real:
         report.row_counts[e.table] = len(real)
         report.rows += real[:settings.reconcile.max_rows_shown]
+
+
+def _check_versions(report: ReconcileReport, gold_cur: Any, settings: Settings) -> None:
+    """Each fact's dimension version, the versions' chains and their bronze full load."""
+    from pipeline.glue import silver
+
+    generations = {}
+    for e in rowdiff.ENTITIES:
+        if e.gold_table in {d.dim for d in versions.SCD2_DIMS}:
+            pointer = silver.current_snapshot(settings, e.table) or {}
+            generations[e.gold_table] = pointer.get("generation")
+    checked, counts, shown = versions.check(gold_cur, generations,
+                                            settings.reconcile.max_rows_shown)
+    report.versions_checked = checked
+    for table, n in counts.items():
+        report.row_counts[table] = report.row_counts.get(table, 0) + n
+    report.rows += shown
 
 
 def _order_of(row: rowdiff.RowDifference) -> str | None:

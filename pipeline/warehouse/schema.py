@@ -1,9 +1,9 @@
 """Create the `sales` schema from the committed SQL files, idempotently.
 
-`sql/postgres.sql` (rendered from the model) creates what is missing;
-`sql/procedures.sql` replaces the procedures and the view. Tables that already exist
-are never altered: if their columns differ from the model, `apply_ddl` stops with
-SchemaDriftError instead of running procedures against the wrong shape.
+`sql/postgres.sql` (rendered from the model) creates what is missing; `sql/scd2.sql` (the
+SCD2 merges, rendered too) and `sql/procedures.sql` replace the procedures and the view.
+Tables that already exist are never altered: if their columns differ from the model,
+`apply_ddl` stops with SchemaDriftError instead of running procedures against the wrong shape.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pipeline.warehouse.model import (
     DIM_DATE_RANGE,
     POSTGRES_FILE,
     PROCEDURES_FILE,
+    SCD2_FILE,
     SCHEMA,
     TABLES,
 )
@@ -109,6 +110,7 @@ def apply_ddl(settings: Settings, reset: bool = False) -> ApplyResult:
     Safe to run any number of times. `reset` drops the schema (and every row in it) first.
     """
     tables_sql, procedures_sql = _sql_file(POSTGRES_FILE), _sql_file(PROCEDURES_FILE)
+    scd2_sql = _sql_file(SCD2_FILE)
     with session(settings) as conn:
         try:
             with conn.cursor() as cur:
@@ -126,6 +128,7 @@ def apply_ddl(settings: Settings, reset: bool = False) -> ApplyResult:
                 cur.execute(tables_sql)
                 # Tables made by an earlier model: its wider types (never narrower).
                 widened = widen(conn, model_types())
+                cur.execute(scd2_sql)  # the hash functions, which procedures.sql uses
                 cur.execute(procedures_sql)  # recreates the mart view if widening dropped it
                 cur.execute(f"CALL {SCHEMA}.sp_fill_dim_date(%s, %s)", DIM_DATE_RANGE)
                 # A reset schema lost the dashboards' grants; the role itself survives it.

@@ -46,7 +46,9 @@ def _sql(settings: Settings, statement: str, args: Any = None) -> list[tuple]:
 def _gold(settings: Settings, statement: str, args: Any = None) -> list[tuple]:
     with session(settings) as conn, conn.cursor() as cur:
         cur.execute(statement, args)
-        return list(cur.fetchall())
+        rows = list(cur.fetchall()) if cur.description else []
+        conn.commit()
+        return rows
 
 
 def gold_dump(settings: Settings) -> dict[str, list[tuple]]:
@@ -138,6 +140,25 @@ def test_incremental_run_reconciles_and_keeps_scd2_history(lake: Settings) -> No
     assert old_orders > 0  # history keeps earlier orders on the price they were sold at
     city = _gold(lake, "SELECT city FROM sales.v_sales_mart WHERE order_id = %s", (new_order,))
     assert city and city[0][0] == "Trondheim"
+
+
+def test_an_update_back_in_time_keeps_scd2_history(lake: Settings) -> None:
+    """Versions follow the binlog: an application that sets updated_at back in time must
+    not make gold write over the version it replaces."""
+    _sql(lake, "UPDATE customers SET city = 'Zürich' WHERE id = 1")
+    zurich_at = _sql(lake, "SELECT updated_at FROM customers WHERE id = 1")[0][0]
+    sync_and_run(lake)
+    _sql(lake, "UPDATE customers SET city = 'Milan', updated_at = '2025-01-01' WHERE id = 1")
+    metrics = sync_and_run(lake)
+    cities = _gold(lake, "SELECT city, record_start_ts, record_end_ts, is_current "
+                         "FROM sales.dim_customer WHERE customer_id = 1 ORDER BY record_start_ts")
+    assert [c[0] for c in cities[-2:]] == ["Zürich", "Milan"], cities
+    (_, start, end, current), (_, milan_from, _, now_current) = cities[-2:]
+    assert start == zurich_at and end == milan_from > zurich_at and now_current and not current
+    warnings = metrics["load_dim_customer"]["warnings"]
+    assert len(warnings) == 1 and "customer 1 (updated_at 2025-01-01 00:00:00" in warnings[0]
+    report = reconcile(lake)
+    assert report.ok, report.rows[:3]
 
 
 def test_bad_row_lands_in_quarantine_with_its_reason(lake: Settings) -> None:
@@ -267,8 +288,36 @@ def test_a_rebuilt_bronze_flows_through_to_gold(lake: Settings) -> None:
         assert b2s["orders"]["rows"] == _sql(lake, "SELECT COUNT(*) FROM orders")[0][0] == orders
     assert all(s["copied"] for m in ("load_dim_customer", "load_fact_orders")
                for s in metrics[m]["staged"])
+    # Gold is what a fresh load of the new dataset gives: one version per key, of the new
+    # snapshot, so Sales by city (the version each order points at) is the source's.
+    assert any("rebuilt from a new bronze full load" in w
+               for w in metrics["load_dim_customer"]["warnings"])
+    for dim, key, table in (("dim_customer", "customer_id", "customers"),
+                            ("dim_product", "product_id", "products")):
+        assert _gold(lake, f"SELECT count(*) FROM (SELECT {key} FROM sales.{dim} GROUP BY 1 "
+                           "HAVING count(*) > 1) AS history")[0][0] == 0, dim
+        assert _gold(lake, f"SELECT DISTINCT generation FROM sales.{dim}") == [
+            (silver.current_snapshot(lake, table)["generation"],)]
+    by_city = ("SELECT c.city, sum(i.quantity * i.unit_price) FROM orders o JOIN customers c "
+               "ON c.id = o.customer_id JOIN order_items i ON i.order_id = o.id "
+               "GROUP BY c.city ORDER BY 2 DESC, 1 LIMIT 10")
+    gold_by_city = ("SELECT c.city, sum(o.order_total) FROM sales.fact_orders o "
+                    "JOIN sales.dim_customer c USING (customer_sk) "
+                    "GROUP BY c.city ORDER BY 2 DESC, 1 LIMIT 10")
+    assert _gold(lake, gold_by_city) == [tuple(r) for r in _sql(lake, by_city)]
     report = reconcile(lake)
-    assert report.ok, report.differences[:5]
+    assert report.ok, report.differences[:5] + report.rows[:5]
+    assert report.facts_checked > 0
+    # A version of the earlier dataset left behind would be named by reconcile.
+    _gold(lake, "INSERT INTO sales.dim_customer (customer_id, name, city, attr_hash, "
+                "record_start_ts, record_end_ts, is_current, generation) VALUES (1, 'x', "
+                "'Palermo', 'h', '0001-01-01', '0001-01-02', false, 'earlier')")
+    try:
+        said = [r.describe() for r in reconcile(lake).rows]
+        assert "dim_customer (versions): 1 version(s) derive from another bronze full load " \
+               "(earlier)" in "\n".join(said), said
+    finally:
+        _gold(lake, "DELETE FROM sales.dim_customer WHERE generation = 'earlier'")
 
 
 def test_one_pipeline_run_does_every_step_in_order(lake: Settings,

@@ -19,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.source.load import seed
 from pipeline.warehouse import PROCEDURES, apply_ddl, call, connect, load_staging, reconcile
 from pipeline.warehouse.errors import ProcedureError, StagingLoadError, UnknownTableError
+from pipeline.warehouse.load import session
 from pipeline.warehouse.model import STAGING_COLUMNS
 
 pytestmark = pytest.mark.integration
@@ -28,17 +29,27 @@ OPEN = T(9999, 12, 31)
 FIRST = T(1, 1, 1)  # model.FIRST_START
 CITY_CHANGED_AT = T(2024, 5, 1, 8, 30)
 PRICE_CHANGED_AT = T(2024, 5, 15)
+LOADED_AT = T(2024, 6, 30)  # the full load's commit time
 
+
+def seq(n: int) -> str:
+    """A change's place in the binlog (AR_H_CHANGE_SEQ's 35 digits): larger is later."""
+    return f"{n:035d}"
+
+
+# Dimensions' staging ends with the change's binlog position and commit time.
 CUSTOMERS = [
-    (1, "Alice Martin", "a1" * 16, None, "Lisbon", "Portugal", T(2024, 1, 1), T(2024, 1, 1)),
+    (1, "Alice Martin", "a1" * 16, None, "Lisbon", "Portugal", T(2024, 1, 1), T(2024, 1, 1),
+     seq(1), LOADED_AT),
     # Quotes, commas, a newline and an empty string (which must not turn into NULL).
     (2, 'Bob "the, builder"\nJr', "", "b2" * 16, "Porto", "Portugal", T(2024, 1, 2),
-     T(2024, 1, 2, 12, 0, 0, 123456)),
-    (3, "Chloé Ñúñez", "c3" * 16, "c3" * 16, None, "Spain", T(2024, 1, 3), T(2024, 1, 3)),
+     T(2024, 1, 2, 12, 0, 0, 123456), seq(1), LOADED_AT),
+    (3, "Chloé Ñúñez", "c3" * 16, "c3" * 16, None, "Spain", T(2024, 1, 3), T(2024, 1, 3),
+     seq(1), LOADED_AT),
 ]
 PRODUCTS = [
-    (10, "Widget", "Tools", Decimal("19.99"), True, T(2024, 1, 1)),
-    (11, "Gadget, deluxe", "Toys", Decimal("9999999999.99"), False, None),
+    (10, "Widget", "Tools", Decimal("19.99"), True, T(2024, 1, 1), seq(1), LOADED_AT),
+    (11, "Gadget, deluxe", "Toys", Decimal("9999999999.99"), False, None, seq(1), LOADED_AT),
 ]
 ORDERS = [
     (100, 1, "paid", "Website", "card", T(2024, 3, 1, 10, 0), T(2024, 3, 1, 10, 5)),
@@ -134,8 +145,9 @@ def test_first_load_builds_dims_and_facts(warehouse: Settings) -> None:
 def test_scd2_changes_point_facts_at_the_version_valid_at_order_time(warehouse: Settings) -> None:
     run(warehouse, DATASET)
     moved = [(1, "Alice Martin", "a1" * 16, None, "Porto", "Portugal", T(2024, 1, 1),
-              CITY_CHANGED_AT), *CUSTOMERS[1:]]
-    repriced = [(10, "Widget", "Tools", Decimal("24.99"), True, PRICE_CHANGED_AT), PRODUCTS[1]]
+              CITY_CHANGED_AT, seq(2), CITY_CHANGED_AT), *CUSTOMERS[1:]]
+    repriced = [(10, "Widget", "Tools", Decimal("24.99"), True, PRICE_CHANGED_AT, seq(2),
+                 PRICE_CHANGED_AT), PRODUCTS[1]]
     second = changed(DATASET, stg_customers=moved, stg_products=repriced)
     run(warehouse, second)
 
@@ -192,6 +204,106 @@ def test_deleted_keys_close_or_remove_and_reappearing_keys_reopen(warehouse: Set
     assert query(warehouse, "SELECT count(*) FROM sales.fact_order_items") == [(4,)]
 
 
+def customer_1(city: str, updated_at: datetime, n: int,
+               committed: datetime | None = None) -> tuple:
+    """Customer 1 of CUSTOMERS living in `city`, as binlog change `n` left it."""
+    return (1, "Alice Martin", "a1" * 16, None, city, "Portugal", T(2024, 1, 1), updated_at,
+            seq(n), committed or updated_at)
+
+
+def test_an_update_back_in_time_keeps_every_version(warehouse: Settings) -> None:
+    """Versions follow the binlog, not updated_at: a change whose updated_at the application
+    set back still comes after the version it replaces, which is kept, with a warning."""
+    run(warehouse, DATASET)  # Lisbon
+    zurich_at = T(2026, 12, 6, 19, 30)
+    run(warehouse, changed(DATASET, stg_customers=[customer_1("Zürich", zurich_at, 2),
+                                                   *CUSTOMERS[1:]]))
+    milan_committed = T(2026, 12, 6, 19, 40)
+    in_zurich = (104, 1, "paid", "Website", "card", T(2026, 12, 6, 19, 35), None)
+    load_staging(warehouse, "stg_customers", STAGING_COLUMNS["stg_customers"],
+                 [customer_1("Milan", T(2025, 1, 1), 3, milan_committed), *CUSTOMERS[1:]])
+    load_staging(warehouse, "stg_orders", STAGING_COLUMNS["stg_orders"], [*ORDERS, in_zurich])
+    warnings = [w for p in PROCEDURES for w in call(warehouse, p)]
+
+    cities = versions(warehouse, "dim_customer", "customer_id", 1)
+    assert [v[:4] for v in cities] == [("Lisbon", FIRST, zurich_at, False),
+                                       ("Zürich", zurich_at, milan_committed, False),
+                                       ("Milan", milan_committed, OPEN, True)]
+    assert len(warnings) == 1, warnings
+    assert "1 customer change(s) carry an updated_at at or before" in warnings[0]
+    assert "customer 1 (updated_at 2025-01-01 00:00:00" in warnings[0]
+    # The order placed in Zürich stays there; the earlier ones stay in Lisbon.
+    mart = dict(query(warehouse, "SELECT order_id, city FROM sales.fact_orders AS f JOIN "
+                                 "sales.dim_customer AS c USING (customer_sk) "
+                                 "WHERE f.customer_id = 1"))
+    assert mart == {100: "Lisbon", 102: "Lisbon", 104: "Zürich"}
+    before = dump(warehouse)
+    assert [w for p in PROCEDURES for w in call(warehouse, p)] == []
+    assert dump(warehouse) == before  # the same staging again changes nothing
+
+
+def test_staging_behind_gold_in_the_binlog_changes_nothing(warehouse: Settings) -> None:
+    run(warehouse, DATASET)
+    run(warehouse, changed(DATASET, stg_customers=[customer_1("Porto", CITY_CHANGED_AT, 5),
+                                                   *CUSTOMERS[1:]]))
+    before = dump(warehouse)
+    # An older state of the row (change 4, before change 5 that gold holds): a silver
+    # restored from an earlier snapshot, say.
+    load_staging(warehouse, "stg_customers", STAGING_COLUMNS["stg_customers"],
+                 [customer_1("Faro", T(2024, 9, 1), 4), *CUSTOMERS[1:]])
+    warnings = call(warehouse, "sp_merge_dim_customer")
+    assert len(warnings) == 1 and "1 customer(s) in `sales.stg_customers` hold an older " \
+        "change (in binlog order)" in warnings[0] and "customer 1 " in warnings[0], warnings
+    assert dump(warehouse)["dim_customer"] == before["dim_customer"]
+
+
+def gold_shape(settings: Settings) -> dict[str, list[tuple]]:
+    """Gold without surrogate keys, runs and generations: what a dashboard can see."""
+    return {
+        "dim_customer": query(settings, "SELECT customer_id, name, city, record_start_ts, "
+                              "record_end_ts, is_current FROM sales.dim_customer ORDER BY 1, 4"),
+        "dim_product": query(settings, "SELECT product_id, name, price, record_start_ts, "
+                             "record_end_ts, is_current FROM sales.dim_product ORDER BY 1, 4"),
+        "fact_orders": query(settings, "SELECT order_id, c.customer_id, c.city, "
+                             "c.record_start_ts, order_total FROM sales.fact_orders f LEFT JOIN "
+                             "sales.dim_customer c USING (customer_sk) ORDER BY 1"),
+        "fact_order_items": query(settings, "SELECT order_item_id, p.product_id, p.price, "
+                                  "line_total FROM sales.fact_order_items i LEFT JOIN "
+                                  "sales.dim_product p USING (product_sk) ORDER BY 1")}
+
+
+def test_staging_from_a_new_full_load_rebuilds_gold_as_a_fresh_load(warehouse: Settings) -> None:
+    """A re-snapshot (the source re-seeded, then `shoplake cdc reset`) brings another dataset
+    under the same keys: versions of the old one must not stay beside it."""
+    def load(data: dict[str, list[tuple]], generation: str) -> list[str]:
+        for table, rows in data.items():
+            load_staging(warehouse, table, STAGING_COLUMNS[table], iter(rows),
+                         snapshot=f"snapshot-{generation}", run_id="run-x",
+                         generation=generation)
+        return [w for p in PROCEDURES for w in call(warehouse, p, "run-x")]
+
+    assert load(DATASET, "gen-1") == []
+    assert load(changed(DATASET, stg_customers=[customer_1("Porto", CITY_CHANGED_AT, 2),
+                                                *CUSTOMERS[1:]]), "gen-1") == []
+    assert len(versions(warehouse, "dim_customer", "customer_id", 1)) == 2
+    # The new dataset: customer 1 is someone else, in Paris, unchanged since 2023-11-09.
+    others = [(1, "Zoé Noir", "z1" * 16, None, "Paris", "France", T(2023, 1, 1),
+               T(2023, 11, 9), seq(1), T(2026, 1, 1)), *CUSTOMERS[1:]]
+    reseeded = changed(DATASET, stg_customers=others)
+    warnings = load(reseeded, "gen-2")
+    assert len(warnings) == 2, warnings
+    assert "`sales.dim_customer` rebuilt from a new bronze full load (generation gen-2): its " \
+        "4 version(s) came from an earlier load (generation gen-1)" in warnings[0]
+    assert "`sales.dim_product` rebuilt" in warnings[1]
+    rebuilt = gold_shape(warehouse)
+    assert rebuilt["dim_customer"][0] == (1, "Zoé Noir", "Paris", FIRST, OPEN, True)
+    assert query(warehouse, "SELECT DISTINCT generation FROM sales.dim_customer") == [("gen-2",)]
+
+    apply_ddl(warehouse, reset=True)
+    load(reseeded, "gen-2")
+    assert gold_shape(warehouse) == rebuilt
+
+
 def test_bad_handoffs_fail_typed_and_leave_the_old_rows(warehouse: Settings) -> None:
     run(warehouse, DATASET)
     with pytest.raises(StagingLoadError, match="stg_orders"):
@@ -242,8 +354,11 @@ def test_a_warehouse_from_before_loaded_run_gains_the_column(warehouse: Settings
     try:
         with conn.cursor() as cur:
             cur.execute("DROP VIEW sales.v_sales_mart")
-            for table in ("dim_customer", "fact_orders"):
-                cur.execute(f"ALTER TABLE sales.{table} DROP COLUMN loaded_run")
+            # A warehouse that old lacks the columns appended after loaded_run too.
+            for table, columns in (("dim_customer", ("loaded_run", "change_seq", "generation")),
+                                   ("fact_orders", ("loaded_run",))):
+                for column in columns:
+                    cur.execute(f"ALTER TABLE sales.{table} DROP COLUMN {column}")
             # ...and its procedures took no run id.
             cur.execute("CREATE PROCEDURE sales.sp_load_fact_orders() LANGUAGE sql AS 'SELECT 1'")
         conn.commit()
@@ -266,10 +381,11 @@ def mysql(settings: Settings) -> pymysql.connections.Connection:
                            init_command="SET time_zone = '+00:00'")
 
 
-STAGING_FROM_SOURCE = {
+STAGING_FROM_SOURCE = {  # no binlog position: NULL (then changes apply in load order)
     "stg_customers": "SELECT id, name, MD5(email), MD5(phone), city, country, created_at, "
-                     "updated_at FROM customers",
-    "stg_products": "SELECT id, name, category, price, active = 1, updated_at FROM products",
+                     "updated_at, NULL, NULL FROM customers",
+    "stg_products": "SELECT id, name, category, price, active = 1, updated_at, NULL, NULL "
+                    "FROM products",
     "stg_orders": "SELECT id, customer_id, status, platform, payment_method, order_ts, "
                   "updated_at FROM orders",
     "stg_order_items": "SELECT id, order_id, product_id, quantity, unit_price FROM order_items",
@@ -312,3 +428,44 @@ def test_reconcile_against_a_seeded_source(warehouse: Settings, monkeypatch, cap
     assert main(["-q", "reconcile", "--format", "json"]) == 1
     as_json = json.loads(capsys.readouterr().out)
     assert as_json["ok"] is False and as_json["differing_days"] == [day.isoformat()]
+
+
+def test_reconcile_checks_the_dimension_version_of_every_fact(warehouse: Settings) -> None:
+    """Totals cannot see a fact pointing at the wrong version (Sales by city reads it)."""
+    seed(warehouse, scale=0.01, seed=4, reset=True)
+    run(warehouse, staging_from_source(warehouse))
+    report = reconcile(warehouse)
+    assert report.ok, report.rows[:3]
+    facts = query(warehouse, "SELECT (SELECT count(*) FROM sales.fact_orders) + "
+                             "(SELECT count(*) FROM sales.fact_order_items)")[0][0]
+    assert report.facts_checked == facts > 0
+    [(order_id, customer_id, other_sk)] = query(
+        warehouse, "SELECT f.order_id, f.customer_id, c.customer_sk FROM sales.fact_orders f "
+                   "JOIN sales.dim_customer c ON c.customer_id <> f.customer_id "
+                   "ORDER BY f.order_id, c.customer_sk LIMIT 1")
+    with session(warehouse) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE sales.fact_orders SET customer_sk = %s WHERE order_id = %s",
+                    (other_sk, order_id))
+        # ...and a version of customer 1 that overlaps its current one.
+        cur.execute("INSERT INTO sales.dim_customer (customer_id, name, city, attr_hash, "
+                    "record_start_ts, record_end_ts, is_current) VALUES (1, 'x', 'Elsewhere', "
+                    "'h', '0001-01-01', '2999-01-01', false)")
+        conn.commit()
+    report = reconcile(warehouse)
+    assert not report.ok and report.days > 0 and not report.differences
+    said = [r.describe() for r in report.rows]
+    assert f"fact_orders {order_id}: customer_sk {other_sk}, but the version of customer " \
+           f"{customer_id} valid at order_ts" in "\n".join(said), said
+    assert any(d.startswith("dim_customer customer 1: version ") and "overlaps" in d
+               for d in said), said
+    assert reconcile_json(warehouse)["differing_rows"]["fact_orders"] >= 1
+
+    with session(warehouse) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM sales.dim_customer WHERE city = 'Elsewhere'")
+        conn.commit()
+    call(warehouse, "sp_load_fact_orders")  # points the fact at its version again
+    assert reconcile(warehouse).ok
+
+
+def reconcile_json(settings: Settings) -> dict[str, Any]:
+    return reconcile(settings).as_dict()

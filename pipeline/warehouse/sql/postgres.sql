@@ -13,6 +13,8 @@ CREATE TABLE IF NOT EXISTS sales.stg_customers (
     country     text,
     created_at  timestamp,
     updated_at  timestamp,
+    change_seq  text,
+    commit_ts   timestamp,
     PRIMARY KEY (customer_id)
 );
 COMMENT ON TABLE sales.stg_customers IS 'Silver customers, full current state (COPY target).';
@@ -24,6 +26,8 @@ CREATE TABLE IF NOT EXISTS sales.stg_products (
     price      numeric(12,2),
     active     boolean,
     updated_at timestamp,
+    change_seq text,
+    commit_ts  timestamp,
     PRIMARY KEY (product_id)
 );
 COMMENT ON TABLE sales.stg_products IS 'Silver products, full current state (COPY target).';
@@ -62,6 +66,8 @@ CREATE TABLE IF NOT EXISTS sales.dim_customer (
     record_end_ts   timestamp DEFAULT '9999-12-31 00:00:00' NOT NULL,
     is_current      boolean DEFAULT true NOT NULL,
     loaded_run      text,
+    change_seq      text,
+    generation      text,
     PRIMARY KEY (customer_sk)
 );
 COMMENT ON TABLE sales.dim_customer IS 'Customers, SCD type 2 on name, email, city, country.';
@@ -80,6 +86,8 @@ CREATE TABLE IF NOT EXISTS sales.dim_product (
     record_end_ts   timestamp DEFAULT '9999-12-31 00:00:00' NOT NULL,
     is_current      boolean DEFAULT true NOT NULL,
     loaded_run      text,
+    change_seq      text,
+    generation      text,
     PRIMARY KEY (product_sk)
 );
 COMMENT ON TABLE sales.dim_product IS 'Products, SCD type 2 on name, category, price, active.';
@@ -141,6 +149,7 @@ CREATE TABLE IF NOT EXISTS sales.load_state (
     rows            bigint NOT NULL,
     run_id          text,
     loaded_at       timestamp NOT NULL,
+    generation      text,
     PRIMARY KEY (staging)
 );
 COMMENT ON TABLE sales.load_state IS 'Which silver snapshot each staging table holds, and which run loaded it, so unchanged input is not copied again (survives `warehouse init`).';

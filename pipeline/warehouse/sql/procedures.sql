@@ -1,5 +1,6 @@
 -- Load procedures and the mart view of schema `sales` (PostgreSQL 15, PL/pgSQL).
--- Applied by `shoplake warehouse init` after postgres.sql; every statement is idempotent.
+-- Applied by `shoplake warehouse init` after postgres.sql and scd2.sql (the SCD2 merges
+-- and hash functions, rendered from the model); every statement is idempotent.
 --
 -- A run: COPY the full current state of each silver table into staging, then
 --   CALL sales.sp_merge_dim_customer(run_id); CALL sales.sp_merge_dim_product(run_id);
@@ -15,21 +16,6 @@ CREATE OR REPLACE FUNCTION sales.fn_date_key(ts timestamp) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT (extract(year FROM ts) * 10000 + extract(month FROM ts) * 100
               + extract(day FROM ts))::integer $$;
-
--- md5 of the tracked attributes. JSON keeps the encoding unambiguous: a NULL is `null`,
--- never the string 'null', and no separator can collide with a value.
-CREATE OR REPLACE FUNCTION sales.fn_customer_hash(name text, email_hash text, city text,
-                                                  country text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT md5(json_build_array(name, email_hash, city, country)::text) $$;
-
--- The price enters without trailing zeros (trim_scale), so widening the column's scale
--- (numeric(12,2) -> numeric(14,4): 12.30 becomes 12.3000) changes no hash and opens no
--- version.
-CREATE OR REPLACE FUNCTION sales.fn_product_hash(name text, category text,
-                                                 price numeric, active boolean) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT md5(json_build_array(name, category, trim_scale(price), active)::text) $$;
 
 -- The load procedures take the run id (`CALL sales.sp_load_fact_orders('run-...')`) and
 -- stamp it into `loaded_run` of every row they write. Their zero-argument versions (from
@@ -52,114 +38,6 @@ BEGIN
            extract(isodow FROM g.d)::smallint, extract(isodow FROM g.d) IN (6, 7)
     FROM generate_series(p_from::timestamp, p_to::timestamp, interval '1 day') AS g(d)
     ON CONFLICT (date_key) DO NOTHING;
-END
-$$;
-
--- SCD2 customers. Per key of staging:
---   new key                 -> first version, valid from 0001-01-01;
---   attributes changed      -> current version closed at the change's updated_at and a new
---                              one opened there (a change stamped at or before the current
---                              version's start would make an empty range: it overwrites it);
---   gone from staging       -> current version closed at load time (deleted at the source);
---   back after a deletion   -> a new version, from max(updated_at, the last version's end).
-CREATE OR REPLACE PROCEDURE sales.sp_merge_dim_customer(p_run_id text DEFAULT NULL)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    v_load_ts timestamp := now() AT TIME ZONE 'UTC';
-BEGIN
-    -- Two loaders at once would both open versions; serialize them (readers are not blocked).
-    LOCK TABLE sales.dim_customer IN SHARE ROW EXCLUSIVE MODE;
-    -- An empty staging table is a failed hand-off far more often than a source that lost
-    -- every row; closing every customer on it would be wrong and noisy to undo.
-    IF NOT EXISTS (SELECT 1 FROM sales.stg_customers)
-       AND EXISTS (SELECT 1 FROM sales.dim_customer WHERE is_current) THEN
-        RAISE EXCEPTION 'staging table `sales.stg_customers` is empty; refusing to close every '
-                        'current row of `sales.dim_customer`'
-            USING HINT = 'load staging before calling sp_merge_dim_customer';
-    END IF;
-
-    MERGE INTO sales.dim_customer AS d
-    USING (SELECT s.*, sales.fn_customer_hash(s.name, s.email_hash, s.city, s.country)
-                       AS attr_hash,
-                  coalesce(s.updated_at, v_load_ts) AS change_ts
-           FROM sales.stg_customers AS s) AS s
-    ON d.customer_id = s.customer_id AND d.is_current
-    WHEN MATCHED AND d.attr_hash <> s.attr_hash AND s.change_ts > d.record_start_ts THEN
-        UPDATE SET record_end_ts = s.change_ts, is_current = false
-    WHEN MATCHED AND d.attr_hash <> s.attr_hash THEN
-        UPDATE SET name = s.name, email_hash = s.email_hash, city = s.city,
-                   country = s.country, attr_hash = s.attr_hash, loaded_run = p_run_id;
-
-    UPDATE sales.dim_customer AS d
-    SET is_current = false, record_end_ts = greatest(v_load_ts, d.record_start_ts)
-    WHERE d.is_current
-      AND NOT EXISTS (SELECT 1 FROM sales.stg_customers AS s
-                      WHERE s.customer_id = d.customer_id);
-
-    -- Every staging key without a current version now gets one: new keys, keys closed by
-    -- the MERGE above, keys that came back.
-    INSERT INTO sales.dim_customer (customer_id, name, email_hash, city, country, attr_hash,
-                                    record_start_ts, record_end_ts, is_current, loaded_run)
-    SELECT s.customer_id, s.name, s.email_hash, s.city, s.country,
-           sales.fn_customer_hash(s.name, s.email_hash, s.city, s.country),
-           CASE WHEN h.last_end IS NULL THEN timestamp '0001-01-01'
-                ELSE greatest(coalesce(s.updated_at, v_load_ts), h.last_end) END,
-           timestamp '9999-12-31', true, p_run_id
-    FROM sales.stg_customers AS s
-    LEFT JOIN (SELECT customer_id, max(record_end_ts) AS last_end
-               FROM sales.dim_customer GROUP BY customer_id) AS h
-           ON h.customer_id = s.customer_id
-    WHERE NOT EXISTS (SELECT 1 FROM sales.dim_customer AS d
-                      WHERE d.customer_id = s.customer_id AND d.is_current);
-END
-$$;
-
--- SCD2 products: the same rules as customers, on name, category, price, active.
-CREATE OR REPLACE PROCEDURE sales.sp_merge_dim_product(p_run_id text DEFAULT NULL)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    v_load_ts timestamp := now() AT TIME ZONE 'UTC';
-BEGIN
-    LOCK TABLE sales.dim_product IN SHARE ROW EXCLUSIVE MODE;
-    IF NOT EXISTS (SELECT 1 FROM sales.stg_products)
-       AND EXISTS (SELECT 1 FROM sales.dim_product WHERE is_current) THEN
-        RAISE EXCEPTION 'staging table `sales.stg_products` is empty; refusing to close every '
-                        'current row of `sales.dim_product`'
-            USING HINT = 'load staging before calling sp_merge_dim_product';
-    END IF;
-
-    MERGE INTO sales.dim_product AS d
-    USING (SELECT s.*, sales.fn_product_hash(s.name, s.category, s.price, s.active)
-                       AS attr_hash,
-                  coalesce(s.updated_at, v_load_ts) AS change_ts
-           FROM sales.stg_products AS s) AS s
-    ON d.product_id = s.product_id AND d.is_current
-    WHEN MATCHED AND d.attr_hash <> s.attr_hash AND s.change_ts > d.record_start_ts THEN
-        UPDATE SET record_end_ts = s.change_ts, is_current = false
-    WHEN MATCHED AND d.attr_hash <> s.attr_hash THEN
-        UPDATE SET name = s.name, category = s.category, price = s.price,
-                   active = s.active, attr_hash = s.attr_hash, loaded_run = p_run_id;
-
-    UPDATE sales.dim_product AS d
-    SET is_current = false, record_end_ts = greatest(v_load_ts, d.record_start_ts)
-    WHERE d.is_current
-      AND NOT EXISTS (SELECT 1 FROM sales.stg_products AS s WHERE s.product_id = d.product_id);
-
-    INSERT INTO sales.dim_product (product_id, name, category, price, active, attr_hash,
-                                   record_start_ts, record_end_ts, is_current, loaded_run)
-    SELECT s.product_id, s.name, s.category, s.price, s.active,
-           sales.fn_product_hash(s.name, s.category, s.price, s.active),
-           CASE WHEN h.last_end IS NULL THEN timestamp '0001-01-01'
-                ELSE greatest(coalesce(s.updated_at, v_load_ts), h.last_end) END,
-           timestamp '9999-12-31', true, p_run_id
-    FROM sales.stg_products AS s
-    LEFT JOIN (SELECT product_id, max(record_end_ts) AS last_end
-               FROM sales.dim_product GROUP BY product_id) AS h
-           ON h.product_id = s.product_id
-    WHERE NOT EXISTS (SELECT 1 FROM sales.dim_product AS d
-                      WHERE d.product_id = s.product_id AND d.is_current);
 END
 $$;
 

@@ -13,6 +13,8 @@ CREATE TABLE IF NOT EXISTS sales.stg_customers (
     country     VARCHAR(400) ENCODE zstd,
     created_at  TIMESTAMP ENCODE az64,
     updated_at  TIMESTAMP ENCODE az64,
+    change_seq  VARCHAR(35) ENCODE zstd,
+    commit_ts   TIMESTAMP ENCODE az64,
     PRIMARY KEY (customer_id)
 )
 DISTSTYLE KEY
@@ -27,6 +29,8 @@ CREATE TABLE IF NOT EXISTS sales.stg_products (
     price      DECIMAL(12,2) ENCODE az64,
     active     BOOLEAN ENCODE zstd,
     updated_at TIMESTAMP ENCODE az64,
+    change_seq VARCHAR(35) ENCODE zstd,
+    commit_ts  TIMESTAMP ENCODE az64,
     PRIMARY KEY (product_id)
 )
 DISTSTYLE KEY
@@ -74,6 +78,8 @@ CREATE TABLE IF NOT EXISTS sales.dim_customer (
     record_end_ts   TIMESTAMP DEFAULT '9999-12-31 00:00:00' ENCODE az64 NOT NULL,
     is_current      BOOLEAN DEFAULT true ENCODE zstd NOT NULL,
     loaded_run      VARCHAR(64) ENCODE zstd,
+    change_seq      VARCHAR(35) ENCODE zstd,
+    generation      VARCHAR(16) ENCODE zstd,
     PRIMARY KEY (customer_sk)
 )
 DISTSTYLE ALL
@@ -92,6 +98,8 @@ CREATE TABLE IF NOT EXISTS sales.dim_product (
     record_end_ts   TIMESTAMP DEFAULT '9999-12-31 00:00:00' ENCODE az64 NOT NULL,
     is_current      BOOLEAN DEFAULT true ENCODE zstd NOT NULL,
     loaded_run      VARCHAR(64) ENCODE zstd,
+    change_seq      VARCHAR(35) ENCODE zstd,
+    generation      VARCHAR(16) ENCODE zstd,
     PRIMARY KEY (product_sk)
 )
 DISTSTYLE ALL
@@ -157,6 +165,7 @@ CREATE TABLE IF NOT EXISTS sales.load_state (
     rows            BIGINT ENCODE az64 NOT NULL,
     run_id          VARCHAR(512) ENCODE zstd,
     loaded_at       TIMESTAMP ENCODE az64 NOT NULL,
+    generation      VARCHAR(16) ENCODE zstd,
     PRIMARY KEY (staging)
 )
 DISTSTYLE ALL;
