@@ -173,3 +173,25 @@ class ConflictError(TransientError):
 
 class QualityFailedError(TerminalError):
     """A quality gate failed: reconcile found differences, or rows are held in quarantine."""
+
+
+class SourceDriftError(QualityFailedError):
+    """The source lost a column gold carries (renamed or dropped): nothing can be compared
+    (nor loaded) for it until the source has it again."""
+
+    def __init__(self, table: str, missing: dict[str, str], unknown: list[str]) -> None:
+        shown = ", ".join(f"`{c}`" for c in missing)
+        carried = ", ".join(f"`{g}`" for g in missing.values())
+        first = next(iter(missing))
+        renamed = unknown[0] if len(unknown) == 1 and len(missing) == 1 else ""
+        now = f"; it now has `{'`, `'.join(unknown)}`, which shoplake does not know" \
+            if unknown else ""
+        fix = (f"`ALTER TABLE {table.split('.')[-1]} RENAME COLUMN {renamed} TO {first}`"
+               if renamed else f"add `{first}` back to `{table}`")
+        super().__init__(
+            f"source table `{table}` lost column {shown}, which gold carries ({carried})"
+            f"{now}", hint=f"restore it at the source ({fix}): the next run reloads the table "
+                           "and releases the rows held meanwhile; to follow the change "
+                           "instead, change spark_jobs/silver_model.py and "
+                           "pipeline/warehouse/model.py with it")
+        self.table, self.missing, self.unknown = table, dict(missing), list(unknown)

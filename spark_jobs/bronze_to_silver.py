@@ -42,9 +42,9 @@ def clean(changes: DataFrame, spec: SilverTable, salt: str, ingest_date: str,
     """(valid rows in silver shape plus `_op`, quarantined rows with `_reason`)."""
     df = changes
     source_cols = {spec.source_column(n) for n in spec.names} | set(spec.required)
-    for col in source_cols:
-        if col not in df.columns:  # files written before the column existed
-            df = df.withColumn(col, F.lit(None).cast("string"))
+    absent = {col for col in source_cols if col not in df.columns}
+    for col in absent:  # files written before the column existed, or after it went
+        df = df.withColumn(col, F.lit(None).cast("string"))
     if OP not in df.columns:  # full-load files without IncludeOpForFullLoad
         df = df.withColumn(OP, F.lit("I"))
     reasons: list[Column] = []
@@ -70,6 +70,10 @@ def clean(changes: DataFrame, spec: SilverTable, salt: str, ingest_date: str,
     upsert = F.col(OP) != "D"
     types = dict(spec.columns)
     for col in spec.required:
+        if col in absent:  # the source table lost it (`ALTER TABLE ... RENAME COLUMN`)
+            reasons.append(F.when(upsert, F.lit(f"the change has no column `{col}`: renamed "
+                                                "or dropped at the source")))
+            continue
         target = typed.get(col, F.col(col))
         # A NOT NULL DATETIME arrives NULL only as a zero date ('0000-00-00', which the
         # source's sql_mode may accept): say so, it is what the user must look for.
@@ -264,7 +268,10 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
         state = merge(silver.read_current(spark, settings, table, base) if base else None,
                       valid, spec).cache()  # counted, then written: computed once
         rows = state.count()
-        state.write.mode("overwrite").partitionBy("ingest_date").parquet(
+        # No rows, no partitions: Spark would write no file at all, and a reader could not
+        # tell the columns. Unpartitioned, it writes one empty file that carries them.
+        writer = state.write.mode("overwrite")
+        (writer.partitionBy("ingest_date") if rows else writer).parquet(
             silver.snapshot_path(settings, table, snapshot))
         state.unpersist()
         n_held = 0

@@ -55,6 +55,15 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
                             hint=f"run `shoplake job run bronze_to_silver --table {table}`")
     # --reset-bookmark (or --force) reloads staging even from an unchanged snapshot.
     reload = ctx.args.get("force") == "true" or ctx.args.get("reset-bookmark") == "true"
+    if not pointer["rows"] and pointer.get("held"):
+        # Every row is held in quarantine (the source lost a column, say): an empty staging
+        # table would read as a source that lost every row. Staging keeps what it holds, so
+        # gold keeps its rows, and reconcile says why gold is behind.
+        reasons = sorted({h["reason"] for h in silver.held_rows(ctx.settings, table)})
+        return {"staging": staging, "rows": 0, "copied": False,
+                "warning": f"silver table `{table}` has no valid row: all {pointer['held']} "
+                           f"of its rows are held in quarantine ({'; '.join(reasons[:2])}); "
+                           f"`{staging}` and gold keep their rows"}
     snapshot = silver.snapshot_id(pointer)
     if not reload and loaded_snapshot(ctx.settings, staging) == snapshot:
         return {"staging": staging, "rows": pointer["rows"], "copied": False}
@@ -78,8 +87,9 @@ def load(ctx: JobContext, stagings: list[str], procedure: str) -> dict[str, Any]
     """Stage, then CALL the procedure, unless `--call_procedure false`: the state machine
     runs the CALL itself (redshift-data:executeStatement on AWS), as its own state."""
     staged = [stage(ctx, s) for s in stagings]
+    warnings = [s.pop("warning") for s in staged if "warning" in s]
     if ctx.args.get("call_procedure", "true").lower() == "false":
-        return {"procedure": None, "staged": staged}
+        return {"procedure": None, "staged": staged, "warnings": warnings}
     ctx.progress.update(ctx.name, description=f"CALL sales.{procedure}()")
-    warnings = call(ctx.settings, procedure, ctx.args.get("run_id"))
+    warnings += call(ctx.settings, procedure, ctx.args.get("run_id"))
     return {"procedure": procedure, "staged": staged, "warnings": warnings}

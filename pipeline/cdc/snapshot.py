@@ -4,12 +4,16 @@ MariaDB: START TRANSACTION WITH CONSISTENT SNAPSHOT, then `binlog_snapshot_file/
 give the exact binlog point of that snapshot. MySQL 8: FLUSH TABLES WITH READ LOCK, open the
 snapshot, read the binlog position, UNLOCK. Reading the position first and the rows after
 (the naive order) loses the rows committed in between.
+
+The same snapshot read serves the reload of one table after an `ALTER TABLE` (see
+`stream.Replicator`): its rows as CDC updates, stamped at the snapshot's binlog position.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pymysql.cursors
@@ -62,9 +66,12 @@ def full_load(conn: pymysql.connections.Connection, tables: list[TableInfo], bro
     # and a change sequence at the snapshot point, so any later change sorts after it.
     ts, seq = format_ts(started), change_seq(position.file_index, position.pos, 0)
     cp = Checkpoint(log_file=position.file, log_pos=position.pos, full_load_at=ts)
+    op = "I" if cdc.include_op_for_full_load else None
     try:
         for table in tables:
-            rows = _load_table(conn, table, bronze, cdc, ts, seq, progress)
+            rows = write_table(conn, table, bronze, cdc, ts, seq, progress, op=op,
+                               name=lambda n: load_file_name(n, cdc.data_format),
+                               what=f"full load of {table.qualified}")
             cp.count(table.name, "L", rows)
     finally:
         # Ends the read-only snapshot transaction; on a lost connection the server has
@@ -74,11 +81,15 @@ def full_load(conn: pymysql.connections.Connection, tables: list[TableInfo], bro
     return cp
 
 
-def _load_table(conn: pymysql.connections.Connection, table: TableInfo, bronze: Bronze,
-                cdc: CdcSettings, ts: str, seq: str, progress: Progress) -> int:
+def write_table(conn: pymysql.connections.Connection, table: TableInfo, bronze: Bronze,
+                cdc: CdcSettings, ts: str, seq: str, progress: Progress, *, op: str | None,
+                name: Callable[[int], str], what: str) -> int:
+    """Every row of `table` in the snapshot open on `conn`, written as bronze files named
+    `name(1)`, `name(2)`, ... of `cdc.full_load_chunk_rows` rows (at least one file), each
+    row stamped with `ts`, `seq` and, unless None, the Op `op`. Returns the rows written."""
     names = [c.name for c in table.columns]
-    prefix_names = ([OP_COLUMN] if cdc.include_op_for_full_load else []) + [cdc.timestamp_column]
-    prefix_values = (("I",) if cdc.include_op_for_full_load else ()) + (ts,)
+    prefix_names = ([OP_COLUMN] if op else []) + [cdc.timestamp_column]
+    prefix_values = ((op,) if op else ()) + (ts,)
     import pyarrow as pa
 
     all_names = prefix_names + names + [SEQ_COLUMN]
@@ -94,7 +105,7 @@ def _load_table(conn: pymysql.connections.Connection, table: TableInfo, bronze: 
     with conn.cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM `{table.name}`")
         total = cur.fetchone()[0]
-    progress.start(key, f"full load of {table.qualified}", total=total)
+    progress.start(key, what, total=total)
     cols = ", ".join(f"`{n}`" for n in names)
     order = ", ".join(f"`{n}`" for n in table.primary_key)
     written, file_no = 0, 0
@@ -108,7 +119,7 @@ def _load_table(conn: pymysql.connections.Connection, table: TableInfo, bronze: 
             file_no += 1
             rows = [prefix_values + _dates_or_null(r, date_columns, invalid) + (seq,)
                     for r in chunk]
-            bronze.put(table.name, load_file_name(file_no, cdc.data_format),
+            bronze.put(table.name, name(file_no),
                        encode(all_names, all_types, rows, cdc.data_format, cdc.csv_null_value))
             written += len(rows)
             progress.update(key, advance=len(rows))

@@ -75,23 +75,33 @@ def discover_tables(conn: pymysql.connections.Connection, schema: str,
         cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
                     "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", (schema,))
         names = [r[0] for r in cur.fetchall() if r[0] not in exclude]
-        tables = []
-        for name in names:
-            cur.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, "
-                        "NUMERIC_SCALE, COLUMN_KEY FROM information_schema.COLUMNS "
-                        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
-                        (schema, name))
-            rows = cur.fetchall()
-            columns = tuple(Column(r[0], r[1].lower(), r[2].lower(), r[3], r[4]) for r in rows)
-            cur.execute("SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
-                        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
-                        "AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
-                        (schema, name))
-            pk = tuple(r[0] for r in cur.fetchall())
-            table = TableInfo(schema, name, columns, pk)
+    tables = []
+    for name in names:
+        table = describe_table(conn, schema, name)
+        if table is not None:
             validate(table)
             tables.append(table)
     return tables
+
+
+def describe_table(conn: pymysql.connections.Connection, schema: str,
+                   name: str) -> TableInfo | None:
+    """`schema.name`'s columns and primary key as they are now; None if it does not exist."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, "
+                    "NUMERIC_SCALE, COLUMN_KEY FROM information_schema.COLUMNS "
+                    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                    (schema, name))
+        rows = cur.fetchall()
+        if not rows:
+            return None
+        columns = tuple(Column(r[0], r[1].lower(), r[2].lower(), r[3], r[4]) for r in rows)
+        cur.execute("SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                    "AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+                    (schema, name))
+        pk = tuple(r[0] for r in cur.fetchall())
+    return TableInfo(schema, name, columns, pk)
 
 
 def validate(table: TableInfo) -> None:

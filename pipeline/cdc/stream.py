@@ -4,10 +4,19 @@ Only whole transactions enter a batch (rows wait in `pending` until their XidEve
 a batch is written, file by file, before the checkpoint that covers it: a crash at any
 point leaves either committed files plus their checkpoint, or files newer than the
 checkpoint, which the next start deletes and replays from the binlog.
+
+An `ALTER TABLE` of a replicated table reloads it: an ALTER changes rows without row events
+(a renamed column, a new column's default, a narrowed type), and a row held in quarantine
+because its change lacked a column is released only by a later image of it. So after the
+ALTER the table's rows are read in a consistent snapshot and written as updates stamped at
+the snapshot's binlog position, before the checkpoint passes the ALTER. Changes between the
+ALTER and the snapshot still follow in the stream; they carry earlier positions, so the
+reloaded image (which already holds them) wins wherever the jobs order by position.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -36,7 +45,8 @@ from pipeline.cdc.format import (
     normalise,
     utc_from_epoch,
 )
-from pipeline.cdc.source import BinlogPosition
+from pipeline.cdc.snapshot import open_snapshot, write_table
+from pipeline.cdc.source import BinlogPosition, connect, describe_table, validate
 from pipeline.config import CdcSettings
 from pipeline.progress import Progress
 
@@ -46,6 +56,10 @@ _ROW_EVENTS = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
 _INSIDE_TRANSACTION = ("BEGIN", "SAVEPOINT", "ROLLBACK TO", "RELEASE SAVEPOINT", "XA START",
                        "XA BEGIN", "XA END", "XA PREPARE")
 """Query events that sit inside a transaction (ORMs emit savepoints all the time)."""
+_NAME = r"(?:`[^`]+`|[\w$]+)"
+_ALTER = re.compile(rf"^\s*ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE\s+(?:IF\s+EXISTS\s+)?"
+                    rf"({_NAME}(?:\s*\.\s*{_NAME})?)", re.IGNORECASE)
+"""`ALTER TABLE [schema.]name ...`: the table it changes."""
 _DESTRUCTIVE = re.compile(r"^\s*(?:DROP\s+(?:TEMPORARY\s+)?TABLE(?:\s+IF\s+EXISTS)?|"
                           r"TRUNCATE(?:\s+TABLE)?)\s+(.+?)(?:\s+(?:RESTRICT|CASCADE))?\s*"
                           r"(?:/\*.*)?$", re.IGNORECASE | re.DOTALL)
@@ -236,12 +250,68 @@ class Replicator:
         if db == self.bronze.schema:
             self._refuse_destructive(query)
             LOG.info("schema change in `%s`: %s", db, query[:200])
+        altered = self._altered(query, db)
         # DDL commits implicitly: close the batch before it, then checkpoint past it, so the
-        # next file of an altered table carries its new columns.
+        # next file of an altered table carries its new columns; an altered table's reload
+        # is written in between, so the checkpoint covers it.
         self.flush()
+        if altered:
+            self._reload(altered, query)
         self.boundary = end
         self.boundary_ts = format_ts(utc_from_epoch(ev.timestamp))
         self.flush(force_checkpoint=True)
+
+    def _altered(self, query: str, db: str) -> str | None:
+        """The replicated table an `ALTER TABLE` statement changes, or None."""
+        match = _ALTER.match(query)
+        if not match:
+            return None
+        parts = [p.strip().strip("`") for p in match.group(1).split(".")]
+        schema, table = (parts[0], parts[1]) if len(parts) == 2 else (db, parts[0])
+        replicated = self.tables | {layout.table for layout in self.layouts.values()}
+        if schema != self.bronze.schema or table in self.exclude or table not in replicated:
+            return None
+        return table
+
+    def _reload(self, table: str, query: str) -> None:
+        """`table`'s rows in a snapshot taken now, written as updates (see the module's
+        docstring). A table the CDC cannot replicate any more (no primary key, a BLOB) is
+        not reloaded: its next row event stops the service, naming it, as before."""
+        qualified = f"{self.bronze.schema}.{table}"
+        conn = connect(self.creds)
+        try:
+            info = describe_table(conn, self.bronze.schema, table)
+            if info is None:
+                return  # renamed or dropped by the statement
+            try:
+                validate(info)
+            except (NoPrimaryKeyError, UnsupportedColumnError) as exc:
+                LOG.warning("`%s` is not reloaded after `%s`: %s", qualified, query[:80], exc)
+                return
+            position = open_snapshot(conn)
+            seq = change_seq(position.file_index, position.pos, 0)
+            ts = format_ts(datetime.now(UTC).replace(tzinfo=None))
+            written: list[str] = []
+
+            def name(_: int) -> str:
+                written.append(next_cdc_name(self.cp.last_file,
+                                             datetime.now(UTC).replace(tzinfo=None),
+                                             self.cdc.data_format))
+                self.cp.last_file = written[-1]
+                return written[-1]
+
+            rows = write_table(conn, info, self.bronze, self.cdc, ts, seq, self.progress,
+                               op="U", name=name,
+                               what=f"reloading {qualified} after `{query[:60]}`")
+        finally:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            conn.close()
+        self.cp.count(table, "U", rows)
+        self.files += len(written)
+        self.changes += rows
+        LOG.warning("reloaded %d row(s) of `%s` after `%s` (snapshot at %s)", rows, qualified,
+                    query[:80], position)
 
     def _refuse_destructive(self, query: str) -> None:
         """DROP TABLE / TRUNCATE of a replicated table: stop before it, never skip it.

@@ -61,7 +61,7 @@ def _load(settings: Settings, progress: Progress, run_id: str, job: str,
     merged = run_step(settings, "execute_statement", {
         "Sql": statement_sql(procedure), "Parameters": [{"name": "run_id", "value": run_id}]},
         progress)
-    return {**staged, "warnings": merged.get("warnings") or []}
+    return {**staged, "warnings": (staged.get("warnings") or []) + (merged.get("warnings") or [])}
 
 
 def _dims(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:

@@ -142,6 +142,8 @@ def glue_job(settings: Settings, task: dict[str, Any], progress: Progress) -> di
         out["staged"] = [{k: s[k] for k in ("staging", "rows", "copied")}
                          for s in metrics["staged"]]
         out["rows_out"] = sum(s["rows"] for s in metrics["staged"])
+    if metrics.get("warnings"):
+        out["warnings"] = metrics["warnings"]
     return out
 
 

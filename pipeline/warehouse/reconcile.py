@@ -231,6 +231,7 @@ def _source(settings: Settings) -> Iterator[pymysql.cursors.Cursor]:
             # One snapshot for every query, so a concurrent writer cannot make the per-day
             # numbers and the totals disagree with each other.
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            check_source_columns(cur, creds.dbname)
             yield cur
             conn.rollback()
     finally:
@@ -244,6 +245,40 @@ class Side:
     days: dict[date | str, dict[str, Number]]
     totals: dict[str, Number]
     buckets: dict[str, list[tuple]]
+
+
+def source_columns() -> dict[str, dict[str, str]]:
+    """Source table -> {column reconcile reads: the gold column that carries it}."""
+    out: dict[str, dict[str, str]] = {}
+    for e in rowdiff.ENTITIES:
+        cols = out.setdefault(e.table, {})
+        cols[e.key] = f"{SCHEMA}.{e.gold_table}.{e.gold_key}"
+        for a in e.attrs:
+            cols[a.name] = f"{SCHEMA}.{e.gold_table}.{a.gold_column}"
+    # What the per-day numbers read besides.
+    out["order_items"].setdefault("quantity", f"{SCHEMA}.fact_order_items.quantity")
+    out["order_items"].setdefault("unit_price", f"{SCHEMA}.fact_order_items.unit_price")
+    return out
+
+
+def check_source_columns(cur: Any, database: str) -> None:
+    """SourceDriftError when a source table lacks a column gold carries (renamed or dropped
+    at the source), rather than the server's "unknown column" half-way through."""
+    from pipeline.errors import SourceDriftError
+    from pipeline.source.generate import COLUMNS
+
+    cur.execute("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME, ORDINAL_POSITION", (database,))
+    have: dict[str, list[str]] = {}
+    for table, column in cur.fetchall():
+        have.setdefault(table, []).append(column)
+    for table, needed in source_columns().items():
+        if table not in have:
+            continue  # a missing table is reported by the queries themselves
+        missing = {c: gold for c, gold in needed.items() if c not in have[table]}
+        if missing:
+            unknown = [c for c in have[table] if c not in COLUMNS.get(table, ())]
+            raise SourceDriftError(f"{database}.{table}", missing, unknown)
 
 
 def read_held(settings: Settings) -> list[dict[str, Any]]:

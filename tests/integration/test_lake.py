@@ -276,6 +276,40 @@ def test_schema_change_gives_a_new_catalog_version_not_a_failure(lake: Settings)
         _sql(lake, "ALTER TABLE customers DROP COLUMN loyalty_tier")
 
 
+def test_a_renamed_column_is_named_and_its_held_rows_come_back(lake: Settings) -> None:
+    """`RENAME COLUMN city TO town`: changes are held (gold keeps the old city), reconcile
+    says which column the source lost and how to restore it; renaming it back releases the
+    held rows without any new change to them (the CDC reloads an altered table)."""
+    from pipeline.errors import SourceDriftError
+
+    _sql(lake, "ALTER TABLE customers RENAME COLUMN city TO town")
+    try:
+        _sql(lake, "UPDATE customers SET town = 'Bergen' WHERE id = 3")
+        sync_and_run(lake)
+        held = {h["key"]: h["reason"] for h in reconcile_held(lake, "customers")}
+        assert held["3"] == "the change has no column `city`: renamed or dropped at the source"
+        assert _gold(lake, "SELECT city FROM sales.dim_customer WHERE customer_id = 3 "
+                           "AND is_current")[0][0] != "Bergen"
+        with pytest.raises(SourceDriftError) as err:
+            reconcile(lake)
+        assert "source table `shop.customers` lost column `city`, which gold carries " \
+               "(`sales.dim_customer.city`); it now has `town`" in str(err.value)
+        assert "ALTER TABLE customers RENAME COLUMN town TO city" in err.value.hint
+    finally:
+        _sql(lake, "ALTER TABLE customers RENAME COLUMN town TO city")
+    sync_and_run(lake)  # nothing changed row 3 since: the ALTER's reload brings it
+    assert reconcile_held(lake, "customers") == []
+    assert _gold(lake, "SELECT city FROM sales.dim_customer WHERE customer_id = 3 "
+                       "AND is_current") == [("Bergen",)]
+    report = reconcile(lake)
+    assert report.ok and not [h for h in report.held if h["table"] == "customers"], \
+        report.rows[:3]
+
+
+def reconcile_held(settings: Settings, table: str) -> list[dict[str, Any]]:
+    return silver.held_rows(settings, table)
+
+
 def test_a_rebuilt_bronze_flows_through_to_gold(lake: Settings) -> None:
     """A re-seeded source and a new full load reuse bronze's file names with new content:
     bookmarks, silver snapshots and staging stamps must all notice (no warehouse reset)."""

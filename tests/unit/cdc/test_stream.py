@@ -86,10 +86,15 @@ def test_a_savepoint_is_never_a_checkpoint(rep: Replicator) -> None:
 
 
 def test_ddl_closes_the_batch_and_checkpoints_past_itself(rep: Replicator) -> None:
+    reloads: list[tuple[str, list[int]]] = []
+    rep._reload = lambda table, sql: reloads.append((table, positions(rep)))  # type: ignore
     rep._rows(row_event(WriteRowsEvent, 200, [{"values": {"id": 1, "city": "Oslo"}}]), FILE)
     rep._commit(BinlogPosition(FILE, 220), 1_780_000_000)
     rep._query(query(400, "ALTER TABLE customers ADD COLUMN tier VARCHAR(5)"), FILE)
     assert positions(rep) == [220, 400]
+    # The altered table is reloaded after the batch before the ALTER was checkpointed and
+    # before the checkpoint passes the ALTER, so a crash in between replays the reload.
+    assert reloads == [("customers", [220])]
     wider = COLUMNS + [column("tier", FIELD_TYPE.VARCHAR)]
     rep._rows(row_event(WriteRowsEvent, 500, [{"values": {"id": 3, "city": "Bonn",
                                                          "tier": "gold"}}], columns=wider), FILE)
@@ -134,3 +139,23 @@ def test_a_primary_key_change_is_a_delete_and_an_insert(rep: Replicator) -> None
     assert [(r["Op"], r["id"]) for r in rows] == [("D", 1), ("I", 9), ("U", 2)]
     seqs = [r["AR_H_CHANGE_SEQ"] for r in rows]
     assert seqs == sorted(seqs) and len(set(seqs)) == 3
+
+
+@pytest.mark.parametrize(("sql", "db", "table"), [
+    ("ALTER TABLE customers RENAME COLUMN city TO town", "shop", "customers"),
+    ("alter table `customers` modify city varchar(10)", "shop", "customers"),
+    ("ALTER ONLINE TABLE shop.customers ADD COLUMN x INT", "other", "customers"),
+    ("ALTER TABLE IF EXISTS `shop` . `customers` DROP COLUMN x", "shop", "customers"),
+    ("ALTER TABLE other.customers ADD COLUMN x INT", "shop", None),  # another schema
+    ("ALTER TABLE customers ADD COLUMN x INT", "other", None),
+    ("ALTER TABLE scratch ADD COLUMN x INT", "shop", None),  # not replicated
+    ("CREATE INDEX ix ON customers (city)", "shop", None),
+])
+def test_an_alter_of_a_replicated_table_is_what_reloads(rep: Replicator, sql: str, db: str,
+                                                        table: str | None) -> None:
+    assert rep._altered(sql, db) == table
+
+
+def test_an_excluded_table_is_not_reloaded(rep: Replicator) -> None:
+    rep.exclude = {"customers"}
+    assert rep._altered("ALTER TABLE customers ADD COLUMN x INT", "shop") is None

@@ -92,6 +92,23 @@ def test_pii_is_hashed_with_the_salt_and_never_kept(spark) -> None:
     assert "email" not in bad.columns  # quarantine keeps no raw PII either
 
 
+def test_a_change_without_a_required_column_says_the_source_lost_it(spark) -> None:
+    """After `ALTER TABLE customers RENAME COLUMN city TO town` the changes carry `town`."""
+    cols = ["Op", "commit_ts", "id", "name", "email", "phone", "town", "country",
+            "created_at", "updated_at", "AR_H_CHANGE_SEQ"]
+    ts = datetime(2026, 1, 1)
+    df = spark.createDataFrame([
+        ("U", "2026-11-26 10:00:00.000000", 2, "Ann", "a@x.org", None, "Rome", "Italy", ts,
+         ts, seq(1)),
+        ("D", "2026-11-26 10:00:00.000000", 3, "Cy", "c@x.org", "1", "Oslo", "Norway", ts, ts,
+         seq(2)),
+    ], cols)
+    valid, bad = clean(df, TABLES["customers"], "salt", "2026-11-26")
+    assert [r["id"] for r in valid.collect()] == [3]  # a delete needs only its key
+    assert [r["_reason"] for r in bad.collect()] == [
+        "the change has no column `city`: renamed or dropped at the source"]
+
+
 def test_merge_applies_changes_in_sequence_and_replays_are_harmless(spark) -> None:
     spec = TABLES["order_items"]
 
