@@ -64,6 +64,16 @@ class GraphView:
         if self._live is not None:
             self._live.stop()
 
+    def note(self, text: str) -> None:
+        """A line about the run that is not a state (its workers died, came back)."""
+        from rich.markup import escape
+
+        if self._live is not None:
+            self._live.console.print(f"[yellow]Warning[/yellow]: {escape(text)}",
+                                     highlight=False)
+        else:
+            print(f"[run] warning: {text}", file=sys.stderr, flush=True)
+
     def update(self, run: history.Run) -> None:
         if self._live is not None:
             self._live.update(table(run))

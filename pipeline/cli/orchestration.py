@@ -99,7 +99,7 @@ def show_cmd(ctx: CliContext, run_id: str, fmt: str) -> int:
             "seconds": run.seconds, "report": str(path),
             "failed_state": failed.path if failed else None,
             "error": failed.error if failed else run.error,
-            "cause": failed.cause if failed else run.cause,
+            "cause": cause_of(ctx, failed) if failed else run.cause,
             "warnings": [{"state": p, "warning": w} for p, w in run.warnings()],
             "states": [{"state": n.path, "status": n.status, "attempts": n.attempts,
                         "seconds": n.seconds, "result": n.output, "error": n.error}
@@ -108,8 +108,8 @@ def show_cmd(ctx: CliContext, run_id: str, fmt: str) -> int:
     if failed is not None:
         OUT.print(f"[red]failed in {escape(failed.path)}[/red]: {escape(failed.error)}",
                   highlight=False)
-        if failed.cause:
-            OUT.print(f"  cause: {escape(failed.cause)}", highlight=False)
+        if cause_of(ctx, failed):
+            OUT.print(f"  cause: {escape(cause_of(ctx, failed))}", highlight=False)
     OUT.print(table(run))
     print_warnings(run)
     OUT.print(f"report: {path}")
@@ -182,6 +182,22 @@ def show_schedule_cmd(ctx: CliContext, fmt: str = "table") -> int:
     return 0
 
 
+def cause_of(ctx: CliContext, node) -> str:  # noqa: ANN001 - history.Node
+    """A failed state's cause; Step Functions gives a timed out task none, so say what it
+    means."""
+    if node.cause or node.error != "States.Timeout":
+        return node.cause
+    o = ctx.settings.orchestration
+    return (f"no worker reported on the task for {o.heartbeat_s} s (HeartbeatSeconds), or it "
+            f"ran past {o.task_timeout_s} s (TimeoutSeconds): the worker running it died or "
+            "hangs, or none is alive; `shoplake stack status` shows them, `shoplake stack "
+            "logs worker-1` what they did")
+
+
+def _warn(text: str) -> None:
+    OUT.print(f"[yellow]Warning[/yellow]: {escape(text)}", highlight=False)
+
+
 def print_warnings(run) -> None:  # noqa: ANN001 - history.Run
     """One yellow `Warning:` line per warning the run's tasks reported."""
     for path, warning in run.warnings():
@@ -196,10 +212,10 @@ def follow_run(ctx: CliContext, arn: str) -> int:
 
     try:
         if ctx.quiet:  # -q: no graph, only the summary
-            run = follow(ctx.settings, arn, lambda _run: None)
+            run = follow(ctx.settings, arn, lambda _run: None, on_note=_warn)
         else:
             with GraphView() as view:
-                run = follow(ctx.settings, arn, view.update)
+                run = follow(ctx.settings, arn, view.update, on_note=view.note)
     except KeyboardInterrupt:
         name = arn.rsplit(":", 1)[-1]
         OUT.print(f"stopped following; run {name} goes on (`shoplake runs show {name}`)")
@@ -225,7 +241,7 @@ def follow_run(ctx: CliContext, arn: str) -> int:
     failed = run.failed_node()
     where = f" in {escape(failed.path)}: {escape(failed.error)}" if failed else ""
     OUT.print(f"run {run.name} [red]{run.status.lower()}[/red]{where}", highlight=False)
-    if failed is not None and failed.cause:
-        OUT.print(f"  cause: {escape(failed.cause)}", highlight=False)
+    if failed is not None and cause_of(ctx, failed):
+        OUT.print(f"  cause: {escape(cause_of(ctx, failed))}", highlight=False)
     OUT.print(f"report: {report}  (`shoplake runs show {run.name}`)")
     return 1

@@ -25,10 +25,12 @@ def run_cmd(ctx: CliContext, local: bool, no_follow: bool, no_reconcile: bool,
             raise click.UsageError("--no-reconcile is for --local runs; the state machine "
                                    "always runs its quality step")
         from pipeline.cli.orchestration import follow_run
+        from pipeline.orchestration.liveness import require_workers
         from pipeline.orchestration.runs import start_run
         from pipeline.stack.workers import check_same_settings
 
         check_same_settings(ctx.settings)
+        require_workers(ctx.settings)  # else the tasks would wait on heartbeat timeouts
         arn = start_run(ctx.settings, "manual")
         if no_follow:
             click.echo(arn)

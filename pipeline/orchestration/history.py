@@ -47,7 +47,10 @@ class Node:
         """What the step said it did, in a few words."""
         out = self.output
         if self.error:
-            return f"{self.error}: {self.cause.splitlines()[0] if self.cause else ''}"[:160]
+            cause = self.cause.splitlines()[0] if self.cause else ""
+            if not cause and self.error == "States.Timeout":  # Step Functions gives none
+                cause = "no worker reported on the task in time (it died or hangs)"
+            return (f"{self.error}: {cause}" if cause else self.error)[:160]
         for key in ("summary",):
             if out.get(key):
                 return str(out[key])[:160]

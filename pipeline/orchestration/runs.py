@@ -44,13 +44,21 @@ def start_run(settings: Settings, trigger: str = "manual", run_id: str | None = 
 
 
 def follow(settings: Settings, execution_arn: str, on_update: Callable[[history.Run], None],
-           interval_s: float = 0.5, timeout_s: float | None = None) -> history.Run:
+           interval_s: float = 0.5, timeout_s: float | None = None,
+           on_note: Callable[[str], None] | None = None) -> history.Run:
     """Call `on_update` with the run's graph until the execution ends; the final graph.
-    The run's report is written again once it ended (complete)."""
+    The run's report is written again once it ended (complete). `on_note` hears when the
+    workers die and when they come back (`liveness.WorkerWatch`)."""
+    from pipeline.orchestration.liveness import WorkerWatch
+
     deadline = time.monotonic() + (timeout_s or settings.orchestration.task_timeout_s * 4)
+    watch = WorkerWatch(settings) if on_note is not None else None
     while True:
         run = load_run(settings, execution_arn)
         on_update(run)
+        note = watch.check() if watch is not None and run.status == "RUNNING" else None
+        if note:
+            on_note(note)
         if run.status != "RUNNING":
             write_report(settings, execution_arn)
             return run

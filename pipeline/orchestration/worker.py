@@ -27,7 +27,7 @@ from typing import Any
 from pipeline.aws.clients import aws_client
 from pipeline.config import Settings
 from pipeline.errors import first_line
-from pipeline.orchestration import asl
+from pipeline.orchestration import asl, liveness
 from pipeline.orchestration.steps import STEPS, TRANSIENT, error_name, run_step
 
 LOG = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class Worker:
         self.served = 0
         self._lock = threading.Lock()
         self.status_file = settings.state_dir / "run" / f"{self.name}.status.json"
+        self._beat_at = float("-inf")
 
     # -- talking to Step Functions -------------------------------------------------------------
     def heartbeat(self, token: str) -> None:
@@ -189,6 +190,14 @@ class Worker:
             _atomic_write(self.status_file, json.dumps(status))
         except OSError:
             LOG.debug("could not write %s", self.status_file, exc_info=True)
+        # In compose the runs read liveness from S3 (they share no folder with the workers).
+        if self.settings.mode == "compose" and (
+                stopped or time.monotonic() - self._beat_at >= liveness.HEARTBEAT_EVERY_S):
+            self._beat_at = time.monotonic()
+            try:
+                liveness.heartbeat(self.settings, status)
+            except Exception as exc:  # noqa: BLE001 - LocalStack restarting: next time
+                LOG.debug("heartbeat object not written: %s", first_line(exc))
 
 
 def _describe(task: dict[str, Any]) -> str:

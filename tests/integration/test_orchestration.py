@@ -203,6 +203,66 @@ def test_a_killed_worker_s_task_is_run_again_by_the_other_worker(seeded: Setting
     assert process_of(seeded, WorkerService(seeded, victim)).running() is not None
 
 
+def _kill_workers(settings: Settings) -> None:
+    for i in (1, 2):
+        rec = process_of(settings, WorkerService(settings, i)).running()
+        if rec is not None:
+            os.killpg(rec.pid, signal.SIGKILL)  # each worker and its Spark JVM
+    deadline = time.monotonic() + 10
+    while any(process_of(settings, WorkerService(settings, i)).running() is not None
+              for i in (1, 2)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_with_no_worker_alive_a_run_is_refused_and_a_running_one_says_so(
+        seeded: Settings, cli_env: dict[str, str]) -> None:
+    import threading
+
+    sfn = aws_client(seeded, "stepfunctions")
+    before = len(sfn.list_executions(stateMachineArn=state_machine_arn(seeded))["executions"])
+    _kill_workers(seeded)
+    began = time.monotonic()
+    done = shoplake(cli_env, "run", timeout=60)
+    assert done.returncode == 1 and time.monotonic() - began < 20, done.stdout + done.stderr
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("Error:")]
+    assert errors == ["Error: no worker is alive to run the state machine's tasks: "
+                      "`worker-1` crashed, `worker-2` crashed"], done.stderr
+    assert "`shoplake stack up`" in done.stderr and "unexpected error" not in done.stderr
+    assert len(sfn.list_executions(stateMachineArn=state_machine_arn(seeded))[
+        "executions"]) == before  # refused before any execution started
+
+    # A run already going says so when its workers die, and when they are back.
+    stack.up(seeded)
+    simulate(seeded, rate=20, duration=1.0, seed=97)
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "run"], env=cli_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not any(ln.startswith("[Transform/") for ln in lines):
+            assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+            time.sleep(0.3)
+        _kill_workers(seeded)
+        deadline = time.monotonic() + 30
+        while not any("[run] warning: no worker is alive" in ln for ln in lines):
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.3)
+        stack.up(seeded)
+        assert proc.wait(timeout=RUN_TIMEOUT_S) == 0, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(timeout=5)
+    out = "".join(lines)
+    assert "`worker-1` crashed, `worker-2` crashed" in out and "alive again: the run goes on" \
+        in out, out
+    assert "States.Timeout: no worker reported on the task in time" in out or \
+        "States.Timeout" not in out, out
+    _reconciled(seeded)
+
+
 def _worker_running_a_glue_job(settings: Settings, arn: str) -> int:
     """Wait until a worker runs a Glue job of the run's Transform; its index."""
     deadline = time.monotonic() + 300
