@@ -10,6 +10,7 @@ once, at the CLI edge (or by a test fixture), and passed down; no other module r
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -380,12 +381,17 @@ def env_name(section: str, name: str) -> str:
     return f"{ENV_PREFIX}{section}_{name}".upper()
 
 
-def _convert(raw: Any, annotation: str, key: str) -> Any:
+def _convert(raw: Any, annotation: str, key: str, source: str = "") -> Any:
+    where = f" (from {source})" if source.startswith("env") else ""
     try:
         if annotation == "int":
             return int(raw)
         if annotation == "float":
-            return float(raw)
+            number = float(raw)
+            if not math.isfinite(number):  # nan passes every range check; inf never ends
+                raise ConfigError(f"`{key}` must be a finite number, got `{raw}`{where}",
+                                  key=key)
+            return number
         if annotation == "bool":
             if isinstance(raw, bool):
                 return raw
@@ -400,7 +406,8 @@ def _convert(raw: Any, annotation: str, key: str) -> Any:
             return raw if isinstance(raw, Secret) else Secret(str(raw))
         return str(raw)
     except ValueError as exc:
-        raise ConfigError(f"`{key}` must be {annotation}, got `{raw}`", key=key) from exc
+        raise ConfigError(f"`{key}` must be {annotation}, got `{raw}`{where}",
+                          key=key) from exc
 
 
 def _check(value: Any, meta: Mapping[str, Any], key: str, source: str) -> None:
@@ -465,7 +472,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                 raw, sources[key] = env[var], f"env {var}"
             else:
                 raw, sources[key] = f.metadata[mode], f"default ({mode})"
-            values[f.name] = _convert(raw, str(f.type), key)
+            values[f.name] = _convert(raw, str(f.type), key, sources[key])
             _check(values[f.name], f.metadata, key, sources[key])
         built[section_name] = cls(**values)
     built["stack"] = _absolute_dirs(built["stack"])

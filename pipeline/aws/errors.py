@@ -27,13 +27,34 @@ UNREACHABLE = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutErr
 error code, so their classes are what tells them apart)."""
 
 
+MISSING_CODES = frozenset({
+    "NoSuchBucket", "NoSuchKey", "ResourceNotFoundException", "StateMachineDoesNotExist",
+    "ActivityDoesNotExist", "ExecutionDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+})
+"""AWS error codes for a resource that is not there: after a LocalStack restart, likely."""
+
+PARAMETER_CODES = frozenset({
+    "ValidationException", "ValidationError", "InvalidParameterValue",
+    "InvalidParameterValueException", "InvalidParameterException", "InvalidRequest",
+    "InvalidArgument", "ParamValidationError",
+})
+"""AWS error codes for a request whose parameters were refused: the message says which."""
+
+
 class AwsRequestError(TerminalError):
     """An AWS API (LocalStack) refused a request: a missing bucket, a bad parameter."""
 
     def __init__(self, operation: str, code: str, detail: str) -> None:
-        super().__init__(f"AWS {operation} failed with `{code}`: {detail}",
-                         hint="check `shoplake stack status` (LocalStack forgets everything on "
-                              "restart: `shoplake stack up` provisions again)")
+        if code in MISSING_CODES:
+            hint = ("check `shoplake stack status` (LocalStack forgets everything on restart: "
+                    "`shoplake stack up` provisions again)")
+        elif code in PARAMETER_CODES:
+            hint = (f"a parameter of {operation} was refused (the message above says which): "
+                    "check the value you gave; rerun with --debug to see the request")
+        else:
+            hint = f"rerun with --debug to see the {operation} request and the answer"
+        super().__init__(f"AWS {operation} failed with `{code}`: {detail}", hint=hint)
         self.operation, self.code = operation, code
 
 
@@ -61,4 +82,8 @@ def translate(exc: BotoCoreError | ClientError, endpoint: str, port: int | None 
                                        f"{endpoint} is not reachable: {reason}",
                                        service="localstack", port=port,
                                        hint="start it with `shoplake stack up`")
+    from botocore.exceptions import ParamValidationError
+
+    if isinstance(exc, ParamValidationError):  # refused before it was sent
+        return AwsRequestError("request", "ParamValidationError", " ".join(str(exc).split()))
     return AwsRequestError("request", type(exc).__name__, str(exc))

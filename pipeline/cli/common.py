@@ -23,8 +23,23 @@ PIPE_WIDTH = 200
 OUT = Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 ERR = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else PIPE_WIDTH)
 
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses `inf` and `nan` (which every comparison lets by)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        import math
+
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
 wait_option = click.option(
-    "--wait", "wait_s", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+    "--wait", "wait_s", type=FiniteFloat(min=0), default=None, metavar="SECONDS",
     help="If another run holds the run lease, wait this long for it "
          "[default: orchestration.run_lock_wait_s, 0: refuse at once].")
 

@@ -61,7 +61,8 @@ def render_cmd(ctx: CliContext, target: str, out: str | None) -> int:
 
 
 @click.group("runs", invoke_without_command=True)
-@click.option("-n", "--limit", default=20, show_default=True, help="How many runs to list.")
+@click.option("-n", "--limit", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="How many runs to list (1 to 1000, as Step Functions lists them).")
 @format_option
 @click.pass_context
 def runs_group(click_ctx: click.Context, limit: int, fmt: str) -> int | None:
@@ -172,10 +173,13 @@ def show_schedule_cmd(ctx: CliContext, fmt: str = "table") -> int:
     from pipeline.orchestration import schedule
 
     info = schedule.describe(ctx.settings)
+    info["problem"] = schedule.problem(ctx.settings)
     if fmt == "json":
         click.echo(json.dumps(info, indent=2))
         return 0
     OUT.print(f"schedule: {info['expression'] or 'off'}")
+    if info["problem"]:
+        OUT.print(f"  [yellow]not active[/yellow]: {escape(info['problem'])}", highlight=False)
     for rule, r in info["rules"].items():
         OUT.print(f"  rule {rule}: {r['state']} {escape(str(r['schedule'] or r['pattern']))}",
                   highlight=False)

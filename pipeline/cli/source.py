@@ -7,11 +7,11 @@ from datetime import datetime
 
 import click
 
-from pipeline.cli.common import OUT, CliContext, pass_cli, progress_for
+from pipeline.cli.common import OUT, CliContext, FiniteFloat, pass_cli, progress_for
 
 
 @click.command("seed")
-@click.option("--scale", type=click.FloatRange(min=0, min_open=True), default=1.0,
+@click.option("--scale", type=FiniteFloat(min=0, min_open=True), default=1.0,
               show_default=True, help="Size factor: 1 = 10k customers, 100k orders.")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True,
               help="Random seed: the same seed loads the same rows.")
@@ -36,9 +36,9 @@ def seed_cmd(ctx: CliContext, scale: float, seed_value: int, reset: bool,
 
 
 @click.command("simulate")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=5.0,
+@click.option("--rate", type=FiniteFloat(min=0, min_open=True), default=5.0,
               show_default=True, help="Transactions per second.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Seconds to run [default: until Ctrl-C].")
 @click.option("--seed", "seed_value", type=int, default=None,
               help="Random seed for the sequence of choices.")

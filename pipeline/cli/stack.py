@@ -43,7 +43,21 @@ def up_cmd(ctx: CliContext) -> int:
         OUT.print(f"{r.service:<11} {r.action:<16} pid {r.pid:<8} port {r.port or '-'}")
     OUT.print(f"[green]stack ready[/green] in {time.monotonic() - began:.1f}s "
               f"(state: {ctx.settings.state_dir})")
+    _warn_schedule(ctx)
     return 0
+
+
+def _warn_schedule(ctx: CliContext) -> None:
+    """A saved schedule `stack up` could not apply, named with what to do."""
+    from rich.markup import escape
+
+    from pipeline.orchestration import schedule
+
+    why = schedule.problem(ctx.settings)
+    if why:
+        OUT.print(f"[yellow]Warning[/yellow]: no schedule is active: {escape(why)}\n  -> set "
+                  "another with `shoplake schedule set EXPRESSION`, or `shoplake schedule off`",
+                  highlight=False)
 
 
 @stack_group.command("down")
@@ -83,7 +97,8 @@ def status_cmd(ctx: CliContext, fmt: str) -> int:
 
 @stack_group.command("logs")
 @click.argument("service", required=False)
-@click.option("-n", "--lines", default=40, show_default=True, help="How many lines to show.")
+@click.option("-n", "--lines", type=click.IntRange(min=1), default=40, show_default=True,
+              help="How many lines to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 @pass_cli
 def logs_cmd(ctx: CliContext, service: str | None, lines: int, follow: bool) -> int:
@@ -131,6 +146,7 @@ def provision_cmd(ctx: CliContext) -> int:
         done = stack.provision_stack(ctx.settings, progress)
     for item in done:
         OUT.print(f"{item.kind:<7} {item.name:<24} {item.action}")
+    _warn_schedule(ctx)
     return 0
 
 

@@ -240,9 +240,23 @@ def _filters(path: Path, raw: Any) -> tuple[Filter, ...]:
             raise DashboardFileError(path, f"filter `{fid}` needs a `column` (a column name)")
         if kind == "select" and not str(f.get("options_sql") or "").strip():
             raise DashboardFileError(path, f"select filter `{fid}` needs `options_sql`")
+        # Two filters with one id would bind one query parameter twice (a date range's
+        # value is a pair, so every panel would compare text with a record).
+        names = {f"{fid}_from", f"{fid}_to"} if kind == "date_range" else {fid}
+        if fid in {o.id for o in out}:
+            raise DashboardFileError(path, f"filter id `{fid}` is used twice in the file")
+        taken = names & {n for other in out for n in _param_names(other)}
+        if taken:
+            twin = next(o.id for o in out if taken & _param_names(o))
+            raise DashboardFileError(path, f"filter `{fid}` and filter `{twin}` both bind "
+                                           f"the query parameter `{sorted(taken)[0]}`")
         out.append(Filter(fid, kind, column, str(f.get("label") or fid),
                           str(f.get("options_sql") or "")))
     return tuple(out)
+
+
+def _param_names(f: Filter) -> set[str]:
+    return {f"{f.id}_from", f"{f.id}_to"} if f.type == "date_range" else {f.id}
 
 
 def slug(stem: str) -> str:

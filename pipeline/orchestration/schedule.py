@@ -9,22 +9,24 @@ and, before it ends, goes round again while files keep arriving, so the last fil
 reach gold without another trigger.
 
 LocalStack forgets rules when it restarts: the schedule is kept in `<state>/schedule.json`
-and `stack up` applies it again.
+and `stack up` applies it again. An expression is checked by EventBridge's rules first
+(`cron.check`), and saved only once EventBridge has taken it: on any failure the previous
+schedule stays, saved and applied. A saved one that cannot be applied (written by hand, or
+by an older shoplake) does not stop `stack up`: it is named, and no schedule is active.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from pipeline.aws.clients import aws_client
 from pipeline.config import Settings
-from pipeline.errors import ConfigError
 from pipeline.orchestration import asl
+from pipeline.orchestration.cron import ScheduleError, check
 from pipeline.orchestration.provision import role_arn, state_machine_arn
 
 LOG = logging.getLogger(__name__)
@@ -32,27 +34,15 @@ LOG = logging.getLogger(__name__)
 SCHEDULE_RULE = "shoplake-schedule"
 ARRIVAL_RULE = "shoplake-on-arrival"
 ON_ARRIVAL = "on-arrival"
-_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
-_CRON = re.compile(r"^cron\((\S+\s+){5}\S+\)$")
 
 
 def check_expression(expression: str) -> str:
-    """The expression, normalised; ConfigError for anything EventBridge would refuse."""
+    """The expression, normalised; ScheduleError for anything EventBridge would refuse or
+    that would never fire."""
     expression = " ".join(expression.split())
     if expression == ON_ARRIVAL:
         return expression
-    rate = _RATE.match(expression)
-    if rate:
-        n, unit = int(rate.group(1)), rate.group(2)
-        if n < 1 or (n == 1) != (not unit.endswith("s")):
-            raise ConfigError(f"`{expression}`: EventBridge wants `rate(1 minute)` or "
-                              f"`rate({max(n, 2)} minutes)` (singular for 1)")
-        return expression
-    if _CRON.match(expression):
-        return expression
-    raise ConfigError(f"`{expression}` is not a schedule",
-                      hint="use `rate(5 minutes)`, `cron(0 3 * * ? *)` (six fields, as "
-                           "EventBridge) or `on-arrival`")
+    return check(expression)
 
 
 def _file(settings: Settings):  # noqa: ANN202 - Path
@@ -69,23 +59,61 @@ def stored(settings: Settings) -> str | None:
 
 
 def set_schedule(settings: Settings, expression: str | None) -> str | None:
-    """Store and apply a schedule (None: off)."""
-    expression = check_expression(expression) if expression else None
+    """Check, apply, then save a schedule (None: off). On any failure the previous one
+    stays saved and is applied again."""
+    expression = check_expression(expression) if expression is not None else None
+    previous = stored(settings)
+    try:
+        _apply(settings, expression)
+    except Exception:
+        try:
+            _apply(settings, check_expression(previous) if previous else None)
+        except Exception as undo:  # noqa: BLE001 - the first failure is the one to report
+            LOG.warning("the previous schedule %s was not applied again: %s", previous, undo)
+        raise
     path = _file(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"expression": expression}))
-    apply(settings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"expression": expression}))
+    tmp.replace(path)
     return expression
 
 
 def apply(settings: Settings) -> str | None:
-    """Make EventBridge hold exactly the stored schedule (idempotent; `stack up` calls it)."""
+    """Make EventBridge hold exactly the saved schedule (idempotent; `stack up` calls it).
+    ScheduleError, with no schedule left active, when the saved one cannot be applied."""
     expression = stored(settings)
+    try:
+        checked = check_expression(expression) if expression else None
+    except ScheduleError:
+        _apply(settings, None)
+        raise
+    _apply(settings, checked)
+    return checked
+
+
+def problem(settings: Settings) -> str | None:
+    """Why the saved schedule is not active, or None when it is (or none is saved)."""
+    expression = stored(settings)
+    if not expression:
+        return None
+    try:
+        check_expression(expression)
+    except ScheduleError as exc:
+        return exc.message
+    rule = ARRIVAL_RULE if expression == ON_ARRIVAL else SCHEDULE_RULE
+    if rule not in describe(settings)["rules"]:
+        return f"the saved schedule `{expression}` is not applied (EventBridge holds no rule)"
+    return None
+
+
+def _apply(settings: Settings, expression: str | None) -> None:
+    """EventBridge holds exactly `expression` (already checked) afterwards."""
     _remove(settings, SCHEDULE_RULE)
     _remove(settings, ARRIVAL_RULE)
     _bucket_events(settings, on=expression == ON_ARRIVAL)
     if expression is None:
-        return None
+        return
     events = aws_client(settings, "events")
     target: dict[str, Any] = {"Id": "state-machine", "Arn": state_machine_arn(settings),
                               "RoleArn": role_arn(settings)}
@@ -100,12 +128,17 @@ def apply(settings: Settings) -> str | None:
             "arrival", settings.orchestration.arrival_debounce_s))
         events.put_targets(Rule=ARRIVAL_RULE, Targets=[target])
     else:
-        events.put_rule(Name=SCHEDULE_RULE, ScheduleExpression=expression, State="ENABLED",
-                        Description="Start a pipeline run")
+        try:
+            events.put_rule(Name=SCHEDULE_RULE, ScheduleExpression=expression,
+                            State="ENABLED", Description="Start a pipeline run")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ValidationException":
+                raise
+            raise ScheduleError(expression, "EventBridge refused it: "
+                                f"{exc.response['Error'].get('Message', '')}") from exc
         target["Input"] = json.dumps(asl.execution_input("schedule"))
         events.put_targets(Rule=SCHEDULE_RULE, Targets=[target])
     LOG.info("schedule: %s", expression)
-    return expression
 
 
 def _remove(settings: Settings, rule: str) -> None:

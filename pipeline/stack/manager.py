@@ -237,6 +237,7 @@ def provision_stack(settings: Settings, progress: Progress | None = None) -> lis
     # What a run needs beside them: the warehouse's schema (as a deployment would create
     # Redshift's), the activities, the state machine and its failure rule, the schedule.
     from pipeline.orchestration import schedule
+    from pipeline.orchestration.cron import ScheduleError
     from pipeline.orchestration.provision import provision_orchestration
     from pipeline.warehouse import apply_ddl
     from pipeline.warehouse.reader import ensure_reader_role
@@ -246,7 +247,16 @@ def provision_stack(settings: Settings, progress: Progress | None = None) -> lis
         apply_ddl(settings)
         ensure_reader_role(settings, creds.dashboards)
         done += provision_orchestration(settings)
-        expression = schedule.apply(settings)
+        try:
+            expression = schedule.apply(settings)
+        except ScheduleError as exc:
+            # A saved schedule that cannot be applied must not stop every `stack up`: it is
+            # named (here and by `stack up`'s last line), and no schedule is active.
+            LOG.warning("the saved schedule was not applied: %s", exc.message)
+            done.append(Provisioned("schedule", exc.expression, f"NOT applied: {exc.message}"))
+            progress.finish("provision:run", message=f"schedule `{exc.expression}` NOT "
+                                                     "applied (see `shoplake schedule show`)")
+            return done
     except Exception as exc:
         progress.finish("provision:run", ok=False, message=first_line(exc))
         raise

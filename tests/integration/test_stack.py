@@ -223,6 +223,56 @@ def test_killed_service_is_reported_unhealthy_then_restarted_by_up(
     conn.close()
 
 
+def test_a_bad_schedule_is_refused_and_never_sticks(stack_settings: Settings,
+                                                    cli_env: dict[str, str]) -> None:
+    """A schedule is saved only once EventBridge took it; a saved one `stack up` cannot
+    apply is named, and `stack up` goes on."""
+    from pipeline.orchestration import schedule
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pipeline.cli.main", *args], env=cli_env,
+                              capture_output=True, text=True, timeout=120)
+
+    try:
+        assert cli("schedule", "set", "rate(30 minutes)").returncode == 0
+        for bad, said in (("cron(99 * * * ? *)", "minutes `99` is out of range 0-59"),
+                          ("cron(0 3 31 2 ? *)", "it never fires"),
+                          ("rate(1 minutes)", "takes the singular: `rate(1 minute)`"),
+                          ("", "an empty expression is not a schedule")):
+            done = cli("schedule", "set", bad)
+            errors = [ln for ln in done.stderr.splitlines() if ln.startswith("Error:")]
+            assert done.returncode == 1 and len(errors) == 1 and said in errors[0], done.stderr
+            assert "SHOPLAKE_" not in done.stderr and "stack status" not in done.stderr
+        assert schedule.stored(stack_settings) == "rate(30 minutes)"
+        rules = schedule.describe(stack_settings)["rules"]
+        assert rules["shoplake-schedule"]["schedule"] == "rate(30 minutes)"
+
+        # EventBridge unreachable: the new one is not saved, the old one stays.
+        localstack = process_of(stack_settings, stack.service_named(stack_settings,
+                                                                    "localstack"))
+        rec = localstack.running()
+        assert rec is not None
+        os.killpg(rec.pid, signal.SIGKILL)
+        while localstack.running() is not None:
+            time.sleep(0.1)
+        assert cli("schedule", "set", "cron(0 3 * * ? *)").returncode == 1
+        assert schedule.stored(stack_settings) == "rate(30 minutes)"
+
+        # A saved value that cannot be applied (written by hand): `stack up` names it.
+        (stack_settings.state_dir / "schedule.json").write_text(
+            json.dumps({"expression": "cron(0 25 * * ? *)"}))
+        done = cli("stack", "up")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Warning: no schedule is active: `cron(0 25 * * ? *)` is not a schedule " \
+               "EventBridge can run: hours `25` is out of range 0-23" in done.stdout, done.stdout
+        assert schedule.describe(stack_settings)["rules"] == {}
+        shown = cli("schedule", "show")
+        assert "not active" in shown.stdout and "hours `25`" in shown.stdout
+    finally:
+        stack.up(stack_settings)
+        schedule.set_schedule(stack_settings, None)
+
+
 def test_down_leaves_no_process_behind(stack_settings: Settings) -> None:
     records = [process_of(stack_settings, svc).running()
                for svc in stack.manager.all_services(stack_settings)]

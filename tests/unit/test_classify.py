@@ -121,9 +121,26 @@ def test_aws_errors() -> None:
     typed = typed_error(missing, settings)
     assert isinstance(typed, AwsRequestError) and not typed.transient
     assert "ListObjectsV2" in str(typed) and "NoSuchBucket" in str(typed)
+    assert "`shoplake stack up`" in typed.hint  # a missing bucket: LocalStack restarted
     busy = ClientError({"Error": {"Code": "SlowDown", "Message": "x"},
                         "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")
     assert typed_error(busy, settings).transient
+
+
+def test_a_refused_parameter_is_named_as_such_not_as_a_stack_problem() -> None:
+    """`runs --limit -1` once said to check the stack; a parameter is the cause."""
+    from botocore.exceptions import ParamValidationError
+
+    settings = load_settings(environ={})
+    refused = ClientError({"Error": {"Code": "ValidationException",
+                                     "Message": "Parameter ScheduleExpression is not valid."},
+                           "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutRule")
+    typed = typed_error(refused, settings)
+    assert "ScheduleExpression is not valid" in str(typed)
+    assert "a parameter of PutRule was refused" in typed.hint and "stack" not in typed.hint
+    local = typed_error(ParamValidationError(report="Invalid value for maxResults: -1"),
+                        settings)
+    assert "maxResults" in str(local) and "stack" not in local.hint
 
 
 def test_anything_else_is_left_unexpected() -> None:

@@ -61,3 +61,26 @@ def test_an_unreachable_service_says_to_start_the_stack(capsys, monkeypatch) -> 
                           f"http://127.0.0.1:{port} is not reachable")
     assert len(err.splitlines()) == 2, "one error line, one hint line, however long"
     assert "shoplake stack up" in err and "unexpected" not in err
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["simulate", "--rate", "inf", "--duration", "1"], "'--rate': 'inf' is not a finite number"),
+    (["simulate", "--rate", "nan"], "'--rate': 'nan' is not a finite number"),
+    (["seed", "--scale", "inf"], "'--scale': 'inf' is not a finite number"),
+    (["run", "--local", "--wait", "nan"], "'--wait': 'nan' is not a finite number"),
+    (["runs", "--limit", "-1"], "'-n' / '--limit': -1 is not in the range 1<=x<=1000"),
+])
+def test_an_option_out_of_range_names_itself(capsys, args: list[str], said: str) -> None:
+    assert main(args) == 2  # a usage error, refused before anything runs
+    err = capsys.readouterr().err
+    assert said in err and "unexpected error" not in err and "AWS" not in err
+
+
+@pytest.mark.parametrize(("var", "value"), [("SHOPLAKE_CDC_BATCH_INTERVAL_S", "nan"),
+                                            ("SHOPLAKE_STACK_STARTUP_TIMEOUT", "inf"),
+                                            ("SHOPLAKE_CDC_BATCH_INTERVAL_S", "-inf")])
+def test_a_float_setting_must_be_finite(capsys, monkeypatch, var: str, value: str) -> None:
+    monkeypatch.setenv(var, value)
+    assert main(["config", "show"]) == 1
+    err = capsys.readouterr().err
+    assert f"must be a finite number, got `{value}` (from env {var})" in err

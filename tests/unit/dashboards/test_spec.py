@@ -108,3 +108,19 @@ def test_a_file_name_becomes_a_url_safe_id_and_two_files_cannot_share_one(tmp_pa
     dashboards, broken = load_all(tmp_path)
     assert [d.id for d in dashboards] == ["sales-overview"]
     assert len(broken) == 1 and "would be served and built as `sales-overview`" in str(broken[0])
+
+
+@pytest.mark.parametrize(("filters", "said"), [
+    ("  - {id: pm, type: select, column: payment_method, options_sql: SELECT 1}\n"
+     "  - {id: pm, type: date_range, column: order_ts}\n", "filter id `pm` is used twice"),
+    ("  - {id: day, type: date_range, column: order_ts}\n"
+     "  - {id: day_from, type: select, column: status, options_sql: SELECT 1}\n",
+     "filter `day_from` and filter `day` both bind the query parameter `day_from`"),
+])
+def test_two_filters_on_one_parameter_are_refused(tmp_path: Path, filters: str,
+                                                  said: str) -> None:
+    """They would bind one parameter twice: every panel broke with `text = record`."""
+    path = _write(tmp_path, "d.yaml", f"title: D\nfilters:\n{filters}panels:{GOOD_PANEL}")
+    with pytest.raises(DashboardFileError, match=said) as err:
+        load_dashboard(path)
+    assert str(path) in str(err.value)
