@@ -127,8 +127,8 @@ BEGIN
             AND coalesce(s.updated_at, v_load_ts) <= d.record_start_ts) AS back;
     IF v_count > 0 THEN
         RAISE WARNING '% {noun} change(s) carry an updated_at at or before the start of the '
-                      'version they replace: % (the history is kept; each new version starts '
-                      'at the change''s commit time)', v_count, v_examples;
+                      'version they replace: %; the history is kept: each new version starts '
+                      'at the change''s commit time', v_count, v_examples;
     END IF;
     -- Staging behind the current version in the binlog: nothing to apply.
     SELECT count(*),
@@ -141,7 +141,7 @@ BEGIN
             AND NOT {newer}) AS stale;
     IF v_count > 0 THEN
         RAISE WARNING '% {noun}(s) in `{stg}` hold an older change (in binlog order) than '
-                      'the current version of `{d}`: % (left as they are)', v_count,
+                      'the current version of `{d}`: %; they are left as they are', v_count,
                       v_examples;
     END IF;
 

@@ -62,8 +62,8 @@ BEGIN
             AND coalesce(s.updated_at, v_load_ts) <= d.record_start_ts) AS back;
     IF v_count > 0 THEN
         RAISE WARNING '% customer change(s) carry an updated_at at or before the start of the '
-                      'version they replace: % (the history is kept; each new version starts '
-                      'at the change''s commit time)', v_count, v_examples;
+                      'version they replace: %; the history is kept: each new version starts '
+                      'at the change''s commit time', v_count, v_examples;
     END IF;
     -- Staging behind the current version in the binlog: nothing to apply.
     SELECT count(*),
@@ -78,7 +78,7 @@ BEGIN
             AND NOT (d.change_seq IS NULL OR s.change_seq IS NULL OR s.change_seq > d.change_seq)) AS stale;
     IF v_count > 0 THEN
         RAISE WARNING '% customer(s) in `sales.stg_customers` hold an older change (in binlog order) than '
-                      'the current version of `sales.dim_customer`: % (left as they are)', v_count,
+                      'the current version of `sales.dim_customer`: %; they are left as they are', v_count,
                       v_examples;
     END IF;
 
@@ -180,8 +180,8 @@ BEGIN
             AND coalesce(s.updated_at, v_load_ts) <= d.record_start_ts) AS back;
     IF v_count > 0 THEN
         RAISE WARNING '% product change(s) carry an updated_at at or before the start of the '
-                      'version they replace: % (the history is kept; each new version starts '
-                      'at the change''s commit time)', v_count, v_examples;
+                      'version they replace: %; the history is kept: each new version starts '
+                      'at the change''s commit time', v_count, v_examples;
     END IF;
     -- Staging behind the current version in the binlog: nothing to apply.
     SELECT count(*),
@@ -196,7 +196,7 @@ BEGIN
             AND NOT (d.change_seq IS NULL OR s.change_seq IS NULL OR s.change_seq > d.change_seq)) AS stale;
     IF v_count > 0 THEN
         RAISE WARNING '% product(s) in `sales.stg_products` hold an older change (in binlog order) than '
-                      'the current version of `sales.dim_product`: % (left as they are)', v_count,
+                      'the current version of `sales.dim_product`: %; they are left as they are', v_count,
                       v_examples;
     END IF;
 
