@@ -10,9 +10,13 @@ Per key of staging, a merge does this:
 - new key: a first version, valid from 0001-01-01 (it covers every earlier order);
 - a tracked attribute changed by a change *later in the binlog* than the one that opened the
   current version (`change_seq`): the current version is closed where the next one opens,
-  at the change's `updated_at`; when that is not after the current version's start (the
-  application set it back), at the change's commit time instead, or a microsecond after
-  the start, with a warning. A version is never overwritten, so no history is lost;
+  when the change took effect. That is its `updated_at` when it agrees with its commit time
+  (the database's `ON UPDATE`, within `UPDATED_AT_SLACK_S`), else its commit time, with a
+  warning: an application may leave `updated_at` as it was (`SET city = ..., updated_at =
+  updated_at`), set it back or ahead, and an `ALTER TABLE` changes rows without touching it,
+  and none of that may move a version away from when the log says it changed. A version is
+  never overwritten, and a change that would not start after the current version's start
+  opens a microsecond after it, with a warning; so no history is lost;
 - staging older in the binlog than the current version (a restored silver, say): left as
   it is, with a warning;
 - gone from staging: the current version is closed at load time (deleted at the source);
@@ -36,6 +40,11 @@ HEADER = ("-- Generated from pipeline/warehouse/procedures.py and model.py by\n"
 
 EXAMPLES = 3
 """Keys named in a warning; the warning counts all of them."""
+
+UPDATED_AT_SLACK_S = 60
+"""How long before its commit a change's `updated_at` may lie and still be when it took
+effect (the statement ran that long before the transaction committed). The commit time the
+binlog gives has whole seconds, so `updated_at` may lie up to 1 s after it too."""
 
 
 def _hash_expr(dim: Scd2, prefix: str = "") -> str:
@@ -70,8 +79,10 @@ def render_procedure(dim: Scd2) -> str:
     s_cols = ", ".join(f"s.{a}" for a in attrs)
     newer = "(d.change_seq IS NULL OR s.change_seq IS NULL OR s.change_seq > d.change_seq)"
     changed = f"d.attr_hash <> {_hash_expr(dim, 's.')}"
-    examples = (f"string_agg(format('{noun} %s (updated_at %s, current version from %s)',\n"
-                f"                             k, u, st), '; ' ORDER BY k)\n"
+    took_effect = f"{SCHEMA}.fn_took_effect(s.updated_at, s.commit_ts, v_load_ts)"
+    def examples(fmt: str, *args: str) -> str:
+        return (f"string_agg(format('{noun} %s ({fmt})',\n"
+                f"                             k, {', '.join(args)}), '; ' ORDER BY k)\n"
                 f"               FILTER (WHERE rn <= {EXAMPLES})")
     return f"""\
 -- SCD2 {noun}s on {', '.join(attrs)} (see pipeline/warehouse/procedures.py).
@@ -114,25 +125,42 @@ BEGIN
         END IF;
     END IF;
 
-    -- Changes whose updated_at does not move past the current version's start: warned of,
-    -- and opened at their commit time instead (never written over the current version).
+    -- Changes whose updated_at is not when they took effect: warned of, and opened at
+    -- their commit time instead.
     SELECT count(*),
-           {examples}
+           {examples("updated_at %s, committed %s", "u", "c")}
     INTO v_count, v_examples
-    FROM (SELECT s.{key} AS k, s.updated_at AS u, d.record_start_ts AS st,
+    FROM (SELECT s.{key} AS k, s.updated_at AS u, s.commit_ts AS c,
                  row_number() OVER (ORDER BY s.{key}) AS rn
           FROM {stg} AS s JOIN {d} AS d ON d.{key} = s.{key} AND d.is_current
           WHERE {changed}
             AND {newer}
-            AND coalesce(s.updated_at, v_load_ts) <= d.record_start_ts) AS back;
+            AND s.commit_ts IS NOT NULL
+            AND {took_effect} = s.commit_ts
+            AND s.updated_at IS DISTINCT FROM s.commit_ts) AS off;
     IF v_count > 0 THEN
-        RAISE WARNING '% {noun} change(s) carry an updated_at at or before the start of the '
-                      'version they replace: %; the history is kept: each new version starts '
-                      'at the change''s commit time', v_count, v_examples;
+        RAISE WARNING '% {noun} change(s) carry an updated_at that is not when they were '
+                      'committed: %; each new version starts at the commit time the binlog '
+                      'gives', v_count, v_examples;
+    END IF;
+    -- Changes that would not start after the version they replace: opened just after it.
+    SELECT count(*),
+           {examples("took effect %s, current version from %s", "u", "st")}
+    INTO v_count, v_examples
+    FROM (SELECT s.{key} AS k, {took_effect} AS u, d.record_start_ts AS st,
+                 row_number() OVER (ORDER BY s.{key}) AS rn
+          FROM {stg} AS s JOIN {d} AS d ON d.{key} = s.{key} AND d.is_current
+          WHERE {changed}
+            AND {newer}
+            AND {took_effect} <= d.record_start_ts) AS back;
+    IF v_count > 0 THEN
+        RAISE WARNING '% {noun} change(s) took effect at or before the start of the version '
+                      'they replace: %; the history is kept: each new version starts a '
+                      'microsecond after it', v_count, v_examples;
     END IF;
     -- Staging behind the current version in the binlog: nothing to apply.
     SELECT count(*),
-           {examples}
+           {examples("updated_at %s, current version from %s", "u", "st")}
     INTO v_count, v_examples
     FROM (SELECT s.{key} AS k, s.updated_at AS u, d.record_start_ts AS st,
                  row_number() OVER (ORDER BY s.{key}) AS rn
@@ -149,11 +177,8 @@ BEGIN
     -- the next one opens.
     UPDATE {d} AS d
     SET is_current = false,
-        record_end_ts = CASE
-            WHEN coalesce(s.updated_at, v_load_ts) > d.record_start_ts
-                THEN coalesce(s.updated_at, v_load_ts)
-            WHEN s.commit_ts > d.record_start_ts THEN s.commit_ts
-            ELSE d.record_start_ts + interval '1 microsecond' END
+        record_end_ts = greatest({took_effect},
+                                 d.record_start_ts + interval '1 microsecond')
     FROM {stg} AS s
     WHERE d.{key} = s.{key} AND d.is_current
       AND {changed}
@@ -172,7 +197,7 @@ BEGIN
     SELECT s.{key}, {s_cols},
            {_hash_expr(dim, 's.')},
            CASE WHEN h.last_end IS NULL THEN timestamp '{FIRST_START}'
-                ELSE greatest(coalesce(s.updated_at, v_load_ts), h.last_end) END,
+                ELSE greatest({took_effect}, h.last_end) END,
            timestamp '{OPEN_END}', true, p_run_id, s.change_seq, v_generation
     FROM {stg} AS s
     LEFT JOIN (SELECT {key}, max(record_end_ts) AS last_end
@@ -185,9 +210,27 @@ $$;
 """
 
 
+def render_took_effect() -> str:
+    """When a staged change took effect (see the module's docstring); staging without a
+    commit time (loaded by hand) keeps its updated_at."""
+    return f"""\
+-- When a change took effect: its updated_at when that agrees with its commit time (the
+-- database's ON UPDATE; the binlog's commit time has whole seconds), else the commit time.
+-- Without either: the load time.
+CREATE OR REPLACE FUNCTION {SCHEMA}.fn_took_effect(updated_at timestamp, commit_ts timestamp,
+                                                load_ts timestamp) RETURNS timestamp
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE
+    WHEN commit_ts IS NULL THEN coalesce(updated_at, load_ts)
+    WHEN updated_at >= commit_ts - interval '{UPDATED_AT_SLACK_S} seconds'
+     AND updated_at < commit_ts + interval '1 second' THEN updated_at
+    ELSE commit_ts END $$;
+"""
+
+
 def render_scd2(dims: tuple[Scd2, ...] = SCD2_DIMS) -> str:
     """Every SCD2 dimension's hash function and merge procedure."""
-    parts = [HEADER]
+    parts = [HEADER, render_took_effect()]
     for dim in dims:
         parts += [render_hash_function(dim), render_procedure(dim)]
     return "\n".join(parts)

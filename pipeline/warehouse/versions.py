@@ -7,7 +7,8 @@ version, so reconcile also checks, in gold's own snapshot:
 - every fact points at the version of its own key that is valid at its order time (by the
   same rule as the mart view: `order_ts >= record_start_ts` and before `record_end_ts`, or
   the current version);
-- the versions of a key never overlap, and only the latest is current;
+- the versions of a key never overlap, none ends before it starts, and only the latest is
+  current;
 - every version derives from the bronze full load silver holds now (`generation`): after a
   re-snapshot, versions of the earlier dataset must be gone, or they would claim the new
   dataset's history (`shoplake seed --reset` then `shoplake cdc reset` once left them).
@@ -80,8 +81,8 @@ def link_sql(link: FactLink, limit: int) -> str:
 
 
 def chain_sql(dim: Scd2, limit: int) -> str:
-    """Versions that overlap the next version of their key, or are current but not the
-    latest: the first `limit`, each with the count of all of them."""
+    """Versions that end before they start, overlap the next version of their key, or are
+    current but not the latest: the first `limit`, each with the count of all of them."""
     key, sk = dim.key, dim.surrogate_key
     return f"""
     WITH ordered AS (
@@ -90,8 +91,9 @@ def chain_sql(dim: Scd2, limit: int) -> str:
         FROM {SCHEMA}.{dim.dim}
         WINDOW w AS (PARTITION BY {key} ORDER BY record_start_ts, {sk})),
     bad AS (SELECT * FROM ordered
-            WHERE next_start IS NOT NULL
-              AND (is_current OR e > next_start OR s = next_start))
+            WHERE e <= s
+               OR (next_start IS NOT NULL
+                   AND (is_current OR e > next_start OR s = next_start)))
     SELECT k, sk, s, e, is_current, next_sk, next_start, count(*) OVER () AS n
     FROM bad ORDER BY k, s LIMIT {int(limit)}"""
 
@@ -137,9 +139,10 @@ def check(cur: Any, silver_generations: dict[str, str | None], limit: int
         add(dim.dim, int(rows[0][7]) if rows else 0, [
             VersionDifference(dim.dim, f"{dim.entity} {k}",
                               f"version {sk} ({s} to {e}{', current' if current else ''}) "
-                              + ("overlaps" if e > next_start or s == next_start
-                                 else "is current but is followed by")
-                              + f" version {next_sk} (from {next_start})")
+                              + ("ends before it starts" if e <= s else
+                                 ("overlaps" if e > next_start or s == next_start
+                                  else "is current but is followed by")
+                                 + f" version {next_sk} (from {next_start})"))
             for k, sk, s, e, current, next_sk, next_start, _ in rows])
         want = silver_generations.get(dim.dim)
         if want is None:

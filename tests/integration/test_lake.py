@@ -156,7 +156,8 @@ def test_an_update_back_in_time_keeps_scd2_history(lake: Settings) -> None:
     (_, start, end, current), (_, milan_from, _, now_current) = cities[-2:]
     assert start == zurich_at and end == milan_from > zurich_at and now_current and not current
     warnings = metrics["load_dim_customer"]["warnings"]
-    assert len(warnings) == 1 and "customer 1 (updated_at 2025-01-01 00:00:00" in warnings[0]
+    assert len(warnings) == 1 and "customer 1 (updated_at 2025-01-01 00:00:00, committed " \
+        in warnings[0], warnings
     report = reconcile(lake)
     assert report.ok, report.rows[:3]
 
@@ -308,6 +309,31 @@ def test_a_renamed_column_is_named_and_its_held_rows_come_back(lake: Settings) -
 
 def reconcile_held(settings: Settings, table: str) -> list[dict[str, Any]]:
     return silver.held_rows(settings, table)
+
+
+def test_an_alter_that_changes_values_opens_versions_when_it_ran(lake: Settings) -> None:
+    """`MODIFY price DECIMAL(10,0)` rounds every price without a row event or a new
+    updated_at: the reload brings the rounded prices, and their versions open when the
+    ALTER ran, so orders placed before it keep the prices they were sold at."""
+    [(alter_at,)] = _sql(lake, "SELECT UTC_TIMESTAMP(6)")
+    _sql(lake, "ALTER TABLE products MODIFY price DECIMAL(10,0) NOT NULL")
+    try:
+        metrics = sync_and_run(lake)
+        [(moved, earlier)] = _gold(
+            lake, "SELECT count(*) FILTER (WHERE o.order_ts >= %s), count(*) FILTER (WHERE "
+                  "o.order_ts < %s) FROM sales.fact_order_items i JOIN sales.fact_orders o "
+                  "USING (order_id) JOIN sales.dim_product p USING (product_sk) "
+                  "WHERE p.record_start_ts >= %s", (alter_at, alter_at, alter_at))
+        assert earlier == 0, f"{earlier} earlier order items moved to the rounded prices"
+        rounded = _gold(lake, "SELECT count(*) FROM sales.dim_product WHERE is_current AND "
+                              "record_start_ts >= %s", (alter_at,))[0][0]
+        assert rounded > 0 and moved >= 0
+        assert any("carry an updated_at that is not when they were committed" in w
+                   for w in metrics["load_dim_product"]["warnings"])
+        report = reconcile(lake)
+        assert report.ok, report.rows[:3]
+    finally:
+        _sql(lake, "ALTER TABLE products MODIFY price DECIMAL(12,2) NOT NULL")
 
 
 def test_a_rebuilt_bronze_flows_through_to_gold(lake: Settings) -> None:

@@ -230,8 +230,9 @@ def test_an_update_back_in_time_keeps_every_version(warehouse: Settings) -> None
                                        ("Zürich", zurich_at, milan_committed, False),
                                        ("Milan", milan_committed, OPEN, True)]
     assert len(warnings) == 1, warnings
-    assert "1 customer change(s) carry an updated_at at or before" in warnings[0]
-    assert "customer 1 (updated_at 2025-01-01 00:00:00" in warnings[0]
+    assert "1 customer change(s) carry an updated_at that is not when they were committed: " \
+        "customer 1 (updated_at 2025-01-01 00:00:00, committed 2026-12-06 19:40:00)" \
+        in warnings[0]
     # The order placed in Zürich stays there; the earlier ones stay in Lisbon.
     mart = dict(query(warehouse, "SELECT order_id, city FROM sales.fact_orders AS f JOIN "
                                  "sales.dim_customer AS c USING (customer_sk) "
@@ -240,6 +241,34 @@ def test_an_update_back_in_time_keeps_every_version(warehouse: Settings) -> None
     before = dump(warehouse)
     assert [w for p in PROCEDURES for w in call(warehouse, p)] == []
     assert dump(warehouse) == before  # the same staging again changes nothing
+
+
+@pytest.mark.parametrize(("updated_at", "committed", "starts", "warned"), [
+    # The database's ON UPDATE: updated_at is when it took effect, to the microsecond (the
+    # binlog's commit time has whole seconds).
+    (T(2026, 12, 6, 10, 0, 0, 500000), T(2026, 12, 6, 10, 0), T(2026, 12, 6, 10, 0, 0, 500000),
+     False),
+    # `SET city = ..., updated_at = updated_at`: the row's old stamp, not the change's.
+    (T(2024, 1, 1), T(2026, 12, 6, 10, 0), T(2026, 12, 6, 10, 0), True),
+    (T(2030, 1, 1), T(2026, 12, 6, 10, 0), T(2026, 12, 6, 10, 0), True),  # ahead
+    (T(9999, 12, 31, 23, 59, 59, 999999), T(2026, 12, 6, 10, 0), T(2026, 12, 6, 10, 0), True),
+], ids=["on-update", "unchanged", "ahead", "largest"])
+def test_a_version_starts_when_the_change_was_committed(warehouse: Settings, updated_at,
+                                                        committed, starts, warned) -> None:
+    """An application may leave updated_at as it was, or set it anywhere; an ALTER's reload
+    changes rows without touching it: none of that may move when the version starts."""
+    run(warehouse, DATASET)
+    warnings: list[str] = []
+    load_staging(warehouse, "stg_customers", STAGING_COLUMNS["stg_customers"],
+                 [customer_1("Zürich", updated_at, 2, committed), *CUSTOMERS[1:]])
+    warnings += call(warehouse, "sp_merge_dim_customer")
+    cities = versions(warehouse, "dim_customer", "customer_id", 1)
+    assert [v[:4] for v in cities] == [("Lisbon", FIRST, starts, False),
+                                       ("Zürich", starts, OPEN, True)]
+    assert bool(warnings) == warned, warnings
+    if warned:
+        assert warnings[0].startswith("1 customer change(s) carry an updated_at that is not "
+                                      "when they were committed: customer 1 (updated_at ")
 
 
 def test_staging_behind_gold_in_the_binlog_changes_nothing(warehouse: Settings) -> None:

@@ -2,6 +2,18 @@
 -- `python -m pipeline.warehouse.ddl`; edit those, not this file (a unit test fails
 -- when they drift). PostgreSQL 15 (the Redshift stand-in), PL/pgSQL.
 
+-- When a change took effect: its updated_at when that agrees with its commit time (the
+-- database's ON UPDATE; the binlog's commit time has whole seconds), else the commit time.
+-- Without either: the load time.
+CREATE OR REPLACE FUNCTION sales.fn_took_effect(updated_at timestamp, commit_ts timestamp,
+                                                load_ts timestamp) RETURNS timestamp
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE
+    WHEN commit_ts IS NULL THEN coalesce(updated_at, load_ts)
+    WHEN updated_at >= commit_ts - interval '60 seconds'
+     AND updated_at < commit_ts + interval '1 second' THEN updated_at
+    ELSE commit_ts END $$;
+
 -- md5 of the tracked attributes of a customer.
 CREATE OR REPLACE FUNCTION sales.fn_customer_hash(name text, email_hash text, city text, country text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -47,23 +59,42 @@ BEGIN
         END IF;
     END IF;
 
-    -- Changes whose updated_at does not move past the current version's start: warned of,
-    -- and opened at their commit time instead (never written over the current version).
+    -- Changes whose updated_at is not when they took effect: warned of, and opened at
+    -- their commit time instead.
     SELECT count(*),
-           string_agg(format('customer %s (updated_at %s, current version from %s)',
-                             k, u, st), '; ' ORDER BY k)
+           string_agg(format('customer %s (updated_at %s, committed %s)',
+                             k, u, c), '; ' ORDER BY k)
                FILTER (WHERE rn <= 3)
     INTO v_count, v_examples
-    FROM (SELECT s.customer_id AS k, s.updated_at AS u, d.record_start_ts AS st,
+    FROM (SELECT s.customer_id AS k, s.updated_at AS u, s.commit_ts AS c,
                  row_number() OVER (ORDER BY s.customer_id) AS rn
           FROM sales.stg_customers AS s JOIN sales.dim_customer AS d ON d.customer_id = s.customer_id AND d.is_current
           WHERE d.attr_hash <> sales.fn_customer_hash(s.name, s.email_hash, s.city, s.country)
             AND (d.change_seq IS NULL OR s.change_seq IS NULL OR s.change_seq > d.change_seq)
-            AND coalesce(s.updated_at, v_load_ts) <= d.record_start_ts) AS back;
+            AND s.commit_ts IS NOT NULL
+            AND sales.fn_took_effect(s.updated_at, s.commit_ts, v_load_ts) = s.commit_ts
+            AND s.updated_at IS DISTINCT FROM s.commit_ts) AS off;
     IF v_count > 0 THEN
-        RAISE WARNING '% customer change(s) carry an updated_at at or before the start of the '
-                      'version they replace: %; the history is kept: each new version starts '
-                      'at the change''s commit time', v_count, v_examples;
+        RAISE WARNING '% customer change(s) carry an updated_at that is not when they were '
+                      'committed: %; each new version starts at the commit time the binlog '
+                      'gives', v_count, v_examples;
+    END IF;
+    -- Changes that would not start after the version they replace: opened just after it.
+    SELECT count(*),
+           string_agg(format('customer %s (took effect %s, current version from %s)',
+                             k, u, st), '; ' ORDER BY k)
+               FILTER (WHERE rn <= 3)
+    INTO v_count, v_examples
+    FROM (SELECT s.customer_id AS k, sales.fn_took_effect(s.updated_at, s.commit_ts, v_load_ts) AS u, d.record_start_ts AS st,
+                 row_number() OVER (ORDER BY s.customer_id) AS rn
+          FROM sales.stg_customers AS s JOIN sales.dim_customer AS d ON d.customer_id = s.customer_id AND d.is_current
+          WHERE d.attr_hash <> sales.fn_customer_hash(s.name, s.email_hash, s.city, s.country)
+            AND (d.change_seq IS NULL OR s.change_seq IS NULL OR s.change_seq > d.change_seq)
+            AND sales.fn_took_effect(s.updated_at, s.commit_ts, v_load_ts) <= d.record_start_ts) AS back;
+    IF v_count > 0 THEN
+        RAISE WARNING '% customer change(s) took effect at or before the start of the version '
+                      'they replace: %; the history is kept: each new version starts a '
+                      'microsecond after it', v_count, v_examples;
     END IF;
     -- Staging behind the current version in the binlog: nothing to apply.
     SELECT count(*),
@@ -86,11 +117,8 @@ BEGIN
     -- the next one opens.
     UPDATE sales.dim_customer AS d
     SET is_current = false,
-        record_end_ts = CASE
-            WHEN coalesce(s.updated_at, v_load_ts) > d.record_start_ts
-                THEN coalesce(s.updated_at, v_load_ts)
-            WHEN s.commit_ts > d.record_start_ts THEN s.commit_ts
-            ELSE d.record_start_ts + interval '1 microsecond' END
+        record_end_ts = greatest(sales.fn_took_effect(s.updated_at, s.commit_ts, v_load_ts),
+                                 d.record_start_ts + interval '1 microsecond')
     FROM sales.stg_customers AS s
     WHERE d.customer_id = s.customer_id AND d.is_current
       AND d.attr_hash <> sales.fn_customer_hash(s.name, s.email_hash, s.city, s.country)
@@ -109,7 +137,7 @@ BEGIN
     SELECT s.customer_id, s.name, s.email_hash, s.city, s.country,
            sales.fn_customer_hash(s.name, s.email_hash, s.city, s.country),
            CASE WHEN h.last_end IS NULL THEN timestamp '0001-01-01 00:00:00'
-                ELSE greatest(coalesce(s.updated_at, v_load_ts), h.last_end) END,
+                ELSE greatest(sales.fn_took_effect(s.updated_at, s.commit_ts, v_load_ts), h.last_end) END,
            timestamp '9999-12-31 00:00:00', true, p_run_id, s.change_seq, v_generation
     FROM sales.stg_customers AS s
     LEFT JOIN (SELECT customer_id, max(record_end_ts) AS last_end
@@ -165,23 +193,42 @@ BEGIN
         END IF;
     END IF;
 
-    -- Changes whose updated_at does not move past the current version's start: warned of,
-    -- and opened at their commit time instead (never written over the current version).
+    -- Changes whose updated_at is not when they took effect: warned of, and opened at
+    -- their commit time instead.
     SELECT count(*),
-           string_agg(format('product %s (updated_at %s, current version from %s)',
-                             k, u, st), '; ' ORDER BY k)
+           string_agg(format('product %s (updated_at %s, committed %s)',
+                             k, u, c), '; ' ORDER BY k)
                FILTER (WHERE rn <= 3)
     INTO v_count, v_examples
-    FROM (SELECT s.product_id AS k, s.updated_at AS u, d.record_start_ts AS st,
+    FROM (SELECT s.product_id AS k, s.updated_at AS u, s.commit_ts AS c,
                  row_number() OVER (ORDER BY s.product_id) AS rn
           FROM sales.stg_products AS s JOIN sales.dim_product AS d ON d.product_id = s.product_id AND d.is_current
           WHERE d.attr_hash <> sales.fn_product_hash(s.name, s.category, s.price, s.active)
             AND (d.change_seq IS NULL OR s.change_seq IS NULL OR s.change_seq > d.change_seq)
-            AND coalesce(s.updated_at, v_load_ts) <= d.record_start_ts) AS back;
+            AND s.commit_ts IS NOT NULL
+            AND sales.fn_took_effect(s.updated_at, s.commit_ts, v_load_ts) = s.commit_ts
+            AND s.updated_at IS DISTINCT FROM s.commit_ts) AS off;
     IF v_count > 0 THEN
-        RAISE WARNING '% product change(s) carry an updated_at at or before the start of the '
-                      'version they replace: %; the history is kept: each new version starts '
-                      'at the change''s commit time', v_count, v_examples;
+        RAISE WARNING '% product change(s) carry an updated_at that is not when they were '
+                      'committed: %; each new version starts at the commit time the binlog '
+                      'gives', v_count, v_examples;
+    END IF;
+    -- Changes that would not start after the version they replace: opened just after it.
+    SELECT count(*),
+           string_agg(format('product %s (took effect %s, current version from %s)',
+                             k, u, st), '; ' ORDER BY k)
+               FILTER (WHERE rn <= 3)
+    INTO v_count, v_examples
+    FROM (SELECT s.product_id AS k, sales.fn_took_effect(s.updated_at, s.commit_ts, v_load_ts) AS u, d.record_start_ts AS st,
+                 row_number() OVER (ORDER BY s.product_id) AS rn
+          FROM sales.stg_products AS s JOIN sales.dim_product AS d ON d.product_id = s.product_id AND d.is_current
+          WHERE d.attr_hash <> sales.fn_product_hash(s.name, s.category, s.price, s.active)
+            AND (d.change_seq IS NULL OR s.change_seq IS NULL OR s.change_seq > d.change_seq)
+            AND sales.fn_took_effect(s.updated_at, s.commit_ts, v_load_ts) <= d.record_start_ts) AS back;
+    IF v_count > 0 THEN
+        RAISE WARNING '% product change(s) took effect at or before the start of the version '
+                      'they replace: %; the history is kept: each new version starts a '
+                      'microsecond after it', v_count, v_examples;
     END IF;
     -- Staging behind the current version in the binlog: nothing to apply.
     SELECT count(*),
@@ -204,11 +251,8 @@ BEGIN
     -- the next one opens.
     UPDATE sales.dim_product AS d
     SET is_current = false,
-        record_end_ts = CASE
-            WHEN coalesce(s.updated_at, v_load_ts) > d.record_start_ts
-                THEN coalesce(s.updated_at, v_load_ts)
-            WHEN s.commit_ts > d.record_start_ts THEN s.commit_ts
-            ELSE d.record_start_ts + interval '1 microsecond' END
+        record_end_ts = greatest(sales.fn_took_effect(s.updated_at, s.commit_ts, v_load_ts),
+                                 d.record_start_ts + interval '1 microsecond')
     FROM sales.stg_products AS s
     WHERE d.product_id = s.product_id AND d.is_current
       AND d.attr_hash <> sales.fn_product_hash(s.name, s.category, s.price, s.active)
@@ -227,7 +271,7 @@ BEGIN
     SELECT s.product_id, s.name, s.category, s.price, s.active,
            sales.fn_product_hash(s.name, s.category, s.price, s.active),
            CASE WHEN h.last_end IS NULL THEN timestamp '0001-01-01 00:00:00'
-                ELSE greatest(coalesce(s.updated_at, v_load_ts), h.last_end) END,
+                ELSE greatest(sales.fn_took_effect(s.updated_at, s.commit_ts, v_load_ts), h.last_end) END,
            timestamp '9999-12-31 00:00:00', true, p_run_id, s.change_seq, v_generation
     FROM sales.stg_products AS s
     LEFT JOIN (SELECT product_id, max(record_end_ts) AS last_end
