@@ -67,18 +67,26 @@ def _not_in(column: str, keys: set[str]) -> str:
     return f"{column} NOT IN ({', '.join(map(str, ints))})" if ints else "TRUE"
 
 
+ITEM_ORDERS = "orders of held order_items"
+"""Held-keys entry: the orders a held order item belongs to. Gold's order_total of such an
+order still counts the item's previous value, so their totals are left out on both sides."""
+
+
 def source_day_sql(held: Held) -> str:
     orders, items = held.get("orders", set()), held.get("order_items", set())
+    totals = orders | held.get(ITEM_ORDERS, set())
     # A zero or invalid order_ts gets no day of its own (DATE() would return text).
     day = ("CASE WHEN YEAR(order_ts) = 0 OR MONTH(order_ts) = 0 OR DAYOFMONTH(order_ts) = 0 "
            "THEN NULL ELSE DATE(order_ts) END")
     return (
-        "SELECT d, SUM(orders), SUM(items), SUM(quantity), SUM(revenue), SUM(revenue) FROM ("
+        "SELECT d, SUM(orders), SUM(items), SUM(quantity), SUM(revenue), SUM(total) FROM ("
         f" SELECT {day} AS d, COUNT(*) AS orders, 0 AS items, 0 AS quantity,"
-        f"        0 AS revenue FROM orders WHERE {_not_in('id', orders)} GROUP BY d"
+        f"        0 AS revenue, 0 AS total FROM orders WHERE {_not_in('id', orders)} GROUP BY d"
         " UNION ALL"
         f" SELECT {day.replace('order_ts', 'o.order_ts')}, 0, COUNT(*), SUM(i.quantity),"
-        "        SUM(i.quantity * i.unit_price)"
+        "        SUM(i.quantity * i.unit_price),"
+        f"        SUM(CASE WHEN {_not_in('o.id', totals)} THEN i.quantity * i.unit_price"
+        "                 ELSE 0 END)"
         " FROM order_items i JOIN orders o ON o.id = i.order_id"
         f" WHERE {_not_in('o.id', orders)} AND {_not_in('i.id', items)}"
         f" GROUP BY {day.replace('order_ts', 'o.order_ts')}"
@@ -87,11 +95,12 @@ def source_day_sql(held: Held) -> str:
 
 def gold_day_sql(held: Held) -> str:
     orders, items = held.get("orders", set()), held.get("order_items", set())
+    totals = orders | held.get(ITEM_ORDERS, set())
     return f"""
     SELECT to_date(date_key::text, 'YYYYMMDD'), sum(orders), sum(items), sum(quantity),
            sum(revenue), sum(order_total)
     FROM (SELECT date_key, count(*) AS orders, 0 AS items, 0 AS quantity, 0 AS revenue,
-                 sum(order_total) AS order_total
+                 sum(order_total) FILTER (WHERE {_not_in('order_id', totals)}) AS order_total
           FROM {SCHEMA}.fact_orders WHERE {_not_in('order_id', orders)} GROUP BY date_key
           UNION ALL
           SELECT date_key, 0, count(*), sum(quantity), sum(line_total), 0
@@ -319,6 +328,7 @@ def reconcile(settings: Settings, progress: Progress | None = None) -> Reconcile
                 with gold_conn.cursor() as gold_cur:
                     gold_cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, "
                                      "READ ONLY")
+                    _orders_of_held_items(keys, src_cur, gold_cur)
                     source = _read(src_cur, keys, bucket_rows, "mysql")
                     gold = _read(gold_cur, keys, bucket_rows, "postgres")
                     report = compare(source.days, gold.days, source.totals, gold.totals)
@@ -416,6 +426,18 @@ def _compare_rows(report: ReconcileReport, e: rowdiff.Entity, source: Side, gold
     if real:
         report.row_counts[e.table] = len(real)
         report.rows += real[:settings.reconcile.max_rows_shown]
+
+
+def _orders_of_held_items(keys: Held, src_cur: Any, gold_cur: Any) -> None:
+    """The orders held order items belong to, on either side (`ITEM_ORDERS`)."""
+    items = keys.get("order_items", set())
+    if not any(str(k).lstrip("-").isdigit() for k in items):
+        return
+    inside = _not_in("x", items).removeprefix("x NOT IN ")
+    src_cur.execute(f"SELECT DISTINCT order_id FROM order_items WHERE id IN {inside}")
+    gold_cur.execute(f"SELECT DISTINCT order_id FROM {SCHEMA}.fact_order_items "
+                     f"WHERE order_item_id IN {inside}")
+    keys[ITEM_ORDERS] = {str(r[0]) for r in [*src_cur.fetchall(), *gold_cur.fetchall()]}
 
 
 def _check_versions(report: ReconcileReport, gold_cur: Any, settings: Settings) -> None:

@@ -143,17 +143,27 @@ def test_a_zero_date_is_held_in_quarantine_and_reported(lake: Settings,
 def test_a_quarantined_update_leaves_gold_behind_and_says_so(lake: Settings,
                                                              env: dict[str, str]) -> None:
     ok(shoplake(env, "run", "--local"))
+    (price,) = source(lake, "SELECT unit_price FROM order_items WHERE id = 3")[0]
     source(lake, "UPDATE orders SET status = 'lost' WHERE id = 1",
-           "UPDATE products SET price = -5.00 WHERE id = 1")
+           "UPDATE products SET price = -5.00 WHERE id = 1",
+           # An order line held too: its order's total in gold still counts its old price.
+           "ALTER TABLE order_items DROP CONSTRAINT chk_order_items_unit_price",
+           "UPDATE order_items SET unit_price = -1.00 WHERE id = 3")
     out = fails(shoplake(env, "run", "--local"))
-    assert "2 rows" in out or ("`orders`" in out and "`products`" in out), out
+    assert "3 rows" in out or ("`orders`" in out and "`products`" in out), out
     rec = report(shoplake(env, "reconcile", "--format", "json"), 1)
     held = {(h["table"], h["key"]): h["reason"] for h in rec["held"]}
     assert held == {("orders", "1"): "unknown status 'lost'",
-                    ("products", "1"): "negative `price`"}, held
+                    ("products", "1"): "negative `price`",
+                    ("order_items", "3"): "negative `unit_price`"}, held
     assert rec["differences"] == [], "held rows are gold being behind, not differences"
+    warn = {**env, "SHOPLAKE_RECONCILE_ON_QUARANTINE": "warn"}
+    assert report(shoplake(warn, "reconcile", "--format", "json"), 0)["behind"]
     source(lake, "UPDATE orders SET status = 'paid' WHERE id = 1",
-           "UPDATE products SET price = 5.00 WHERE id = 1")
+           "UPDATE products SET price = 5.00 WHERE id = 1",
+           f"UPDATE order_items SET unit_price = {price} WHERE id = 3",
+           "ALTER TABLE order_items ADD CONSTRAINT chk_order_items_unit_price "
+           "CHECK (unit_price >= 0)")
     ok(shoplake(env, "run", "--local"))
     assert gold(lake, "SELECT status FROM sales.fact_orders WHERE order_id = 1") == [("paid",)]
 
