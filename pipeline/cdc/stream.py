@@ -63,6 +63,11 @@ _ALTER = re.compile(rf"^\s*ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE\s+(?:IF\s+EXIST
 _DESTRUCTIVE = re.compile(r"^\s*(?:DROP\s+(?:TEMPORARY\s+)?TABLE(?:\s+IF\s+EXISTS)?|"
                           r"TRUNCATE(?:\s+TABLE)?)\s+(.+?)(?:\s+(?:RESTRICT|CASCADE))?\s*"
                           r"(?:/\*.*)?$", re.IGNORECASE | re.DOTALL)
+_RENAME = re.compile(r"^\s*RENAME\s+TABLES?\s+(.+?)\s*(?:/\*.*)?$", re.IGNORECASE | re.DOTALL)
+"""`RENAME TABLE a TO b[, c TO d]`: every name on either side."""
+_ALTER_RENAME = re.compile(r"\bRENAME\s+(?:TO\s+|AS\s+)?(?!(?:COLUMN|INDEX|KEY)\b)",
+                           re.IGNORECASE)
+"""An `ALTER TABLE x RENAME [TO] y` (not a column's or an index's rename)."""
 
 
 @dataclass
@@ -314,25 +319,41 @@ class Replicator:
                     query[:80], position)
 
     def _refuse_destructive(self, query: str) -> None:
-        """DROP TABLE / TRUNCATE of a replicated table: stop before it, never skip it.
+        """DROP TABLE / TRUNCATE / RENAME of a replicated table: stop before it, never skip it.
 
         DMS writes no row deletes for these either, so bronze would keep rows the source no
-        longer has. The checkpoint stays before the statement: every restart stops here
-        until `shoplake cdc reset` rebuilds bronze from a new full load.
+        longer has (or, renamed, miss every change made under the other name). The
+        checkpoint stays before the statement: every restart stops here until `shoplake cdc
+        reset` rebuilds bronze from a new full load.
         """
-        match = _DESTRUCTIVE.match(query)
-        if not match:
-            return
-        names = {n.strip().strip("`").split(".")[-1].strip("`")
-                 for n in match.group(1).split(",")}
+        names: set[str] = set()
+        renamed = False
+        if match := _DESTRUCTIVE.match(query):
+            names = {n for n in match.group(1).split(",")}
+        elif match := _RENAME.match(query):
+            renamed = True
+            names = {n for pair in match.group(1).split(",")
+                     for n in re.split(r"\s+TO\s+", pair, flags=re.IGNORECASE)}
+        elif (match := _ALTER.match(query)) and _ALTER_RENAME.search(query, match.end()):
+            renamed = True
+            names = {match.group(1)}
+        names = {n.strip().strip("`").split(".")[-1].strip().strip("`") for n in names}
         hit = sorted(names & (self.tables | {layout.table for layout in self.layouts.values()}))
-        if hit:
-            self.flush()
-            raise CdcError(f"`{query[:80]}` removes replicated rows without row events "
-                           f"(table `{self.bronze.schema}.{hit[0]}`)",
+        if not hit:
+            return
+        self.flush()
+        table = f"`{self.bronze.schema}.{hit[0]}`"
+        if renamed:
+            raise CdcError(f"`{query[:80]}` renames replicated table {table}: changes made "
+                           "under the other name would never reach it",
                            table=hit[0], position=str(self.boundary),
-                           hint="run `shoplake cdc reset` to rebuild bronze from a new full "
-                                "load (exclude scratch tables with `SHOPLAKE_CDC_EXCLUDE_TABLES`)")
+                           hint=f"rename it back to {table}, then run `shoplake cdc reset` "
+                                "to rebuild bronze from a new full load")
+        raise CdcError(f"`{query[:80]}` removes replicated rows without row events "
+                       f"(table {table})",
+                       table=hit[0], position=str(self.boundary),
+                       hint="run `shoplake cdc reset` to rebuild bronze from a new full "
+                            "load (exclude scratch tables with `SHOPLAKE_CDC_EXCLUDE_TABLES`)")
 
     # -- batches --------------------------------------------------------------------------
     def _due(self) -> bool:

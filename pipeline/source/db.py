@@ -82,7 +82,9 @@ def translate(exc: pymysql.err.Error, creds: DbCredentials | None,
         return ConflictError(service, what, f"{CONFLICTS[code]} (error {code})")
     if code == 1146:  # no such table
         return QueryError(service, what, detail, code="1146",
-                          hint="create the source's tables with `shoplake seed`")
+                          hint="a table the pipeline reads is missing from the source: if it was "
+                               "renamed or dropped, put it back; a new, empty source "
+                               "gets its tables from `shoplake seed`")
     return QueryError(service, what, detail, code=str(code or ""))
 
 

@@ -123,6 +123,28 @@ def test_drop_or_truncate_of_a_replicated_table_stops_before_it(rep: Replicator,
     assert positions(rep) == [220]  # committed work is kept; the checkpoint stays before it
 
 
+@pytest.mark.parametrize("sql", ["RENAME TABLE customers TO customers_old",
+                                 "rename table scratch to x, `shop`.`customers` to c2",
+                                 "RENAME TABLE customers_new TO customers",
+                                 "ALTER TABLE customers RENAME TO clients",
+                                 "alter table `shop`.`customers` rename clients"])
+def test_a_rename_of_a_replicated_table_stops_before_it(rep: Replicator, sql: str) -> None:
+    rep._rows(row_event(WriteRowsEvent, 200, [{"values": {"id": 1, "city": "Oslo"}}]), FILE)
+    rep._commit(BinlogPosition(FILE, 220), 1_780_000_000)
+    with pytest.raises(CdcError, match="rename it back") as exc:
+        rep._query(query(300, sql), FILE)
+    assert "renames replicated table" in str(exc.value)
+    assert positions(rep) == [220]
+
+
+@pytest.mark.parametrize("sql", ["ALTER TABLE customers RENAME COLUMN city TO town",
+                                 "ALTER TABLE customers RENAME INDEX a TO b",
+                                 "RENAME TABLE scratch TO scratch_old"])
+def test_renaming_a_column_or_another_table_is_not_a_table_rename(rep: Replicator,
+                                                                  sql: str) -> None:
+    rep._refuse_destructive(sql)  # no error
+
+
 def test_dropping_some_other_table_is_just_ddl(rep: Replicator) -> None:
     rep._query(query(300, "DROP TABLE IF EXISTS scratch_import"), FILE)
     assert positions(rep) == [300]
