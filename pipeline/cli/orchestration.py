@@ -225,12 +225,16 @@ def follow_run(ctx: CliContext, arn: str) -> int:
         OUT.print(f"stopped following; run {name} goes on (`shoplake runs show {name}`)")
         raise
     skipped = any(n.name == "AlreadyRunning" and n.status != "pending" for n in run.nodes)
+    older = next((n.output.get("oldest") or {} for n in run.nodes if n.name == "Guard"), {})
     from pipeline.orchestration.report import report_path
 
     report = report_path(ctx.settings, run.name)
     if skipped:
-        OUT.print(f"run {run.name}: another run was in progress; this one ended as "
-                  "AlreadyRunning and did nothing")
+        other = older.get("Name") if isinstance(older, dict) else None
+        which = (f"run {other} was in progress (follow it with `shoplake runs show {other}`)"
+                 if other else "another run was in progress")
+        OUT.print(f"run {run.name}: {which}; this one ended as AlreadyRunning and did "
+                  "nothing", highlight=False)
         return 0
     took = f"{run.seconds:.1f}s" if run.seconds is not None else "?"
     print_warnings(run)

@@ -101,7 +101,9 @@ def recent_executions(settings: Settings) -> list[dict[str, Any]]:
 
     return [{"run_id": ex["name"], "status": ex["status"], "trigger": ex["trigger"] or None,
              "started_at": _naive(ex["start"]), "stopped_at": _naive(ex["stop"]),
-             "error": ex["error"]} for ex in executions(settings, RECENT_RUNS)]
+             "error": ex["error"]} for ex in executions(settings, RECENT_RUNS)
+            # A run that found an older one in progress did nothing: it is not a run.
+            if not ex["skipped"]]
 
 
 # -- one record ---------------------------------------------------------------------------------

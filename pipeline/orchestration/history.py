@@ -279,7 +279,7 @@ def _parents(definition: dict[str, Any]) -> dict[str, str]:
 
 RESULT_PATHS = {"WaitForCdcSync": "cdc", "ReplicateNow": "replicated", "StartCrawler": "crawl",
                 "GetCrawler": "crawler", "QualityAndReconcile": "quality",
-                "CheckArrivals": "arrivals", "BronzeToSilver": "job"}
+                "CheckArrivals": "arrivals", "BronzeToSilver": "job", "Guard": "guard"}
 """Where a task's result sits in its state's output (its ResultPath)."""
 
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC
 
 import psycopg2
 
@@ -106,16 +107,26 @@ def run_lease(settings: Settings, what: str, wait_s: float | None = None,
                 cur.execute(f"SELECT pg_try_advisory_lock{'_shared' if shared else ''}(%s)",
                             (RUN_LEASE_KEY,))
                 (got,) = cur.fetchone()
+            execution = None
+            if got and not shared:
+                # A state-machine run holds the lease per step, with gaps between its
+                # steps: it is in progress for as long as its execution is RUNNING.
+                execution = running_execution(settings)
+                if execution is not None:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT pg_advisory_unlock(%s)", (RUN_LEASE_KEY,))
+                    got = False
             if got:
                 break
+            holder = execution or _holder(conn)
             waited = time.monotonic() - began
             if waited >= wait_s:
                 if waiting:
                     progress.finish("lease", ok=False, message=f"gave up after {waited:.0f}s")
-                raise RunInProgressError(_holder(conn), waited)
+                raise RunInProgressError(holder, waited)
             if not waiting:
                 waiting = True
-                progress.start("lease", f"waiting for the run lease held by {_holder(conn)}")
+                progress.start("lease", f"waiting for the run lease held by {holder}")
             time.sleep(min(1.0, max(0.05, wait_s - waited)))
         if waiting:
             progress.finish("lease", message=f"run lease taken after "
@@ -136,6 +147,29 @@ def run_lease(settings: Settings, what: str, wait_s: float | None = None,
         raise from_psycopg(exc, "taking the run lease") from exc
     finally:
         conn.close()
+
+
+def running_execution(settings: Settings) -> Holder | None:
+    """The state-machine run in progress, if Step Functions has one RUNNING.
+
+    None when LocalStack cannot say (down, or no state machine yet): then no execution can
+    be making progress either, and the lease alone decides.
+    """
+    from pipeline.aws.clients import aws_client
+    from pipeline.orchestration.provision import state_machine_arn
+
+    try:
+        listed = aws_client(settings, "stepfunctions").list_executions(
+            stateMachineArn=state_machine_arn(settings), statusFilter="RUNNING",
+            maxResults=1)["executions"]
+    except Exception as exc:  # noqa: BLE001 - unreachable or not provisioned: nothing runs
+        LOG.debug("no running execution known: %s", exc)
+        return None
+    if not listed:
+        return None
+    started = listed[0]["startDate"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return Holder(f"state-machine run `{listed[0]['name']}` (follow it with `shoplake runs "
+                  f"show {listed[0]['name']}`)", None, started)
 
 
 def _held_here() -> bool:

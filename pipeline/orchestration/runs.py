@@ -79,7 +79,8 @@ def execution_arn(settings: Settings, run_id: str) -> str:
 
 def executions(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
     """The latest executions as Step Functions reports them, newest first: name, status,
-    trigger, start and stop (aware datetimes; stop None while running), error."""
+    trigger, start and stop (aware datetimes; stop None while running), error, and
+    `skipped`: the older run in progress when this one ended as AlreadyRunning, or None."""
     sfn = aws_client(settings, "stepfunctions")
     try:
         listed = sfn.list_executions(stateMachineArn=state_machine_arn(settings),
@@ -92,15 +93,26 @@ def executions(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
     for ex in listed:
         described = sfn.describe_execution(executionArn=ex["executionArn"])
         out.append({"name": ex["name"], "status": ex["status"],
+                    "skipped": already_running(ex["name"],
+                                               json.loads(described.get("output") or "{}")),
                     "trigger": json.loads(described.get("input") or "{}").get("trigger", ""),
                     "start": ex["startDate"], "stop": ex.get("stopDate"),
                     "error": described.get("error") or None})
     return out
 
 
+def already_running(name: str, output: Any) -> str | None:
+    """The older run `name` found in progress (its Guard's result), if it did nothing."""
+    guard = output.get("guard") if isinstance(output, dict) else None
+    oldest = (guard or {}).get("oldest") if isinstance(guard, dict) else None
+    other = oldest.get("Name") if isinstance(oldest, dict) else None
+    return other if other and other != name else None
+
+
 def recent_runs(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
     """The latest executions, newest first: id, status, trigger, start, duration."""
-    return [{"run": ex["name"], "status": ex["status"], "trigger": ex["trigger"],
+    return [{"run": ex["name"],
+             "status": "SKIPPED" if ex["skipped"] else ex["status"], "trigger": ex["trigger"],
              "started": ex["start"].strftime("%Y-%m-%d %H:%M:%S"),
              "seconds": round((ex["stop"] - ex["start"]).total_seconds(), 1)
              if ex["stop"] else None} for ex in executions(settings, limit)]

@@ -303,15 +303,32 @@ def test_sigterm_lets_a_worker_finish_its_task_then_it_exits(seeded: Settings) -
     _reconciled(seeded)
 
 
-def test_two_runs_at_once_one_does_the_work(seeded: Settings) -> None:
+def test_two_runs_at_once_one_does_the_work(seeded: Settings, cli_env: dict[str, str]) -> None:
     first = start_run(seeded, "manual")
     second = start_run(seeded, "manual")
+    # The run lease covers the whole execution, not only its steps: commands that must not
+    # run under a run are refused while it is RUNNING, naming it.
+    name = first.rsplit(":", 1)[-1]
+    for command in (("warehouse", "init"), ("cdc", "reset", "--yes")):
+        refused = shoplake(cli_env, *command)
+        out = refused.stdout + refused.stderr
+        assert refused.returncode == 1, out
+        assert f"state-machine run `{name}`" in out and "holds the run lease" in out, out
     runs = [_finished(seeded, first), _finished(seeded, second)]
     assert [r.status for r in runs] == ["SUCCEEDED", "SUCCEEDED"]
     skipped = [r for r in runs if _node(r, "AlreadyRunning").status != "pending"]
     worked = [r for r in runs if _node(r, "QualityAndReconcile").status == "succeeded"]
     assert len(skipped) == 1 and len(worked) == 1, [(r.name, r.nodes) for r in runs]
-    assert worked[0].name == first.rsplit(":", 1)[-1]  # the oldest goes on
+    assert worked[0].name == name  # the oldest goes on
+    # The one that did nothing is listed as skipped and never counted as a run in health.
+    listed = {r["run"]: r["status"] for r in recent_runs(seeded, 10)}
+    assert listed[skipped[0].name] == "SKIPPED" and listed[name] == "SUCCEEDED", listed
+    from pipeline.warehouse.load import session
+
+    with session(seeded) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM sales.pipeline_runs WHERE run_id = %s",
+                    (skipped[0].name,))
+        assert cur.fetchone() == (0,)
 
 
 def test_the_schedule_starts_runs(seeded: Settings, cli_env: dict[str, str]) -> None:
