@@ -50,12 +50,31 @@ def _file(settings: Settings):  # noqa: ANN202 - Path
 
 
 def stored(settings: Settings) -> str | None:
-    """The schedule set with `shoplake schedule`; else the setting's; None for none."""
+    """The schedule set with `shoplake schedule`; else the setting's; None for none (and
+    for a saved file that cannot be read: `problem` names it)."""
+    return _saved(settings)[0]
+
+
+def _saved(settings: Settings) -> tuple[str | None, str | None]:
+    """The saved expression, and why the saved file cannot be used (None when it can)."""
+    path = _file(settings)
     try:
-        data = json.loads(_file(settings).read_text())
-        return data.get("expression") or None
-    except (OSError, ValueError):
-        return settings.orchestration.schedule or None
+        text = path.read_text()
+    except FileNotFoundError:
+        return settings.orchestration.schedule or None, None
+    except OSError as exc:
+        return None, f"{path} cannot be read ({exc.strerror or exc})"
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None, f"{path} is not JSON (edited by hand?)"
+    if not isinstance(data, dict) or "expression" not in data:
+        return None, f"{path} holds no `expression` (edited by hand?)"
+    expression = data["expression"]
+    if expression is not None and not isinstance(expression, str):
+        return None, (f"{path}: `expression` is {json.dumps(expression)[:60]}, not an "
+                      "EventBridge expression in quotes")
+    return expression or None, None
 
 
 def set_schedule(settings: Settings, expression: str | None) -> str | None:
@@ -94,7 +113,9 @@ def apply(settings: Settings) -> str | None:
 
 def problem(settings: Settings) -> str | None:
     """Why the saved schedule is not active, or None when it is (or none is saved)."""
-    expression = stored(settings)
+    expression, unreadable = _saved(settings)
+    if unreadable:
+        return unreadable
     if not expression:
         return None
     try:

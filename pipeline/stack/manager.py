@@ -120,10 +120,11 @@ def up(settings: Settings, progress: Progress | None = None) -> list[UpResult]:
         raise errors[0]
     provision_stack(settings, progress)
     # The workers serve the activities provisioning just created.
-    from pipeline.stack.workers import record_settings, worker_services
+    from pipeline.stack.workers import changed_settings, record_settings, worker_services
 
     workers = worker_services(settings)
     _stop_extra_workers(settings, len(workers))
+    _restart_for(settings, workers, changed_settings(settings), progress)
     record_settings(settings)
     from pipeline.stack.dashboards import DashboardService
 
@@ -131,6 +132,25 @@ def up(settings: Settings, progress: Progress | None = None) -> list[UpResult]:
     with ThreadPoolExecutor(max_workers=len(after)) as pool:
         results += list(pool.map(lambda w: _up_one(settings, w, progress), after))
     return results
+
+
+def _restart_for(settings: Settings, workers: list[NativeService], changed: list[str],
+                 progress: Progress) -> None:
+    """Stop running workers started with other settings, so they start again with these
+    (recording the new settings without restarting them would make `run` trust workers
+    that never got them)."""
+    if not changed:
+        return
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3
+                                      else "")
+    for svc in workers:
+        proc = process_of(settings, svc)
+        if proc.running() is None:
+            continue
+        progress.start(svc.name, f"stopping {svc.name}: its settings differ ({shown})")
+        proc.stop(svc.stop_timeout or settings.stack.stop_timeout, svc.stop_signal,
+                  routine_kill=svc.kill_is_routine)
+        progress.finish(svc.name, message=f"stopped to restart with the new {shown}")
 
 
 def _stop_extra_workers(settings: Settings, keep: int) -> None:

@@ -71,20 +71,31 @@ def record_settings(settings) -> None:  # noqa: ANN001 - Settings
     path.write_text(json.dumps(env, indent=1, sort_keys=True))
 
 
-def check_same_settings(settings) -> None:  # noqa: ANN001 - Settings
-    """A setting given to `shoplake run` that the workers do not have would not take
-    effect (the steps run in the workers): refuse it, saying how to make it count."""
+def _differences(settings) -> tuple[list[str], dict[str, str], dict[str, str]]:  # noqa: ANN001
+    """Settings keys whose value differs from what the workers were started with."""
     import json
-
-    from pipeline.errors import ConfigError
 
     try:
         theirs = json.loads(settings_file(settings).read_text())
     except (OSError, ValueError):
-        return  # no workers started by this stack (compose, or another machine): trust them
+        return [], {}, {}  # no workers started by this stack (compose, another machine)
     mine = as_environment(settings)
     differ = sorted(k for k, v in theirs.items() if mine.get(k) != v
                     and not k.startswith("SHOPLAKE_STACK_"))
+    return differ, mine, theirs
+
+
+def changed_settings(settings) -> list[str]:  # noqa: ANN001 - Settings
+    """The settings (as SHOPLAKE_* names) the running workers do not have."""
+    return _differences(settings)[0]
+
+
+def check_same_settings(settings) -> None:  # noqa: ANN001 - Settings
+    """A setting given to `shoplake run` that the workers do not have would not take
+    effect (the steps run in the workers): refuse it, saying how to make it count."""
+    from pipeline.errors import ConfigError
+
+    differ, mine, theirs = _differences(settings)
     if differ:
         shown = ", ".join(f"{k}={mine.get(k)!r} (workers: {theirs[k]!r})" for k in differ[:4])
         raise ConfigError(f"the run's steps execute in the workers, which run with other "

@@ -163,6 +163,33 @@ def test_second_up_is_a_no_op(stack_settings: Settings) -> None:
                                                         "state machine")} == {"unchanged"}
 
 
+def test_up_with_other_settings_restarts_the_workers_with_them(
+        stack_settings: Settings, cli_env: dict[str, str]) -> None:
+    """`SHOPLAKE_X=... stack up` gives the workers X (a run's steps execute there); it
+    never records X for workers that still run without it."""
+    def up(env: dict[str, str]) -> None:
+        done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "stack", "up"],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def worker_env(pids: dict[str, int]) -> set[str | None]:
+        return {psutil.Process(pids[w]).environ().get("SHOPLAKE_CDC_EXCLUDE_TABLES")
+                for w in ("worker-1", "worker-2")}
+
+    before = _pids(stack_settings)
+    up({**cli_env, "SHOPLAKE_CDC_EXCLUDE_TABLES": "scratch_x"})
+    changed = _pids(stack_settings)
+    try:
+        assert all(changed[w] != before[w] for w in ("worker-1", "worker-2")), changed
+        assert all(changed[s] == before[s] for s in ("mariadb", "postgres", "localstack"))
+        assert worker_env(changed) == {"scratch_x"}
+    finally:
+        up(cli_env)  # and back: restarted again, without it
+    back = _pids(stack_settings)
+    assert all(back[w] != changed[w] for w in ("worker-1", "worker-2")), back
+    assert worker_env(back) <= {"", None}
+
+
 def test_cli_status_reports_json(stack_settings: Settings, cli_env: dict[str, str]) -> None:
     done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "stack", "status",
                            "--format", "json"], env=cli_env, capture_output=True, text=True)
@@ -268,6 +295,16 @@ def test_a_bad_schedule_is_refused_and_never_sticks(stack_settings: Settings,
         assert schedule.describe(stack_settings)["rules"] == {}
         shown = cli("schedule", "show")
         assert "not active" in shown.stdout and "hours `25`" in shown.stdout
+        # A file edited into something that is not a schedule is named, never a crash.
+        path = stack_settings.state_dir / "schedule.json"
+        for text, said in (('{"expression": 42}', "`expression` is 42"),
+                           ('["rate(5 minutes)"]', "holds no `expression`"),
+                           ("not json", "is not JSON")):
+            path.write_text(text)
+            for args in (("stack", "up"), ("schedule", "show")):
+                done = cli(*args)
+                assert done.returncode == 0, done.stdout + done.stderr
+                assert f"{path}" in done.stdout and said in done.stdout, done.stdout
     finally:
         stack.up(stack_settings)
         schedule.set_schedule(stack_settings, None)
