@@ -71,13 +71,19 @@ class Secret:
 
 
 def setting(doc: str, native: Any, compose: Any = None, *, choices: tuple[str, ...] = (),
-            minimum: float | None = None, maximum: float | None = None) -> Any:
+            minimum: float | None = None, maximum: float | None = None,
+            pattern: tuple[str, str] | None = None) -> Any:
     """Declare a field: its docstring, its default in each mode (compose defaults to native)
-    and what values it accepts (`choices`, or a number from `minimum` to `maximum`)."""
+    and what values it accepts (`choices`, a number from `minimum` to `maximum`, or text
+    matching `pattern`: a regular expression and how to say it)."""
     compose_default = native if compose is None else compose
     return field(default=None, metadata={"doc": doc, "native": native, "compose": compose_default,
                                          "choices": choices, "minimum": minimum,
-                                         "maximum": maximum})
+                                         "maximum": maximum, "pattern": pattern})
+
+
+SERVER_ID = {"minimum": 1, "maximum": 4294967295}
+"""A MySQL server id: 1 to 2^32-1 (0 refuses replicas)."""
 
 
 PORT = {"minimum": 1, "maximum": 65535}
@@ -116,7 +122,7 @@ class MySQLSettings:
     port: int = setting("TCP port of the source database.", 13306, 3306, **PORT)
     database: str = setting("Name of the OLTP schema.", "shop")
     user: str = setting("Application user (owner of the `shop` schema).", "shoplake")
-    server_id: int = setting("Binlog server id of the source.", 1)
+    server_id: int = setting("Binlog server id of the source.", 1, **SERVER_ID)
     secret_name: str = setting("Secrets Manager secret holding the app user's credentials.",
                                "shoplake/mysql")
 
@@ -180,7 +186,8 @@ class CdcSettings:
                         "shoplake_cdc")
     secret_name: str = setting("Secrets Manager secret holding the CDC user's credentials.",
                                "shoplake/mysql-cdc")
-    server_id: int = setting("Replica server id the binlog reader announces (unique).", 4242)
+    server_id: int = setting("Replica server id the binlog reader announces (unique).", 4242,
+                             **SERVER_ID)
     data_format: str = setting("Bronze file format, as DMS's DataFormat: `parquet` or `csv`.",
                                "parquet", choices=("parquet", "csv"))
     batch_interval_s: float = setting("Close a CDC file after this many seconds "
@@ -208,7 +215,8 @@ class SparkSettings:
     master: str = setting("Spark master: local threads natively, the standalone master in "
                           "compose (or a real cluster).", "local[2]", "spark://spark-master:7077")
     driver_memory: str = setting("Driver memory (local mode runs everything in the driver).",
-                                 "2g")
+                                 "2g", pattern=(r"[1-9][0-9]*[kKmMgGtT]?",
+                                                "a JVM size such as `2g` or `512m`"))
     cores_max: int = setting("Cores one worker's Spark session may hold on a standalone "
                              "cluster (spark.cores.max); every worker keeps its session, so "
                              "more than cluster cores / workers starves the others. 0: "
@@ -418,9 +426,31 @@ def _check(value: Any, meta: Mapping[str, Any], key: str, source: str) -> None:
                           f"`{value}`{where}", key=key)
     low, high = meta["minimum"], meta["maximum"]
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = (f"from {low:g} to {high:g}" if low is not None and high is not None
-                  else f"at least {low:g}" if low is not None else f"at most {high:g}")
+        def num(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+        bounds = (f"from {num(low)} to {num(high)}" if low is not None and high is not None
+                  else f"at least {num(low)}" if low is not None else f"at most {num(high)}")
         raise ConfigError(f"`{key}` must be {bounds}; got `{value}`{where}", key=key)
+    if meta.get("pattern") and not re.fullmatch(meta["pattern"][0], str(value)):
+        raise ConfigError(f"`{key}` must be {meta['pattern'][1]}; got `{value}`{where}",
+                          key=key)
+
+
+def _check_together(built: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """Rules between settings, named by the variable that breaks them."""
+    o = built["orchestration"]
+    if o.heartbeat_s >= o.task_timeout_s:
+        key = "orchestration.heartbeat_s"
+        source = sources.get(key, "")
+        if not source.startswith("env"):
+            key, source = "orchestration.task_timeout_s", sources.get(
+                "orchestration.task_timeout_s", "")
+        where = f" (from {source})" if source.startswith("env") else ""
+        raise ConfigError(f"`orchestration.heartbeat_s` ({o.heartbeat_s}) must be below "
+                          f"`orchestration.task_timeout_s` ({o.task_timeout_s}): Step "
+                          f"Functions refuses a heartbeat not shorter than the task's "
+                          f"timeout{where}", key=key)
 
 
 NOT_SETTINGS = ("SHOPLAKE_PYTHON", "SHOPLAKE_LOCALSTACK_PYTHON_BASE")
@@ -475,6 +505,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             values[f.name] = _convert(raw, str(f.type), key, sources[key])
             _check(values[f.name], f.metadata, key, sources[key])
         built[section_name] = cls(**values)
+    _check_together(built, sources)
     built["stack"] = _absolute_dirs(built["stack"])
     return Settings(**built, sources=sources)
 

@@ -8,11 +8,13 @@ from datetime import datetime
 import click
 
 from pipeline.cli.common import OUT, CliContext, FiniteFloat, pass_cli, progress_for
+from pipeline.source import MAX_SCALE
 
 
 @click.command("seed")
-@click.option("--scale", type=FiniteFloat(min=0, min_open=True), default=1.0,
-              show_default=True, help="Size factor: 1 = 10k customers, 100k orders.")
+@click.option("--scale", type=FiniteFloat(min=0, max=MAX_SCALE, min_open=True), default=1.0,
+              show_default=True, help=f"Size factor: 1 = 10k customers, 100k orders (at most "
+                                      f"{MAX_SCALE}).")
 @click.option("--seed", "seed_value", type=int, default=42, show_default=True,
               help="Random seed: the same seed loads the same rows.")
 @click.option("--reset", is_flag=True, help="Drop and recreate the tables when they hold rows.")

@@ -5,3 +5,6 @@ standing in for the AWS Lambda (`simulate`).
 Everything that reads or writes the source goes through `pipeline.source.db`, so a refused
 login or an unreachable server is classified once, by MySQL error code.
 """
+
+MAX_SCALE = 100
+"""Largest seed scale: 1M customers and 10M orders, generated in memory (~20 GB at 100)."""

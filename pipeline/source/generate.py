@@ -21,6 +21,8 @@ from typing import Any
 
 from faker import Faker
 
+from pipeline.source import MAX_SCALE
+
 TABLES = ("customers", "products", "orders", "order_items")
 """Tables of `shop`, parents before children (the order to load them in)."""
 
@@ -236,8 +238,8 @@ def months_before(ts: datetime, months: int) -> datetime:
 
 def generate(scale: float = 1.0, seed: int = 42, anchor: datetime | None = None) -> Dataset:
     """All rows of `shop` for `scale` (fractions allowed), reproducible for `seed` and `anchor`."""
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
+    if not 0 < scale <= MAX_SCALE:
+        raise ValueError(f"scale must be above 0 and at most {MAX_SCALE}, got {scale}")
     anchor = _naive_utc(anchor or default_anchor())
     data = Dataset(anchor=anchor, start=months_before(anchor, HISTORY_MONTHS))
     pools = Pools.build(seed)

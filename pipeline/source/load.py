@@ -133,13 +133,14 @@ def _seed(conn: pymysql.connections.Connection, settings: Settings, scale: float
     """The body of `seed`, inside its error translation."""
     create_schema(conn)
     existing = table_counts(conn)
-    if reset:
-        LOG.info("dropping and recreating the `shop` tables (they held %s)", existing)
-        reset_schema(conn)
-    elif any(existing.values()):
+    if any(existing.values()) and not reset:
         raise SourceNotEmptyError(settings.mysql.database, existing)
+    # Generate first: a failure here (memory, a bad anchor) leaves the source as it was.
     progress.start("seed:generate", f"generating rows (scale {scale}, seed {seed})")
     data: Dataset = generate(scale, seed, anchor)
     progress.finish("seed:generate", message=", ".join(
         f"{t} {n}" for t, n in data.counts().items()))
+    if reset:
+        LOG.info("dropping and recreating the `shop` tables (they held %s)", existing)
+        reset_schema(conn)
     return {table: insert_rows(conn, table, data.rows(table), progress) for table in TABLES}

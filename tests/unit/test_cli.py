@@ -67,6 +67,7 @@ def test_an_unreachable_service_says_to_start_the_stack(capsys, monkeypatch) -> 
     (["simulate", "--rate", "inf", "--duration", "1"], "'--rate': 'inf' is not a finite number"),
     (["simulate", "--rate", "nan"], "'--rate': 'nan' is not a finite number"),
     (["seed", "--scale", "inf"], "'--scale': 'inf' is not a finite number"),
+    (["seed", "--scale", "1e308", "--reset"], "'--scale': 1e+308 is not in the range 0<x<=100"),
     (["run", "--local", "--wait", "nan"], "'--wait': 'nan' is not a finite number"),
     (["runs", "--limit", "-1"], "'-n' / '--limit': -1 is not in the range 1<=x<=1000"),
 ])

@@ -49,6 +49,28 @@ def test_bad_values_raise_config_errors_naming_the_key() -> None:
         load_settings(environ={"SHOPLAKE_STACK_MODE": "kubernetes"})
 
 
+@pytest.mark.parametrize(("env", "said"), [
+    ({"SHOPLAKE_ORCHESTRATION_HEARTBEAT_S": "5000"},
+     "`orchestration.heartbeat_s` (5000) must be below `orchestration.task_timeout_s` (1800)"),
+    ({"SHOPLAKE_ORCHESTRATION_TASK_TIMEOUT_S": "20"}, "(from env "
+                                                       "SHOPLAKE_ORCHESTRATION_TASK_TIMEOUT_S)"),
+    ({"SHOPLAKE_CDC_SERVER_ID": "-5"}, "`cdc.server_id` must be from 1 to 4294967295"),
+    ({"SHOPLAKE_MYSQL_SERVER_ID": "99999999999"}, "`mysql.server_id` must be from 1 to"),
+    ({"SHOPLAKE_SPARK_DRIVER_MEMORY": "lots"}, "a JVM size such as `2g`"),
+    ({"SHOPLAKE_SPARK_DRIVER_MEMORY": "2 g"}, "a JVM size"),
+])
+def test_values_the_services_would_refuse_are_refused_here(env: dict[str, str],
+                                                             said: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(environ=env)
+    assert said in exc.value.message
+
+
+def test_a_jvm_size_is_accepted() -> None:
+    assert load_settings(environ={"SHOPLAKE_SPARK_DRIVER_MEMORY": "512m"}).spark.driver_memory \
+        == "512m"
+
+
 def test_secrets_never_print() -> None:
     s = load_settings(environ={"SHOPLAKE_LOCALSTACK_AUTH_TOKEN": "ls-very-secret"})
     assert s.localstack.auth_token.reveal() == "ls-very-secret"
