@@ -148,16 +148,42 @@ def heartbeat(settings: Settings, status: dict[str, Any]) -> None:
 
 
 class WorkerWatch:
-    """While a run is followed: a message when the last worker dies, and when one is back."""
+    """While a run is followed: a message when the last worker dies, again every
+    `remind_s` while none is alive, and when one is back."""
 
-    def __init__(self, settings: Settings, every_s: float = 5.0) -> None:
-        self.settings, self.every_s = settings, every_s
+    def __init__(self, settings: Settings, every_s: float = 5.0,
+                 remind_s: float = 60.0) -> None:
+        self.settings, self.every_s, self.remind_s = settings, every_s, remind_s
         self._next = time.monotonic() + every_s
-        self._down = False
+        self._down_since: float | None = None
+        self._reminded = 0.0
 
     def check(self) -> str | None:
-        if time.monotonic() < self._next:
+        now = time.monotonic()
+        if now < self._next:
             return None
+        self._next = now + self.every_s
+        try:
+            found = workers(self.settings)
+        except Exception:  # noqa: BLE001 - LocalStack restarting, say: ask again later
+            return None
+        living = alive(found)
+        start = ("`docker compose up -d worker`" if self.settings.mode == "compose"
+                 else "`shoplake stack up`")
+        if not living and self._down_since is None:
+            self._down_since = self._reminded = now
+            return (f"no worker is alive ({', '.join(str(w) for w in found) or 'none'}): "
+                    f"the run's tasks wait until one is; start them with {start}")
+        if not living and now - self._reminded >= self.remind_s:
+            self._reminded = now
+            return (f"still no worker alive after {now - self._down_since:.0f}s: the run "
+                    f"waits (up to orchestration.task_timeout_s, "
+                    f"{self.settings.orchestration.task_timeout_s} s, per task); start them "
+                    f"with {start}")
+        if living and self._down_since is not None:
+            self._down_since = None
+            return f"{', '.join(f'`{w.name}`' for w in living)} alive again: the run goes on"
+        return None
         self._next = time.monotonic() + self.every_s
         try:
             found = workers(self.settings)

@@ -59,3 +59,17 @@ def test_the_watch_speaks_once_when_the_last_worker_dies_and_once_when_one_is_ba
     assert said[0] is None and said[2] is None
     assert said[1].startswith("no worker is alive (`worker-1` crashed): the run's tasks wait")
     assert said[3] == "`worker-1` alive again: the run goes on"
+
+
+def test_the_watch_reminds_while_no_worker_is_alive(settings, monkeypatch) -> None:
+    monkeypatch.setattr(liveness, "workers",
+                        lambda _s: [WorkerState("worker-1", False, "crashed")])
+    clock = iter([0.0, 0.0, 30.0, 61.0, 62.0, 125.0])
+    monkeypatch.setattr(liveness.time, "monotonic", lambda: next(clock))
+    watch = WorkerWatch(settings, every_s=0, remind_s=60)
+    said = [watch.check() for _ in range(4)]
+    assert said[0].startswith("no worker is alive")
+    assert said[1] is None and said[3] is None
+    assert said[2].startswith("still no worker alive after 61s: the run waits")
+    assert "shoplake stack up" in said[2]
+    assert watch.check().startswith("still no worker alive after 125s")
