@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pipeline.aws.clients import aws_client
+from pipeline.aws.clients import aws_client, ensure_answering
 from pipeline.config import Settings
 from pipeline.errors import TerminalError
 from pipeline.orchestration import asl, history
@@ -30,6 +30,7 @@ def new_run_id() -> str:
 
 def start_run(settings: Settings, trigger: str = "manual", run_id: str | None = None) -> str:
     """Start an execution; its ARN."""
+    ensure_answering(settings)  # never a start_execution that lands after we gave up
     sfn = aws_client(settings, "stepfunctions")
     try:
         return sfn.start_execution(

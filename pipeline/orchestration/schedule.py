@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pipeline.aws.clients import aws_client
+from pipeline.aws.clients import aws_client, ensure_answering
 from pipeline.config import Settings
 from pipeline.orchestration import asl
 from pipeline.orchestration.cron import ScheduleError, check
@@ -81,6 +81,7 @@ def set_schedule(settings: Settings, expression: str | None) -> str | None:
     """Check, apply, then save a schedule (None: off). On any failure the previous one
     stays saved and is applied again."""
     expression = check_expression(expression) if expression is not None else None
+    ensure_answering(settings)
     previous = stored(settings)
     try:
         _apply(settings, expression)

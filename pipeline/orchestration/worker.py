@@ -124,7 +124,7 @@ class Worker:
             LOG.warning("could not start Spark ahead of the first job: %s", first_line(exc))
 
     def _poll(self, step: str) -> None:
-        sfn = aws_client(self.settings, "stepfunctions")
+        sfn = aws_client(self.settings, "stepfunctions", long_poll=True)
         arn = asl._Binding(self.settings, "local").activity(step)
         while not self.stopping.is_set():
             try:

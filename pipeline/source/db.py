@@ -38,7 +38,7 @@ UNREACHABLE = {
     2002: "cannot connect through the socket",
     2003: "cannot connect (connection refused or timed out)",
     2006: "the server has gone away",
-    2013: "lost the connection to the server",
+    2013: "lost the connection to the server (or it hangs: no answer within the read timeout)",
     2055: "lost the connection to the server",
     1053: "the server is shutting down",
     1927: "the connection was killed",
@@ -97,14 +97,28 @@ def translated(creds: DbCredentials, what: str = "a statement") -> Iterator[None
         raise translate(exc, creds, what) from exc
 
 
+READ_TIMEOUT_S = 120
+"""Longest a source session waits for the server's next packet (no query here takes long)."""
+LOGIN_TIMEOUT_S = 15
+"""Longest the login waits for the server's greeting and answers."""
+
+
 def connect(creds: DbCredentials, **kwargs: Any) -> Connection:
     """A session on `creds.dbname`, in UTC, utf8mb4; typed errors when it cannot be had."""
+    # A hung server (stopped, swapping) accepts the TCP connection and then says nothing:
+    # without a read timeout the greeting, and every query, would wait forever.
+    # The login gets LOGIN_TIMEOUT_S, queries READ_TIMEOUT_S (PyMySQL has one setting
+    # for both, read at every packet, so it is raised once the session is open).
     options: dict[str, Any] = {"charset": "utf8mb4", "connect_timeout": 5,
+                               "read_timeout": LOGIN_TIMEOUT_S, "write_timeout": 60,
                                "init_command": "SET time_zone = '+00:00'"} | kwargs
     with translated(creds, "the login"):
-        return pymysql.connect(host=creds.host, port=creds.port, user=creds.username,
+        conn = pymysql.connect(host=creds.host, port=creds.port, user=creds.username,
                                password=creds.password.reveal(), database=creds.dbname,
                                **options)
+    if "read_timeout" not in kwargs:
+        conn._read_timeout = READ_TIMEOUT_S  # noqa: SLF001 - no public setter
+    return conn
 
 
 def connect_app(settings: Settings, **kwargs: Any) -> Connection:

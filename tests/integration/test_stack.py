@@ -310,6 +310,34 @@ def test_a_bad_schedule_is_refused_and_never_sticks(stack_settings: Settings,
         schedule.set_schedule(stack_settings, None)
 
 
+def test_a_hung_service_is_named_within_seconds(stack_settings: Settings,
+                                               cli_env: dict[str, str]) -> None:
+    """A stopped (SIGSTOP) server accepts connections and answers nothing: commands give
+    up quickly, naming it, instead of waiting without a word."""
+    def hung(name: str, *args: str) -> tuple[str, float]:
+        rec = process_of(stack_settings, stack.service_named(stack_settings, name)).running()
+        assert rec is not None
+        os.kill(rec.pid, signal.SIGSTOP)
+        began = time.monotonic()
+        try:
+            done = subprocess.run([sys.executable, "-m", "pipeline.cli.main", *args],
+                                  env=cli_env, capture_output=True, text=True, timeout=120)
+        finally:
+            os.kill(rec.pid, signal.SIGCONT)
+        assert done.returncode == 1, done.stdout + done.stderr
+        return done.stderr, time.monotonic() - began
+
+    err, took = hung("mariadb", "seed", "--scale", "0.01")
+    assert "the source database (`mariadb`)" in err and "hangs" in err, err
+    assert took < 60, took
+    err, took = hung("localstack", "schedule", "set", "rate(5 minutes)")
+    assert "LocalStack" in err and "no answer within 5s" in err, err
+    assert took < 30, took
+    from pipeline.orchestration import schedule
+
+    assert schedule.stored(stack_settings) is None  # nothing saved, nothing half-applied
+
+
 def test_down_leaves_no_process_behind(stack_settings: Settings) -> None:
     records = [process_of(stack_settings, svc).running()
                for svc in stack.manager.all_services(stack_settings)]
