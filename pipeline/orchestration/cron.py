@@ -106,13 +106,18 @@ def _check_rate(text: str, body: str, now: datetime) -> None:
 
 
 # -- cron -----------------------------------------------------------------------------------
-def _value(text: str, field: _Field, expression: str) -> int:
+def _value(text: str, field: _Field, expression: str, whole: str | None = None) -> int:
+    """One number (or name) of a field; `whole` is the item it came from, for messages."""
     word = text.upper()
     if field.names and word in field.names:
         return field.names[word]
     if not text.isdigit():
-        raise ScheduleError(expression, f"{field.name} `{text}` is not a number"
-                            + (f" or a name ({'/'.join(field.names)})" if field.names else ""))
+        names = f" or a name ({'/'.join(field.names)})" if field.names else ""
+        if not text:
+            raise ScheduleError(expression, f"{field.name} `{whole}` lacks a number{names}")
+        where = f"{field.name} `{whole}`: `{text}`" if whole and whole != text \
+            else f"{field.name} `{text}`"
+        raise ScheduleError(expression, f"{where} is not a number{names}")
     n = int(text)
     if not field.low <= n <= field.high:
         raise ScheduleError(expression, f"{field.name} `{text}` is out of range "
@@ -137,7 +142,8 @@ def _values(text: str, field: _Field, expression: str) -> set[int]:
             low, high = field.low, field.high
         elif "-" in base:
             a, _, b = base.partition("-")
-            low, high = _value(a, field, expression), _value(b, field, expression)
+            low, high = (_value(a, field, expression, base),
+                         _value(b, field, expression, base))
             if low > high:
                 raise ScheduleError(expression, f"{field.name} `{base}` runs backwards; write "
                                                 "a range that wraps as two")
@@ -166,7 +172,7 @@ def _dom_matcher(dom: str, expression: str):  # noqa: ANN202
             return {_weekday_near(y, m, end) if dom == "LW" else end}
         return last
     if dom.endswith("W"):
-        day = _value(dom[:-1], field, expression)
+        day = _value(dom[:-1], field, expression, dom)
         return lambda y, m: ({_weekday_near(y, m, day)}
                              if day <= calendar.monthrange(y, m)[1] else set())
     days = _values(dom, field, expression)
@@ -205,7 +211,7 @@ def _dow_matcher(dow: str, expression: str):  # noqa: ANN202
             return {hits[int(nth) - 1]} if len(hits) >= int(nth) else set()
         return nth_day
     if dow.endswith("L"):
-        day = 7 if dow == "L" else _value(dow[:-1], field, expression)
+        day = 7 if dow == "L" else _value(dow[:-1], field, expression, dow)
 
         def last_day(y: int, m: int) -> set[int]:
             end = calendar.monthrange(y, m)[1]

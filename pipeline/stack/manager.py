@@ -339,4 +339,6 @@ def down(settings: Settings, purge: bool = False,
     if purge:
         for sub in ("data", "run", "logs", "credentials", "reports"):
             shutil.rmtree(settings.state_dir / sub, ignore_errors=True)
+        # A fresh stack must not apply an old schedule again.
+        (settings.state_dir / "schedule.json").unlink(missing_ok=True)
     return results

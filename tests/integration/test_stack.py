@@ -367,9 +367,10 @@ def test_down_leaves_no_process_behind(stack_settings: Settings) -> None:
 def test_down_purge_deletes_data_and_a_new_up_starts_from_scratch(
         stack_settings: Settings) -> None:
     old_password = warehouse_credentials(stack_settings).password
-    stack.down(stack_settings, purge=True)
     state = stack_settings.state_dir
-    for sub in ("data", "credentials", "logs", "run"):
+    (state / "schedule.json").write_text('{"expression": "rate(5 minutes)"}')
+    stack.down(stack_settings, purge=True)
+    for sub in ("data", "credentials", "logs", "run", "schedule.json"):
         assert not (state / sub).exists(), sub
     results = stack.up(stack_settings)  # fresh data dirs, new passwords, secrets updated
     assert {r.action for r in results} == {"started"}

@@ -40,6 +40,9 @@ def test_rates_eventbridge_runs(expression: str) -> None:
 @pytest.mark.parametrize(("expression", "said"), [
     ("cron(99 * * * ? *)", "minutes `99` is out of range 0-59"),
     ("cron(0 25 * * ? *)", "hours `25` is out of range 0-23"),
+    ("cron(0 3 W * ? *)", "day-of-month `W` lacks a number"),
+    ("cron(-1 3 * * ? *)", "minutes `-1` lacks a number"),
+    ("cron(0 3 L-3 * ? *)", "day-of-month `L-3`: `L` is not a number"),
     ("cron(0/0 * * * ? *)", "minutes `0/0`: the increment after `/` must be a whole number "
                             "of at least 1"),
     ("cron(0 3 * * ? 1999)", "it never fires after 2026-12-06 20:00 UTC"),
