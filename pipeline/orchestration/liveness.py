@@ -95,7 +95,8 @@ def _native_workers(settings: Settings) -> list[WorkerState]:
         names.add(svc.name)
         proc = process_of(settings, svc)
         if proc.running() is None:
-            state = "crashed" if proc.record() is not None else "stopped"
+            state = ("crashed" if proc.record() is not None and not svc.stopped_cleanly()
+                     else "stopped")
             out.append(WorkerState(svc.name, False, state))
             continue
         status = read_status(settings, svc.name) or {}

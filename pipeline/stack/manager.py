@@ -293,7 +293,8 @@ def status(settings: Settings) -> list[ServiceStatus]:
         moved = rec is not None and rec.port != svc.port
         healthy = rec is not None and not moved and svc.healthy()
         if rec is None:
-            state = "crashed" if proc.record() is not None else "stopped"
+            state = ("crashed" if proc.record() is not None and not svc.stopped_cleanly()
+                     else "stopped")
         elif moved:
             state = f"running on port {rec.port}, not {svc.port}"
         else:

@@ -61,6 +61,10 @@ class NativeService(ABC):
     def healthy(self) -> bool:
         """A real probe (a query, an API call). Never raises."""
 
+    def stopped_cleanly(self) -> bool:
+        """Whether a service whose process is gone said it stopped on purpose."""
+        return False
+
     def bootstrap(self) -> None:
         """Idempotent setup once healthy: users, databases."""
 

@@ -52,6 +52,12 @@ class WorkerService(NativeService):
             time.time() - float(status.get("at", 0)) < STATUS_STALE_S
 
 
+    def stopped_cleanly(self) -> bool:
+        from pipeline.orchestration.worker import read_status
+
+        return bool((read_status(self.settings, self.name) or {}).get("stopped"))
+
+
 def worker_services(settings) -> list[WorkerService]:  # noqa: ANN001 - Settings
     return [WorkerService(settings, i + 1) for i in range(settings.orchestration.workers)]
 
