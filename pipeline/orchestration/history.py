@@ -85,8 +85,11 @@ class Run:
     def failed_node(self) -> Node | None:
         """The state whose failure ended the run (the last failed or caught task)."""
         bad = [n for n in self.nodes if n.status in (FAILED, CAUGHT) and n.type != "Fail"]
-        inner = [n for n in bad if n.depth > 0]
-        return (inner or bad or [None])[-1]
+        # The failure path's own states (a report that could not be written either) come
+        # after the cause: name them only when nothing else failed.
+        cause = [n for n in bad if n.name not in FAILURE_PATH] or bad
+        inner = [n for n in cause if n.depth > 0]
+        return (inner or cause or [None])[-1]
 
     def warnings(self) -> list[tuple[str, str]]:
         """(state, warning) for every warning a task's result carried (an SCD2 dimension
@@ -276,6 +279,9 @@ def _parents(definition: dict[str, Any]) -> dict[str, str]:
     walk(definition["States"], "")
     return out
 
+
+FAILURE_PATH = ("NotifyFailure", "WriteFailureReport")
+"""States a run goes through once something failed."""
 
 RESULT_PATHS = {"WaitForCdcSync": "cdc", "ReplicateNow": "replicated", "StartCrawler": "crawl",
                 "GetCrawler": "crawler", "QualityAndReconcile": "quality",
