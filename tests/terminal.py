@@ -102,7 +102,7 @@ def run_in_terminal(argv: Sequence[str], env: Mapping[str, str], *, timeout: flo
     (with escapes), which is what `script` would record.
     """
     env = dict(env)
-    env.setdefault("TERM", "xterm-256color")
+    env["TERM"] = "xterm-256color"  # what Screen emulates, whatever the caller runs under
     env.pop("NO_COLOR", None)
     env.pop("COLUMNS", None)
     env.pop("LINES", None)

@@ -161,15 +161,16 @@ def running_execution(settings: Settings) -> Holder | None:
     try:
         listed = aws_client(settings, "stepfunctions").list_executions(
             stateMachineArn=state_machine_arn(settings), statusFilter="RUNNING",
-            maxResults=1)["executions"]
+            maxResults=100)["executions"]
     except Exception as exc:  # noqa: BLE001 - unreachable or not provisioned: nothing runs
         LOG.debug("no running execution known: %s", exc)
         return None
     if not listed:
         return None
-    started = listed[0]["startDate"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return Holder(f"state-machine run `{listed[0]['name']}` (follow it with `shoplake runs "
-                  f"show {listed[0]['name']}`)", None, started)
+    oldest = listed[-1]  # newest first; the oldest is the one that works (its Guard says)
+    started = oldest["startDate"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return Holder(f"state-machine run `{oldest['name']}` (follow it with `shoplake runs "
+                  f"show {oldest['name']}`)", None, started)
 
 
 def _held_here() -> bool:

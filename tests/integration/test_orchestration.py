@@ -376,7 +376,8 @@ def test_files_arriving_start_one_run_that_brings_the_last_rows_to_gold(
         assert shoplake(cli_env, "schedule", "off").returncode == 0
     new = [r for r in recent_runs(seeded, 100) if r["run"] not in before]
     assert new and all(r["trigger"] == "arrival" for r in new), new
-    assert all(r["status"] == "SUCCEEDED" for r in new), new
+    # The burst's other runs found the working one in progress and did nothing.
+    assert all(r["status"] in ("SUCCEEDED", "SKIPPED") for r in new), new
     worked = [r for r in new
               if _node(load_run(seeded, execution_arn(seeded, r["run"])),
                        "QualityAndReconcile").status == "succeeded"]
