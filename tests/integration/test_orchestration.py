@@ -313,7 +313,8 @@ def test_two_runs_at_once_one_does_the_work(seeded: Settings, cli_env: dict[str,
         refused = shoplake(cli_env, *command)
         out = refused.stdout + refused.stderr
         assert refused.returncode == 1, out
-        assert f"state-machine run `{name}`" in out and "holds the run lease" in out, out
+        # Named by its execution between steps, or by the step's own lease during one.
+        assert name in out and "holds the run lease" in out, out
     runs = [_finished(seeded, first), _finished(seeded, second)]
     assert [r.status for r in runs] == ["SUCCEEDED", "SUCCEEDED"]
     skipped = [r for r in runs if _node(r, "AlreadyRunning").status != "pending"]
