@@ -216,11 +216,12 @@ def fetch(settings: Settings, bucket: str, keys: list[str]) -> pa.Table | None:
     return _naive(pa.concat_tables(tables, promote_options="permissive"))
 
 
-def snapshot(settings: Settings, table: str, run_id: str) -> pa.Table | None:
-    prefix = f"{silver.table_prefix(settings, table)}/snapshots/{run_id}/"
-    keys = sorted(k for k in list_objects(settings, settings.lake.silver_bucket, prefix)
-                  if k.endswith(".parquet"))
-    return fetch(settings, settings.lake.silver_bucket, keys)
+def snapshot(settings: Settings, table: str, snapshot_id: str) -> pa.Table | None:
+    """A silver Iceberg snapshot's rows (deletes applied), read by pyiceberg."""
+    table_ = silver.load_table(settings, table)
+    if table_ is None:
+        return None
+    return _naive(table_.scan(snapshot_id=int(snapshot_id)).to_arrow())
 
 
 def pii_salt(settings: Settings) -> str:

@@ -168,10 +168,14 @@ class LakeSettings:
 
     bronze_bucket: str = setting("Raw layer written by the CDC service (DMS format).",
                                  "shoplake-bronze")
-    silver_bucket: str = setting("Clean layer written by the Spark jobs (Parquet).",
-                                 "shoplake-silver")
+    silver_bucket: str = setting("Clean layer written by the Spark jobs (Apache Iceberg "
+                                 "tables).", "shoplake-silver")
     artifacts_bucket: str = setting("Job scripts, bookmarks, catalog and run artifacts.",
                                     "shoplake-artifacts")
+    catalog_database: str = setting("PostgreSQL database (on the warehouse's server) of "
+                                    "silver's Iceberg JDBC catalog.", "iceberg_catalog")
+    catalog_name: str = setting("Name of silver's Iceberg catalog (Spark's catalog and the "
+                                "catalog_name column of its tables).", "silver")
 
     @property
     def buckets(self) -> tuple[str, ...]:
@@ -229,6 +233,10 @@ class SparkSettings:
     hadoop_aws_version: str = setting("hadoop-aws version; must match pyspark's Hadoop.", "3.3.4")
     aws_sdk_version: str = setting("aws-java-sdk-bundle version hadoop-aws was built with.",
                                    "1.12.262")
+    iceberg_version: str = setting("iceberg-spark-runtime version (Glue 5.0 ships 1.7.1).",
+                                   "1.7.1")
+    postgres_jdbc_version: str = setting("PostgreSQL JDBC driver version (the Iceberg "
+                                         "catalog's connection).", "42.7.4")
     console_output: bool = setting("Let Spark's and the JVM's own output (log4j lines, stage "
                                    "bars) reach the terminal; by default it goes to "
                                    "<state_dir>/logs/spark.log (`--debug` turns this on).",

@@ -5,7 +5,8 @@
 #      validation of docker-compose.yml), tzdata, chromium (the dashboards' browser tests).
 #   2. .venv on Python 3.11 with shoplake, pyspark and the dev tools (pip install -e .[dev,spark]).
 #   3. LocalStack's own venv on Python 3.13 (.shoplake/tools/localstack).
-#   4. hadoop-aws + aws-java-sdk-bundle jars for Spark's s3a:// (.shoplake/tools/jars).
+#   4. hadoop-aws + aws-java-sdk-bundle jars for Spark's s3a://, iceberg-spark-runtime and the
+#      PostgreSQL JDBC driver for silver's Iceberg tables (.shoplake/tools/jars).
 #   5. npm's asl-validator, pinned, for the state machine tests (.shoplake/tools/asl-validator).
 # Tools go to SHOPLAKE_STACK_TOOLS_DIR (default .shoplake/tools; CI keeps them outside the clone).
 # Override the base Pythons with SHOPLAKE_PYTHON and SHOPLAKE_LOCALSTACK_PYTHON_BASE.
@@ -94,7 +95,7 @@ else
     say "LocalStack venv up to date"
 fi
 
-# -- 4. the s3a jars for Spark (Maven Central, checked by SHA-1) -------------------------------
+# -- 4. the jars for Spark: s3a, Iceberg, JDBC (Maven Central, checked by SHA-1) -------------
 SHOPLAKE_STACK_TOOLS_DIR="$TOOLS" .venv/bin/python -m pipeline.glue.jars
 
 # -- 5. asl-validator (npm, pinned): the tests check both state machine renderings with it ---

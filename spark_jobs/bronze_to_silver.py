@@ -5,16 +5,18 @@
 
 Reads only bronze files its bookmark has not seen (all of them with --reset-bookmark, or
 when bronze was rebuilt), validates and cleans them (`clean`: casts, trims, hashes PII,
-sends failing rows to quarantine with the reason), then applies them in binlog order to
-the current state (`merge`: the latest change per key wins, deletes remove the key, a
-replayed file changes nothing) and publishes a new snapshot partitioned by ingest_date.
+sends failing rows to quarantine with the reason), cuts them to the latest change per key
+by binlog order, and MERGE INTOs the table's Iceberg table (pipeline.glue.silver): the
+latest change per key wins, deletes remove the key, a replayed file changes nothing. A
+first run, a rebuilt bronze or a widened source column replaces the table in one commit
+(`merge` over the whole state) instead.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,7 +29,7 @@ from pipeline.aws.secrets import pii_salt
 from pipeline.catalog.store import find_table, get_table, load_file_index
 from pipeline.cdc.format import is_load_file, write_order
 from pipeline.errors import TerminalError
-from pipeline.glue import bookmarks, silver
+from pipeline.glue import bookmarks, iceberg, silver
 from pipeline.glue.jobs import SOURCE_TABLES, JobContext, submit_main
 from spark_jobs.silver_model import TABLES, SilverTable
 
@@ -109,15 +111,20 @@ def clean(changes: DataFrame, spec: SilverTable, salt: str, ingest_date: str,
 def merge(current: DataFrame | None, valid: DataFrame, spec: SilverTable) -> DataFrame:
     """Latest change per key wins (binlog order); deletes drop the key; on equal sequence
     (a replayed file) the current row is kept, so a replay changes nothing."""
-    cols = spec.names + ["_change_seq", "_commit_ts", "ingest_date"]
+    # `_run_id` (the pipeline run that wrote the row) when the changes carry it.
+    meta_names = ["_change_seq", "_commit_ts", "ingest_date"] + \
+        (["_run_id"] if "_run_id" in valid.columns else [])
+    cols = spec.names + meta_names
     # Both sides in the spec's types: a widened decimal makes the old state's column
     # narrower than the new changes', and the state takes the wider one.
     typed = [F.col(n).cast(t).alias(n) for n, t in spec.columns]
-    meta = [F.col(c) for c in ("_change_seq", "_commit_ts", "ingest_date")]
+    meta = [F.col(c) for c in meta_names]
     incoming = valid.select(*typed, *meta, "_op", F.lit(0).alias("_src"))
     if current is not None:
-        incoming = current.select(*typed, *meta, F.lit("I").alias("_op"),
-                                  F.lit(1).alias("_src")).unionByName(incoming)
+        old = current if "_run_id" in current.columns or "_run_id" not in meta_names else \
+            current.withColumn("_run_id", F.lit(None).cast("string"))
+        incoming = old.select(*typed, *meta, F.lit("I").alias("_op"),
+                              F.lit(1).alias("_src")).unionByName(incoming)
     w = Window.partitionBy(*spec.primary_key).orderBy(F.col("_change_seq").desc(),
                                                       F.col("_src").desc())
     return (incoming.withColumn("_rn", F.row_number().over(w))
@@ -201,6 +208,11 @@ def read_bronze(spark: SparkSession, ctx: JobContext, table: str, keys: list[str
 
 
 # -- the job ----------------------------------------------------------------------------------
+COMMIT_ATTEMPTS = 3
+"""MERGE attempts when another writer's commit conflicts (Iceberg retries its own commit
+first; a conflict it cannot resolve means the base changed under the MERGE)."""
+
+
 def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     settings, spark = ctx.settings, ctx.spark
     entry = find_table(settings, table)
@@ -210,6 +222,10 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     current_files = list_objects(settings, settings.lake.bronze_bucket, prefix)
     bookmark = bookmarks.load_bookmark(settings, ctx.name, table)
     if ctx.args.get("reset-bookmark") == "true":
+        bookmark = bookmarks.Bookmark(ctx.name, table)
+    state, notice = _silver_state(settings, table)
+    if state is None and bookmark.processed:
+        # No silver to apply the new files to (migrated, or its files lost): from the start.
         bookmark = bookmarks.Bookmark(ctx.name, table)
     index = load_file_index(settings, table)
     # A processed file that has since become unreadable (the crawler rejected its new
@@ -227,82 +243,206 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
                  len(waiting), table)
         keys = [k for k in keys if k not in waiting]
     keys, blocked = _before_rejected(settings, table, keys, index)
-    # A rebuilt bronze (or --reset-bookmark) starts from nothing rather than a stale state;
-    # the current snapshot stays published until the rebuilt one replaces it, so a crash
-    # (or Ctrl-C) in between leaves the table as it was, not gone.
+    # A rebuilt bronze (or --reset-bookmark, or no silver yet) starts from nothing rather
+    # than a stale state; the current snapshot stays readable until the replace commits, so
+    # a crash (or Ctrl-C) in between leaves the table as it was, not gone.
     rebuild = rebuilt or not bookmark.processed
-    pointer, etag = silver.current_pointer(settings, table)
-    base = None if rebuild else pointer
+    base = None if rebuild else state
+    extra = {**blocked, **({"notice": notice} if notice else {})}
     if not keys:
         return {"table": table, "files": 0, "changes": 0, "quarantined": 0,
-                "held": (pointer or {}).get("held", 0), "rows": (pointer or {}).get("rows", 0),
-                **blocked}
-    # The same input gives the same run id, so a retried run overwrites its own output.
-    # ETags count: a rebuilt bronze reuses the names (LOAD00000001...) with other content,
-    # and the load jobs skip staging whose snapshot id they have already seen.
+                "held": (state or {}).get("held", 0), "rows": (state or {}).get("rows", 0),
+                "mode": "unchanged", **extra}
+    # The same input gives the same run id. ETags count: a rebuilt bronze reuses the names
+    # (LOAD00000001...) with other content.
     run_id = hashlib.sha256("\n".join(f"{k} {current_files[k]}" for k in keys)
                             .encode()).hexdigest()[:16]
-    if pointer is not None and pointer["run_id"] == run_id:
-        # A crash came between publishing this input and saving the bookmark: the work is
-        # done (and rewriting the snapshot the pointer names would destroy it).
+    if base is not None and base["run_id"] == run_id and base["settled"]:
+        # A crash came between the commit of this input and saving the bookmark: done.
         _save_bookmark(settings, bookmark, current_files, keys, run_id)
         return {"table": table, "files": len(keys), "changes": 0, "quarantined": 0,
-                "held": pointer.get("held", 0), "rows": pointer["rows"], "run_id": run_id,
-                "already_published": True}
+                "held": base["held"], "rows": base["rows"], "run_id": run_id,
+                "already_published": True, "mode": "unchanged", **extra}
+    pipeline_run = ctx.args.get("run_id") or run_id
     ingest_date = datetime.now(timezone.utc).date().isoformat()
     ctx.progress.update(ctx.name, description=f"{table}: {len(keys)} new file(s)")
-    snapshot = silver.new_snapshot_id(run_id)  # this attempt's own folders
+    clock = _Clock()
     changes = read_bronze(spark, ctx, table, keys, index).cache()
     try:
         valid, quarantined = clean(changes, spec, pii_salt(settings), ingest_date,
                                    settings.cdc.timestamp_column)
+        valid = valid.withColumn("_run_id", F.lit(pipeline_run))
         n_changes = changes.count()
         newest = newest_change(changes, settings.cdc.timestamp_column,
                                (base or {}).get("newest_change"))
         quarantined = quarantined.cache()
         n_bad = quarantined.count()
+        clock.lap("read")
         if n_bad:
             quarantined.write.mode("overwrite").parquet(
-                silver.quarantine_path(settings, table, snapshot))
+                silver.quarantine_path(settings, table, run_id))
             LOG.warning("%d row(s) of `%s` quarantined in run %s", n_bad, table, run_id)
-        state = merge(silver.read_current(spark, settings, table, base) if base else None,
-                      valid, spec).cache()  # counted, then written: computed once
-        rows = state.count()
-        # No rows, no partitions: Spark would write no file at all, and a reader could not
-        # tell the columns. Unpartitioned, it writes one empty file that carries them.
-        writer = state.write.mode("overwrite")
-        (writer.partitionBy("ingest_date") if rows else writer).parquet(
-            silver.snapshot_path(settings, table, snapshot))
-        state.unpersist()
+        name = iceberg.table_name(settings, table)
+        if base is None:
+            mode = "rebuild"
+        elif _schema_differs(spark, name, valid, spec):
+            mode = "rewrite"  # the source widened a column: the table takes the new types
+        else:
+            mode = "merge"
+        gen = (base or {}).get("generation") or generation(
+            {**current_files, **({} if rebuild else bookmark.processed)},
+            [k for k in current_files if k in keys or (not rebuild and k in bookmark.processed)])
+        clock.lap("plan")
+        if mode == "merge":
+            merged = _merge_into(spark, name, latest_changes(valid, spec), spec, table)
+        else:
+            current = silver.read_current(spark, settings, table, base) if base else None
+            _replace(merge(current, valid, spec), name,
+                     iceberg.table_location(settings, table), {"generation": gen or ""})
+            merged = None
+        clock.lap("commit")
         n_held = 0
-        previous = silver.read_held(spark, settings, table, base)
+        previous = None if rebuild else silver.read_held(spark, settings, table)
         if n_bad or previous is not None:  # nothing held before or now: nothing to track
-            held = hold(previous, quarantined, valid, spec, ctx.args.get("run_id") or run_id,
+            held = hold(previous, quarantined, valid, spec, pipeline_run,
                         datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")).cache()
             n_held = held.count()
-            if n_held:
-                held.coalesce(1).write.mode("overwrite").parquet(
-                    silver.held_path(settings, table, snapshot))
+            _replace(held, iceberg.held_table_name(settings, table),
+                     iceberg.table_location(settings, table,
+                                            f"{settings.mysql.database}_held"), {})
             held.unpersist()
-    except BaseException:
-        # Best effort: with S3 gone the cleanup fails too, and must not hide why.
-        with contextlib.suppress(Exception):
-            silver.discard(settings, table, snapshot)
-        raise
+        elif rebuild:  # a rebuilt table holds nothing: the keys held before go with it
+            spark.sql(f"DROP TABLE IF EXISTS {iceberg.held_table_name(settings, table)} PURGE")
     finally:
         changes.unpersist()
-    # Publishes only if nobody else did since `pointer` was read (else SilverConflictError).
-    # The generation changes only with a rebuild; a state built on the previous one keeps it.
-    gen = (base or {}).get("generation") or generation(
-        {**current_files, **({} if rebuild else bookmark.processed)},
-        [k for k in current_files if k in keys or (not rebuild and k in bookmark.processed)])
-    silver.publish(settings, table, run_id, snapshot, rows, etag,
-                   pipeline_run=ctx.args.get("run_id"), held=n_held, newest_change=newest,
-                   generation=gen)
-    _save_bookmark(settings, bookmark, current_files, keys, run_id)  # after the publish
+    after = silver.current_snapshot(settings, table)
+    _set_properties(spark, name, {"snapshot": after["snapshot"], "run_id": run_id,
+                                  "pipeline_run": pipeline_run, "held": str(n_held),
+                                  "newest_change": newest or "", "generation": gen or ""})
+    _save_bookmark(settings, bookmark, current_files, keys, run_id)  # after the commit
     quarantined.unpersist()
+    clock.lap("held_and_properties")
+    if notice and notice.startswith("migrat"):
+        removed = silver.remove_legacy(settings, table)
+        LOG.info("removed %d object(s) of `%s`'s pre-Iceberg silver", removed, table)
     return {"table": table, "files": len(keys), "changes": n_changes, "quarantined": n_bad,
-            "held": n_held, "rows": rows, "run_id": run_id, "snapshot": snapshot, **blocked}
+            "held": n_held, "rows": after["rows"], "run_id": run_id,
+            "snapshot": after["snapshot"], "mode": mode, "seconds": clock.laps,
+            **({"merged": merged} if merged is not None else {}), **extra}
+
+
+class _Clock:
+    """Seconds per phase of a run (read, plan, commit, held_and_properties), for the run
+    report and the bench."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+def _silver_state(settings: Any, table: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the table's current state, a notice when there is no usable one: an old-format
+    table to migrate, or a table whose files S3 lost)."""
+    try:
+        state = silver.current_snapshot(settings, table)
+    except silver.SilverFilesLostError as exc:
+        iceberg.forget_table(settings, settings.mysql.database, table)
+        iceberg.forget_table(settings, f"{settings.mysql.database}_held", table)
+        notice = (f"silver `{table}` lost its files in S3 (LocalStack forgets objects on "
+                  f"restart): rebuilt from bronze")
+        LOG.warning("%s (%s)", notice, exc.message)
+        return None, notice
+    if state is None and silver.legacy_pointer(settings, table) is not None:
+        notice = (f"migrated silver `{table}` from the pre-Iceberg snapshot format: rebuilt "
+                  f"from bronze as an Iceberg table")
+        LOG.warning("%s", notice)
+        return None, notice
+    return state, None
+
+
+def latest_changes(valid: DataFrame, spec: SilverTable) -> DataFrame:
+    """One change per key, the latest by binlog order (MERGE INTO refuses a source with two
+    rows for one key). A delete stays a delete: the MERGE removes the key."""
+    w = Window.partitionBy(*spec.primary_key).orderBy(F.col("_change_seq").desc())
+    return valid.withColumn("_rn", F.row_number().over(w)).filter("_rn = 1").drop("_rn")
+
+
+def _merge_into(spark: SparkSession, name: str, batch: DataFrame, spec: SilverTable,
+                table: str) -> dict[str, int]:
+    """MERGE the batch into the table with today's semantics: a change newer (by binlog
+    position) than the row's replaces it, a newer delete removes it, a key not present is
+    inserted unless deleted; an equal or older change (a replayed file) changes nothing."""
+    cols = spec.names + ["_change_seq", "_commit_ts", "ingest_date", "_run_id"]
+    typed = [F.col(n).cast(t).alias(n) for n, t in spec.columns]
+    batch = batch.select(*typed, "_change_seq", "_commit_ts", "ingest_date", "_run_id", "_op")
+    view = f"_changes_{table}"
+    batch.createOrReplaceTempView(view)
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.primary_key)
+    sets = ", ".join(f"t.`{c}` = s.`{c}`" for c in cols)
+    newer = "s._change_seq > t._change_seq"
+    statement = (f"MERGE INTO {name} t USING {view} s ON {on} "
+                 f"WHEN MATCHED AND {newer} AND s._op = 'D' THEN DELETE "
+                 f"WHEN MATCHED AND {newer} THEN UPDATE SET {sets} "
+                 f"WHEN NOT MATCHED AND s._op <> 'D' THEN INSERT "
+                 f"({', '.join(f'`{c}`' for c in cols)}) "
+                 f"VALUES ({', '.join(f's.`{c}`' for c in cols)})")
+    counts = {r["_op"]: r["n"] for r in batch.groupBy("_op").agg(F.count("*").alias("n"))
+              .collect()}
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            spark.sql(statement)
+            break
+        except Exception as exc:  # noqa: BLE001 - py4j wraps the JVM's exceptions
+            text = str(exc)
+            if not any(m in text for m in ("CommitFailedException", "ValidationException",
+                                           "Found conflicting files")):
+                raise
+            if attempt == COMMIT_ATTEMPTS:
+                raise silver.SilverConflictError(table, _java_line(text)) from None
+            LOG.warning("silver `%s`: commit conflict (attempt %d of %d), merging again",
+                        table, attempt, COMMIT_ATTEMPTS)
+    spark.catalog.dropTempView(view)
+    return {"inserts_or_updates": counts.get("I", 0) + counts.get("U", 0),
+            "deletes": counts.get("D", 0)}
+
+
+def _java_line(text: str) -> str:
+    for line in text.splitlines():
+        if "Exception" in line:
+            return line.strip()[:200]
+    return text.strip().splitlines()[0][:200] if text.strip() else ""
+
+
+def _replace(df: DataFrame, name: str, location: str, props: dict[str, str]) -> None:
+    """Create or replace table `name` with `df`'s rows in one commit (the old snapshot stays
+    readable until it lands)."""
+    writer = df.writeTo(name).using("iceberg").tableProperty("location", location)
+    for key, value in {**iceberg.TABLE_PROPERTIES,
+                       **{silver.PROPERTY + k: v for k, v in props.items()}}.items():
+        writer = writer.tableProperty(key, value)
+    writer.createOrReplace()
+
+
+def _schema_differs(spark: SparkSession, name: str, valid: DataFrame,
+                    spec: SilverTable) -> bool:
+    """Whether the table's columns are not those the changes now carry (a widened decimal,
+    a column silver did not have): then the table is rewritten with the new types."""
+    have = {f.name: f.dataType for f in spark.table(name).schema.fields}
+    wanted = {f.name: f.dataType for f in
+              valid.select(*[F.col(n).cast(t).alias(n) for n, t in spec.columns],
+                           "_change_seq", "_commit_ts", "ingest_date", "_run_id").schema.fields}
+    return have != wanted
+
+
+def _set_properties(spark: SparkSession, name: str, props: dict[str, str]) -> None:
+    pairs = ", ".join(f"'{silver.PROPERTY}{k}' = '{str(v).replace(chr(39), '')}'"
+                      for k, v in props.items())
+    spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({pairs})")
 
 
 def generation(etags: dict[str, str], processed: list[str]) -> str | None:

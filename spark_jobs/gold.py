@@ -1,7 +1,7 @@
 """What the load_* jobs share: silver snapshot -> staging (COPY) -> stored procedure.
 
 Staging holds the full current state of a silver table. `sales.load_state` records which
-silver snapshot each staging table holds (written in the COPY's transaction), so a job
+silver (Iceberg) snapshot each staging table holds (written in the COPY's transaction), so a job
 whose input has not changed skips the COPY, and two jobs that need the same staging table
 load it once.
 """
@@ -68,7 +68,7 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
     if not reload and loaded_snapshot(ctx.settings, staging) == snapshot:
         return {"staging": staging, "rows": pointer["rows"], "copied": False}
     columns = STAGING_COLUMNS[staging]
-    df = ctx.spark.read.parquet(silver.snapshot_path(ctx.settings, table, snapshot))
+    df = silver.read_current(ctx.spark, ctx.settings, table, pointer)  # that snapshot's rows
     df = df.select(*[F.col(renames.get(c, c)).alias(c) for c in columns])
     # A decimal silver carries wider than staging (the source widened it): widen staging
     # and the gold columns computed from it first, or COPY would round every value.

@@ -1,8 +1,9 @@
 """What silver holds per source table: typed columns, keys, validation rules, PII to hash.
 
 The contract between bronze_to_silver and the load_* jobs. Every silver table also has
-`_change_seq` (DMS AR_H_CHANGE_SEQ of the row's last change), `_commit_ts` and the
-partition column `ingest_date` (the day the row's current version was ingested).
+`_change_seq` (DMS AR_H_CHANGE_SEQ of the row's last change), `_commit_ts`, `ingest_date`
+(the day the row's current version was ingested) and `_run_id` (the pipeline run that
+wrote it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pipeline.warehouse.widen import MAX_PRECISION, DecimalTooWideError, parse_n
 
 ORDER_STATUSES = ("placed", "paid", "shipped", "delivered", "cancelled", "returned")
 PLATFORMS = ("Website", "Mobile", "In-store")
-META_COLUMNS = ("_change_seq", "_commit_ts", "ingest_date")
+META_COLUMNS = ("_change_seq", "_commit_ts", "ingest_date", "_run_id")
 
 
 @dataclass(frozen=True)

@@ -118,3 +118,97 @@ def quarantine_cmd(ctx: CliContext, fmt: str) -> int:
     print_rows(rows, ["table", "key", "reason", "since", "run", "change"], fmt,
                title=f"{len(rows)} row(s) held in quarantine (gold is behind the source)")
     return 0
+
+
+@click.group("lake")
+def lake_group() -> None:
+    """Silver's Apache Iceberg tables (snapshots, data files, delete files)."""
+
+
+@lake_group.command("list")
+@format_option
+@pass_cli
+def lake_list_cmd(ctx: CliContext, fmt: str) -> int:
+    """Every table of silver's Iceberg catalog, with its current snapshot."""
+    from pipeline.glue import iceberg, silver
+
+    rows = []
+    for entry in iceberg.catalog_tables(ctx.settings):
+        row = {"table": f"{entry['namespace']}.{entry['table']}", "snapshot": None,
+               "rows": None, "held": None}
+        if entry["namespace"] == ctx.settings.mysql.database:
+            try:
+                state = silver.current_snapshot(ctx.settings, entry["table"]) or {}
+            except silver.SilverFilesLostError:
+                state = {"snapshot": "files lost"}
+            row |= {k: state.get(k) for k in ("snapshot", "rows", "held")}
+        rows.append(row)
+    if fmt == "table" and not rows:
+        OUT.print(f"silver's catalog (`{ctx.settings.lake.catalog_database}`) holds no table "
+                  "yet: `shoplake run` creates them")
+        return 0
+    print_rows(rows, ["table", "snapshot", "rows", "held"], fmt,
+               title=f"Iceberg catalog `{ctx.settings.lake.catalog_name}` (PostgreSQL "
+                     f"database `{ctx.settings.lake.catalog_database}`)")
+    return 0
+
+
+@lake_group.command("show")
+@click.argument("table")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="Newest snapshots to list.")
+@format_option
+@pass_cli
+def lake_show_cmd(ctx: CliContext, table: str, limit: int, fmt: str) -> int:
+    """A silver table's snapshots (newest first), data files and delete files.
+
+    TABLE is a source table (`orders`) or `NAMESPACE.TABLE` (`shop_held.orders`)."""
+    import json
+
+    from pipeline.errors import ConfigError
+    from pipeline.glue import iceberg, silver
+
+    namespace, _, name = table.rpartition(".")
+    tbl = silver.load_table(ctx.settings, name, namespace or None)
+    if tbl is None:
+        known = ", ".join(sorted(f"{t['namespace']}.{t['table']}"
+                                 for t in iceberg.catalog_tables(ctx.settings))) or "none yet"
+        raise ConfigError(f"silver has no Iceberg table `{table}`",
+                          hint=f"tables: {known} (`shoplake lake list`)")
+    snapshots = sorted(tbl.inspect.snapshots().to_pylist(), key=lambda r: r["committed_at"],
+                       reverse=True)[:limit]
+    current = tbl.current_snapshot()
+    snap_rows = []
+    for s in snapshots:
+        summary = dict(s["summary"] or [])
+        snap_rows.append({
+            "snapshot": s["snapshot_id"], "committed_at": s["committed_at"],
+            "operation": s["operation"], "current": s["snapshot_id"] == current.snapshot_id,
+            "added_rows": summary.get("added-records", "0"),
+            "position_deletes": summary.get("added-position-deletes", "0"),
+            "rows": int(summary.get("total-records", 0))
+            - int(summary.get("total-position-deletes", 0)),
+            "data_files": summary.get("total-data-files"),
+            "delete_files": summary.get("total-delete-files")})
+    files = [{"kind": {0: "data", 1: "position deletes", 2: "equality deletes"}
+              .get(f["content"], str(f["content"])), "path": f["file_path"],
+              "records": f["record_count"], "bytes": f["file_size_in_bytes"]}
+             for f in tbl.inspect.files().select(
+                 ["content", "file_path", "record_count", "file_size_in_bytes"]).to_pylist()]
+    if fmt == "json":
+        click.echo(json.dumps(
+            {"table": table, "location": tbl.location(), "format_version": tbl.format_version,
+             "properties": dict(tbl.properties), "snapshots": snap_rows, "files": files},
+            indent=2, default=str))
+        return 0
+    OUT.print(f"[bold]{escape(table)}[/bold] at {escape(tbl.location())} (Iceberg format "
+              f"v{tbl.format_version}, {tbl.properties.get('write.merge.mode', 'copy-on-write')}"
+              f" merges)", highlight=False)
+    print_rows(snap_rows, ["snapshot", "committed_at", "operation", "current", "added_rows",
+                           "position_deletes", "rows", "data_files", "delete_files"], fmt,
+               title=f"snapshots (newest {len(snap_rows)})")
+    print_rows(files, ["kind", "path", "records", "bytes"], fmt,
+               title=f"files of the current snapshot: "
+                     f"{sum(f['kind'] == 'data' for f in files)} data, "
+                     f"{sum(f['kind'] != 'data' for f in files)} delete")
+    return 0

@@ -13,7 +13,7 @@ from pipeline.cli.cdc import cdc_group
 from pipeline.cli.common import ERR, CliContext
 from pipeline.cli.config import config_group
 from pipeline.cli.dashboards import dashboard_group
-from pipeline.cli.glue import crawl_cmd, job_group, quarantine_cmd
+from pipeline.cli.glue import crawl_cmd, job_group, lake_group, quarantine_cmd
 from pipeline.cli.orchestration import (
     runs_group,
     schedule_group,
@@ -84,6 +84,7 @@ cli.add_command(crawl_cmd)
 cli.add_command(job_group)
 cli.add_command(run_cmd)
 cli.add_command(quarantine_cmd)
+cli.add_command(lake_group)
 cli.add_command(worker_cmd)
 cli.add_command(statemachine_group)
 cli.add_command(runs_group)

@@ -1,5 +1,6 @@
-"""`python -m pipeline.glue.jars`: fetch the s3a jars from Maven Central, checked by SHA-1,
-and link them into pyspark's own jars folder.
+"""`python -m pipeline.glue.jars`: fetch the jobs' jars (s3a, Iceberg's Spark runtime, the
+PostgreSQL JDBC driver) from Maven Central, checked by SHA-1, and link them into pyspark's
+own jars folder.
 
 On the JVM's classpath from the start, they serve `spark-submit spark_jobs/<job>.py` as
 well as in-process jobs (a `spark.jars` setting comes too late for Hadoop's FileSystem

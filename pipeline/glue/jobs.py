@@ -149,7 +149,7 @@ def run_job(settings: Settings, name: str, table: str | None = None,
     key = f"{name}:{table}" if table else name  # tables run side by side: a row each
     progress.start(key, f"running {name}" + (f" --table {table}" if table else ""))
     try:
-        ctx = JobContext(settings, get_spark(settings), name, args, _Keyed(progress, key))
+        ctx = JobContext(settings, _session(settings), name, args, _Keyed(progress, key))
         metrics = module.run(ctx)
     except Exception as exc:
         from pipeline.classify import typed_error
@@ -165,6 +165,15 @@ def run_job(settings: Settings, name: str, table: str | None = None,
     seconds = time.monotonic() - started
     LOG.info("job %s %s: %s in %.1fs", name, table or "", metrics, seconds)
     return JobResult(name, table or "", metrics, seconds)
+
+
+def _session(settings: Settings) -> SparkSession:
+    """The shared SparkSession with silver's Iceberg catalog attached."""
+    from pipeline.glue.iceberg import attach
+
+    spark = get_spark(settings)
+    attach(spark, settings)
+    return spark
 
 
 class _Keyed:
@@ -208,6 +217,6 @@ def submit_main(module_run: Any, argv: Sequence[str] | None = None) -> int:
     name = args.get("JOB_NAME", "job")
     args = default_args(base, name, args.get("table")) | args
     settings = settings_for(base, args)
-    ctx = JobContext(settings, get_spark(settings), name, args)
+    ctx = JobContext(settings, _session(settings), name, args)
     print(module_run(ctx))
     return 0

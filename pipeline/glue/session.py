@@ -25,18 +25,34 @@ S3A_ATTEMPTS = 2
 """AWS SDK attempts per S3 request from Spark (Hadoop's default, 20, took minutes)."""
 
 
+ICEBERG_RUNTIME = "iceberg-spark-runtime-3.5_2.12"
+"""Iceberg's Spark runtime for Spark 3.5 / Scala 2.12 (pyspark's build)."""
+
+
+def _maven_jars(settings: Settings) -> list[tuple[str, str]]:
+    """(Maven Central path, file name) of every jar the jobs need beyond pyspark's own:
+    s3a (hadoop-aws and the AWS SDK bundle it was built against), Iceberg's Spark runtime,
+    and the PostgreSQL JDBC driver of silver's catalog."""
+    sp = settings.spark
+    hadoop, sdk, ice, pg = (sp.hadoop_aws_version, sp.aws_sdk_version, sp.iceberg_version,
+                            sp.postgres_jdbc_version)
+    coords = [("org/apache/hadoop", "hadoop-aws", hadoop),
+              ("com/amazonaws", "aws-java-sdk-bundle", sdk),
+              ("org/apache/iceberg", ICEBERG_RUNTIME, ice),
+              ("org/postgresql", "postgresql", pg)]
+    return [(f"{group}/{name}/{version}/{name}-{version}.jar", f"{name}-{version}.jar")
+            for group, name, version in coords]
+
+
 def jar_paths(settings: Settings) -> list[Path]:
-    """hadoop-aws and the AWS SDK bundle it was built against (downloaded by setup.sh)."""
+    """The jars of `_maven_jars` where setup.sh downloads them."""
     folder = Path(settings.spark.jars_dir or settings.stack.tools_dir / "jars")
-    return [folder / f"hadoop-aws-{settings.spark.hadoop_aws_version}.jar",
-            folder / f"aws-java-sdk-bundle-{settings.spark.aws_sdk_version}.jar"]
+    return [folder / name for _, name in _maven_jars(settings)]
 
 
 def jar_urls(settings: Settings) -> list[str]:
     """Where Maven Central keeps the jars of `jar_paths`, in the same order."""
-    hadoop, sdk = settings.spark.hadoop_aws_version, settings.spark.aws_sdk_version
-    return [f"{MAVEN}/org/apache/hadoop/hadoop-aws/{hadoop}/hadoop-aws-{hadoop}.jar",
-            f"{MAVEN}/com/amazonaws/aws-java-sdk-bundle/{sdk}/aws-java-sdk-bundle-{sdk}.jar"]
+    return [f"{MAVEN}/{path}" for path, _ in _maven_jars(settings)]
 
 
 def _jars_config(settings: Settings) -> str:
@@ -49,7 +65,7 @@ def _jars_config(settings: Settings) -> str:
     if all(j.exists() for j in jars):
         return ",".join(str(j) for j in jars)
     missing = ", ".join(j.name for j in jars if not j.exists())
-    raise TerminalError(f"Spark cannot reach S3 without {missing}",
+    raise TerminalError(f"Spark cannot reach S3 and silver's Iceberg tables without {missing}",
                         hint="run `bash scripts/setup.sh` (it downloads them from Maven "
                              "Central) or set SHOPLAKE_SPARK_JARS_DIR")
 
@@ -82,7 +98,10 @@ def get_spark(settings: Settings) -> SparkSession:
         active = SparkSession.getActiveSession()
         if active is not None:  # someone else's session would hide our configuration
             active.stop()
+        from pipeline.glue.iceberg import STATIC_CONF
+
         conf = _spark_conf(settings)
+        conf.setAll(list(STATIC_CONF.items()))  # the catalog itself: `iceberg.attach`
         if settings.spark.master.startswith("local"):
             # Local mode needs no network identity; loopback keeps it off other interfaces.
             conf.set("spark.driver.host", "127.0.0.1").set("spark.driver.bindAddress",

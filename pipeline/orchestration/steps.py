@@ -136,7 +136,9 @@ def glue_job(settings: Settings, task: dict[str, Any], progress: Progress) -> di
                            "summary": summarize(metrics)}
     if "table" in metrics:
         out |= {k: metrics.get(k) for k in ("table", "files", "changes", "quarantined",
-                                             "held", "rows")}
+                                             "held", "rows", "mode")}
+        if metrics.get("seconds"):
+            out["phases"] = metrics["seconds"]  # read, plan, commit, held_and_properties
         out["rows_in"], out["rows_out"] = metrics.get("changes"), metrics.get("rows")
     if "staged" in metrics:
         out["staged"] = [{k: s[k] for k in ("staging", "rows", "copied")}

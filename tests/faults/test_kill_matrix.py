@@ -12,7 +12,6 @@ the state machine is tests/integration/test_orchestration.py's.
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -22,12 +21,9 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
-import pyarrow.parquet as pq
 import pytest
 
 from pipeline import cdc, stack
-from pipeline.aws.clients import aws_client
-from pipeline.aws.s3 import list_objects
 from pipeline.config import Settings
 from pipeline.glue import silver
 from pipeline.orchestration.local import STEPS
@@ -108,16 +104,9 @@ def _recover(settings: Settings, env: dict[str, str]) -> None:
 
 
 def _silver_ids(settings: Settings, table: str) -> list[int]:
-    pointer = silver.current_snapshot(settings, table)
-    bucket = settings.lake.silver_bucket
-    prefix = f"{silver.table_prefix(settings, table)}/snapshots/{silver.snapshot_id(pointer)}/"
-    s3 = aws_client(settings, "s3")
-    ids: list[int] = []
-    for key in list_objects(settings, bucket, prefix):
-        if key.endswith(".parquet"):
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            ids += pq.read_table(io.BytesIO(body), columns=["id"]).column("id").to_pylist()
-    return ids
+    """The keys of the table's current Iceberg snapshot (deletes applied), read by pyiceberg."""
+    scan = silver.load_table(settings, table).scan(selected_fields=("id",))
+    return scan.to_arrow().column("id").to_pylist()
 
 
 def _assert_nothing_doubled(settings: Settings) -> None:

@@ -86,13 +86,15 @@ def test_full_run_reconciles_exactly(lake: Settings) -> None:
     assert entry["Parameters"]["classification"] == "parquet"
     assert {"Name": "unit_price", "Type": "decimal(12,2)"} in \
         entry["StorageDescriptor"]["Columns"]
-    # silver is partitioned by ingestion date and holds hashes, not e-mail addresses
-    pointer = silver.current_snapshot(lake, "customers")
-    keys = [o["Key"] for o in aws_client(lake, "s3").list_objects_v2(
-        Bucket=lake.lake.silver_bucket,
-        Prefix=f"shop/customers/snapshots/{silver.snapshot_id(pointer)}/"
-    )["Contents"]]
-    assert any("/ingest_date=" in k for k in keys)
+    # silver is an Iceberg v2 table, merge-on-read, each row stamped with its run, and it
+    # holds hashes, not e-mail addresses
+    table = silver.load_table(lake, "customers")
+    assert table.format_version == 2
+    assert table.properties["write.merge.mode"] == "merge-on-read"
+    assert table.location() == f"s3a://{lake.lake.silver_bucket}/shop/customers"
+    stamped = table.scan(selected_fields=("id", "_run_id")).to_arrow().column("_run_id")
+    assert stamped.null_count == 0
+    assert silver.current_snapshot(lake, "customers")["settled"]
     email = _sql(lake, "SELECT email FROM customers WHERE id = 1")[0][0]
     stored = _gold(lake, "SELECT email_hash FROM sales.dim_customer WHERE customer_id = 1")
     assert len(stored[0][0]) == 64 and email not in stored[0][0]
@@ -177,7 +179,7 @@ def test_bad_row_lands_in_quarantine_with_its_reason(lake: Settings) -> None:
     crawl(lake)
     result = run_job(lake, "bronze_to_silver", table="order_items").metrics
     assert result["files"] == 1 and result["quarantined"] == 1
-    prefix = f"quarantine/shop/order_items/run_id={result['snapshot']}/"
+    prefix = f"quarantine/shop/order_items/run_id={result['run_id']}/"
     s3 = aws_client(lake, "s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=lake.lake.silver_bucket,
                                                  Prefix=prefix)["Contents"]
@@ -234,6 +236,99 @@ def test_a_crash_between_publish_and_bookmark_is_harmless(lake: Settings) -> Non
     snapshot = silver.read_current(lake_spark(lake), lake, "products")
     assert snapshot.count() == first["rows"] == _sql(lake, "SELECT COUNT(*) FROM products")[0][0]
     assert run_job(lake, "bronze_to_silver", table="products").metrics["files"] == 0
+
+
+def _silver_row(settings: Settings, table: str, key: int) -> list[dict[str, Any]]:
+    """The rows of silver `table` with id `key`, read by pyiceberg (no JVM, SQL catalog):
+    what a user querying silver from Python sees."""
+    from pyiceberg.expressions import EqualTo
+
+    scan = silver.load_table(settings, table).scan(row_filter=EqualTo("id", key))
+    return scan.to_arrow().to_pylist()
+
+
+def test_a_delete_and_reinsert_of_one_key_within_and_across_batches(lake: Settings) -> None:
+    """MERGE INTO keeps one row per key whatever the order of deletes and inserts: a key
+    deleted and inserted again in one batch, and in two."""
+    (order_id, product_id, quantity, price) = _sql(
+        lake, "SELECT order_id, product_id, quantity, unit_price FROM order_items "
+              "WHERE id = 7")[0]
+    c = mysql_credentials(lake)
+    with pymysql.connect(host=c.host, port=c.port, user=c.username,
+                         password=c.password.reveal(), database=c.dbname) as conn:
+        with conn.cursor() as cur:  # one transaction: one CDC batch
+            cur.execute("DELETE FROM order_items WHERE id = 7")
+            cur.execute("INSERT INTO order_items (id, order_id, product_id, quantity, "
+                        "unit_price) VALUES (7, %s, %s, %s, %s)",
+                        (order_id, product_id, quantity + 1, price))
+        conn.commit()
+    metrics = sync_and_run(lake)
+    b2s = {m["table"]: m for m in metrics["bronze_to_silver"]["tables"]}
+    assert b2s["order_items"]["mode"] == "merge", b2s["order_items"]
+    rows = _silver_row(lake, "order_items", 7)
+    assert [r["quantity"] for r in rows] == [quantity + 1], rows
+    assert rows[0]["_run_id"], rows
+    # across batches: deleted in one run, back in the next
+    _sql(lake, "DELETE FROM order_items WHERE id = 7")
+    sync_and_run(lake)
+    assert _silver_row(lake, "order_items", 7) == []
+    assert _gold(lake, "SELECT count(*) FROM sales.fact_order_items WHERE order_item_id = 7"
+                 ) == [(0,)]
+    _sql(lake, "INSERT INTO order_items (id, order_id, product_id, quantity, unit_price) "
+               "VALUES (7, %s, %s, %s, %s)", (order_id, product_id, quantity + 2, price))
+    sync_and_run(lake)
+    assert [r["quantity"] for r in _silver_row(lake, "order_items", 7)] == [quantity + 2]
+    assert _gold(lake, "SELECT quantity FROM sales.fact_order_items WHERE order_item_id = 7"
+                 ) == [(quantity + 2,)]
+    state = silver.current_snapshot(lake, "order_items")
+    assert state["settled"] and state["rows"] == _sql(
+        lake, "SELECT COUNT(*) FROM order_items")[0][0]
+    assert reconcile(lake).ok
+
+
+def test_a_pre_iceberg_silver_table_is_rebuilt_from_bronze_and_says_so(lake: Settings) -> None:
+    """Silver in the format before Iceberg (snapshots + `_current.json`) is never misread:
+    the job rebuilds the table from bronze, says so, and removes the old objects."""
+    from pipeline.glue import iceberg
+
+    s3 = aws_client(lake, "s3")
+    bucket = lake.lake.silver_bucket
+    iceberg.forget_table(lake, "shop", "products")  # as if Iceberg had never written it
+    s3.put_object(Bucket=bucket, Key="shop/products/_current.json",
+                  Body=b'{"run_id": "old", "snapshot": "old-1", "rows": 3}')
+    s3.put_object(Bucket=bucket, Key="shop/products/snapshots/old-1/part-0.parquet", Body=b"x")
+    result = run_job(lake, "bronze_to_silver", table="products").metrics
+    assert "pre-Iceberg" in result["notice"] and result["mode"] == "rebuild", result
+    assert result["rows"] == _sql(lake, "SELECT COUNT(*) FROM products")[0][0]
+    left = s3.list_objects_v2(Bucket=bucket, Prefix="shop/products/").get("Contents", [])
+    assert not [o["Key"] for o in left if "/snapshots/" in o["Key"] or
+                o["Key"].endswith("_current.json")], left
+    again = run_job(lake, "bronze_to_silver", table="products").metrics
+    assert again["files"] == 0 and "notice" not in again
+
+
+def test_a_table_whose_files_s3_lost_is_rebuilt_not_read(lake: Settings,
+                                                         cli_env: dict[str, str]) -> None:
+    """LocalStack forgets objects on restart while the catalog (PostgreSQL) keeps its rows:
+    readers refuse the table, naming it, and the next run rebuilds it from bronze."""
+    import subprocess
+    import sys
+
+    s3 = aws_client(lake, "s3")
+    bucket = lake.lake.silver_bucket
+    metadata = [o["Key"] for o in s3.list_objects_v2(
+        Bucket=bucket, Prefix="shop/products/metadata/")["Contents"]]
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in metadata]})
+    with pytest.raises(silver.SilverFilesLostError, match="`products`"):
+        silver.current_snapshot(lake, "products")
+    shown = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "lake", "show",
+                            "products"], env=cli_env, capture_output=True, text=True)
+    assert shown.returncode == 1 and "gone from S3" in shown.stdout + shown.stderr, shown
+    assert "Traceback" not in shown.stdout + shown.stderr
+    result = run_job(lake, "bronze_to_silver", table="products").metrics
+    assert "lost its files" in result["notice"] and result["mode"] == "rebuild", result
+    assert silver.current_snapshot(lake, "products")["rows"] == \
+        _sql(lake, "SELECT COUNT(*) FROM products")[0][0]
 
 
 def lake_spark(settings: Settings):  # noqa: ANN201 - SparkSession

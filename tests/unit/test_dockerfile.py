@@ -86,7 +86,8 @@ def from_problems(text: str) -> list[str]:
 
 
 def spark_problems(text: str) -> list[str]:
-    """pyspark pinned to 3.5.x and the S3A jars matching its Hadoop, from Maven Central."""
+    """pyspark pinned to 3.5.x, the S3A jars matching its Hadoop, and the settings' Iceberg
+    runtime and JDBC driver, from Maven Central."""
     text = substitute(text)
     pins = re.findall(r"pyspark==(\d+)\.(\d+)\.(\d+)", text)
     if len(pins) != 1:
@@ -106,6 +107,13 @@ def spark_problems(text: str) -> list[str]:
         "aws-java-sdk-bundle": f"com/amazonaws/aws-java-sdk-bundle/{sdk}/"
                                f"aws-java-sdk-bundle-{sdk}.jar",
     }
+    # Iceberg and the JDBC driver: the versions the settings (and setup.sh) use.
+    from pipeline.config import load_settings
+    from pipeline.glue.session import _maven_jars
+
+    for path, name in _maven_jars(load_settings(environ={})):
+        if name.startswith(("iceberg-spark-runtime", "postgresql")):
+            wanted[name] = path
     paths = set(re.findall(r'"((?:org|com)/\S+?\.jar)"', text))
     for name, path in wanted.items():
         if path not in paths:

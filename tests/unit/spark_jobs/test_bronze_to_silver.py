@@ -127,3 +127,22 @@ def test_merge_applies_changes_in_sequence_and_replays_are_harmless(spark) -> No
     later = merge(again, changes([("D", 2, 1, 6), ("U", 1, 9, 7)]), spec)
     assert {r["id"]: r["quantity"] for r in later.collect()} == {1: 9}
     assert later.columns == spec.names + ["_change_seq", "_commit_ts", "ingest_date"]
+
+
+def test_latest_changes_keeps_one_change_per_key_by_binlog_order(spark) -> None:
+    """MERGE INTO refuses two source rows for one key: the batch is cut to the latest change
+    of each key by AR_H_CHANGE_SEQ, whatever the commit times say (a delete and a
+    re-insert of one key within the batch leaves the insert)."""
+    from spark_jobs.bronze_to_silver import latest_changes
+
+    spec = TABLES["order_items"]
+    df = items(spark, [
+        ("I", "2026-11-26 10:00:05.000000", 1, 1, 1, 1, Decimal("1.00"), seq(1)),
+        ("D", "2026-11-26 10:00:01.000000", 1, 1, 1, 1, Decimal("1.00"), seq(2)),
+        ("I", "2026-11-26 10:00:00.000000", 1, 1, 1, 7, Decimal("1.00"), seq(3)),
+        ("U", "2026-11-26 10:00:09.000000", 2, 1, 1, 4, Decimal("1.00"), seq(5)),
+        ("D", "2026-11-26 10:00:00.000000", 2, 1, 1, 4, Decimal("1.00"), seq(6)),
+    ])
+    batch = latest_changes(clean(df, spec, "s", "2026-11-26")[0], spec)
+    assert sorted((r["id"], r["_op"], r["quantity"]) for r in batch.collect()) == [
+        (1, "I", 7), (2, "D", 4)]
