@@ -294,8 +294,10 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
             [k for k in current_files if k in keys or (not rebuild and k in bookmark.processed)])
         clock.lap("plan")
         if mode == "merge":
-            merged = _merge_into(spark, name, latest_changes(valid, spec), spec, table)
+            batch = latest_changes(valid, spec).cache()
+            merged = _merge_into(spark, name, batch, spec, table)
         else:
+            batch = None
             current = silver.read_current(spark, settings, table, base) if base else None
             _replace(merge(current, valid, spec), name,
                      iceberg.table_location(settings, table), {"generation": gen or ""})
@@ -313,6 +315,13 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
             held.unpersist()
         elif rebuild:  # a rebuilt table holds nothing: the keys held before go with it
             spark.sql(f"DROP TABLE IF EXISTS {iceberg.held_table_name(settings, table)} PURGE")
+        # The change log after the commit (a reader that sees an entry finds its change in
+        # silver) and before the properties (a settled table has its entries logged; a
+        # crash in between re-runs the input, and a logged key twice is harmless).
+        _log_changes(spark, settings, table, spec, batch, pipeline_run)
+        if batch is not None:
+            batch.unpersist()
+        clock.lap("held_and_log")
     finally:
         changes.unpersist()
     after = silver.current_snapshot(settings, table)
@@ -321,7 +330,7 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
                                   "newest_change": newest or "", "generation": gen or ""})
     _save_bookmark(settings, bookmark, current_files, keys, run_id)  # after the commit
     quarantined.unpersist()
-    clock.lap("held_and_properties")
+    clock.lap("properties")
     if notice and notice.startswith("migrat"):
         removed = silver.remove_legacy(settings, table)
         LOG.info("removed %d object(s) of `%s`'s pre-Iceberg silver", removed, table)
@@ -332,7 +341,7 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
 
 
 class _Clock:
-    """Seconds per phase of a run (read, plan, commit, held_and_properties), for the run
+    """Seconds per phase of a run (read, plan, commit, held_and_log, properties), for the run
     report and the bench."""
 
     def __init__(self) -> None:
@@ -353,6 +362,7 @@ def _silver_state(settings: Any, table: str) -> tuple[dict[str, Any] | None, str
     except silver.SilverFilesLostError as exc:
         iceberg.forget_table(settings, settings.mysql.database, table)
         iceberg.forget_table(settings, f"{settings.mysql.database}_held", table)
+        iceberg.forget_table(settings, iceberg.changes_namespace(settings), table)
         notice = (f"silver `{table}` lost its files in S3 (LocalStack forgets objects on "
                   f"restart): rebuilt from bronze")
         LOG.warning("%s (%s)", notice, exc.message)
@@ -409,6 +419,28 @@ def _merge_into(spark: SparkSession, name: str, batch: DataFrame, spec: SilverTa
     spark.catalog.dropTempView(view)
     return {"inserts_or_updates": counts.get("I", 0) + counts.get("U", 0),
             "deletes": counts.get("D", 0)}
+
+
+CHANGE_LOG_COLUMNS = "key BIGINT, _change_seq STRING, _op STRING, _run_id STRING"
+
+
+def _log_changes(spark: SparkSession, settings: Any, table: str, spec: SilverTable,
+                 batch: DataFrame | None, pipeline_run: str) -> None:
+    """Append the keys this run changed to the table's change log (`silver.read_changes`);
+    a replace (`batch` None) appends the full-state marker instead."""
+    name = iceberg.changes_table_name(settings, table)
+    location = iceberg.table_location(settings, table, iceberg.changes_namespace(settings))
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({CHANGE_LOG_COLUMNS}) USING iceberg "
+              f"LOCATION '{location}' "
+              f"TBLPROPERTIES ('format-version' = '2')")
+    if batch is None:
+        rows = spark.createDataFrame([(None, None, silver.FULL_MARKER, pipeline_run)],
+                                     CHANGE_LOG_COLUMNS)
+    else:
+        (key,) = spec.primary_key
+        rows = batch.select(F.col(key).cast("bigint").alias("key"), "_change_seq", "_op",
+                            "_run_id")
+    rows.writeTo(name).append()
 
 
 def _java_line(text: str) -> str:

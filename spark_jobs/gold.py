@@ -1,13 +1,17 @@
 """What the load_* jobs share: silver snapshot -> staging (COPY) -> stored procedure.
 
-Staging holds the full current state of a silver table. `sales.load_state` records which
-silver (Iceberg) snapshot each staging table holds (written in the COPY's transaction), so a job
-whose input has not changed skips the COPY, and two jobs that need the same staging table
-load it once.
+Staging holds the current state of a silver table, kept up to date by change: each run
+stages only the keys silver's change log names since the last batch (their current rows;
+a key without one was deleted), and the procedures merge only those keys. The full state is
+copied on the first load, after a new bronze full load or a rebuilt silver, or on request
+(`--full`). `sales.load_state` records which silver (Iceberg) snapshot each staging table
+holds (written in the COPY's transaction), so a job whose input has not changed skips the
+COPY, and two jobs that need the same staging table load it once.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pyspark.sql import DataFrame
@@ -17,9 +21,12 @@ from pyspark.sql import types as T
 from pipeline.errors import TerminalError
 from pipeline.glue import silver
 from pipeline.glue.jobs import JobContext
-from pipeline.warehouse import STAGING_COLUMNS, call, load_staging, loaded_snapshot
+from pipeline.warehouse import STAGING_COLUMNS, call, load_staging, procedure_state, staging_state
+from pipeline.warehouse.model import table as table_model
 from pipeline.warehouse.schema import widen_for_staging
 from pipeline.warehouse.widen import Numeric
+
+LOG = logging.getLogger(__name__)
 
 # The change's place in the binlog and its commit time: the SCD2 merges order versions by it.
 _CHANGE = {"change_seq": "_change_seq", "commit_ts": "_commit_ts"}
@@ -47,8 +54,12 @@ def as_text_timestamps(df: DataFrame) -> DataFrame:
 
 
 def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
-    """Load `staging` from its silver table's current snapshot unless already loaded."""
+    """Bring `staging` up to its silver table's current snapshot: the rows of the keys the
+    change log names since the last batch (a delta), or the full state on the first load,
+    a new bronze full load, a rebuilt silver, or on request (`--full`)."""
     table, renames = STAGING[staging]
+    # The change log first: every entry it covers is then in the snapshot read after it.
+    log = silver.changes_snapshot(ctx.settings, table)
     pointer = silver.current_snapshot(ctx.settings, table)
     if pointer is None:
         raise TerminalError(f"silver table `{table}` does not exist yet",
@@ -60,15 +71,46 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
         # table would read as a source that lost every row. Staging keeps what it holds, so
         # gold keeps its rows, and reconcile says why gold is behind.
         reasons = sorted({h["reason"] for h in silver.held_rows(ctx.settings, table)})
-        return {"staging": staging, "rows": 0, "copied": False,
+        return {"staging": staging, "rows": 0, "copied": False, "mode": "unchanged",
                 "warning": f"silver table `{table}` has no valid row: all {pointer['held']} "
                            f"of its rows are held in quarantine ({'; '.join(reasons[:2])}); "
                            f"`{staging}` and gold keep their rows"}
     snapshot = silver.snapshot_id(pointer)
-    if not reload and loaded_snapshot(ctx.settings, staging) == snapshot:
-        return {"staging": staging, "rows": pointer["rows"], "copied": False}
+    state = staging_state(ctx.settings, staging)
+    if (not reload and ctx.args.get("full") != "true" and state is not None
+            and state["silver_snapshot"] == snapshot and state["changes_snapshot"] == log):
+        return {"staging": staging, "rows": 0, "copied": False, "mode": "unchanged"}
     columns = STAGING_COLUMNS[staging]
+    key = table_model(staging).primary_key[0]
+    silver_key = renames.get(key, key)
     df = silver.read_current(ctx.spark, ctx.settings, table, pointer)  # that snapshot's rows
+    reason = _full_reason(ctx, state, pointer, log, reload)
+    keys: list[int] | None = None
+    if reason is None and state["changes_snapshot"] == log:
+        keys, df = [], df.limit(0)  # silver moved without new log entries: nothing to stage
+    elif reason is None:
+        changes = silver.read_changes(ctx.spark, ctx.settings, table,
+                                      state["changes_snapshot"], log)
+        try:
+            marks = changes.groupBy().agg(
+                F.max(F.when(F.col("_op") == silver.FULL_MARKER, 1)).alias("full"),
+                F.min("key").alias("lo"), F.max("key").alias("hi")).first()
+        except Exception as exc:  # noqa: BLE001 - py4j: the log was recreated or expired
+            reason = f"the change log of `{table}` does not reach back to the last batch " \
+                     f"({_first_line(exc)})"
+        else:
+            if marks["full"]:
+                reason = f"silver `{table}` was rebuilt or rewritten since the last batch"
+            else:
+                changed = changes.filter(F.col("key").isNotNull()).select(
+                    F.col("key").alias(silver_key)).distinct()
+                keys = [r[0] for r in changed.collect()]
+                # Files whose key range misses every changed key are not read at all.
+                df = (df.filter(F.col(silver_key).between(marks["lo"], marks["hi"]))
+                      .join(F.broadcast(changed), silver_key, "left_semi")
+                      if keys else df.limit(0))
+    if reason is not None:
+        LOG.info("`%s`: full copy (%s)", staging, reason)
     df = df.select(*[F.col(renames.get(c, c)).alias(c) for c in columns])
     # A decimal silver carries wider than staging (the source widened it): widen staging
     # and the gold columns computed from it first, or COPY would round every value.
@@ -79,8 +121,39 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
                 ctx.progress.update(ctx.name, description=f"widened {change}")
     rows = (tuple(r) for r in as_text_timestamps(df).toLocalIterator(prefetchPartitions=True))
     count = load_staging(ctx.settings, staging, columns, rows, snapshot=snapshot,
-                         run_id=ctx.args.get("run_id"), generation=pointer.get("generation"))
-    return {"staging": staging, "rows": count, "copied": True}
+                         run_id=ctx.args.get("run_id"), generation=pointer.get("generation"),
+                         keys=keys, changes_snapshot=log)
+    out = {"staging": staging, "rows": count, "copied": True,
+           "mode": "full" if keys is None else "delta"}
+    if keys is not None:
+        out["keys"] = len(keys)
+    else:
+        out["why"] = reason
+    return out
+
+
+def _full_reason(ctx: JobContext, state: dict[str, Any] | None, pointer: dict[str, Any],
+                 log: str | None, reload: bool) -> str | None:
+    """Why staging takes the full state this time (None: only the changed keys)."""
+    if ctx.args.get("full") == "true":
+        return "requested (--full)"
+    if reload:
+        return "requested (--force or --reset-bookmark)"
+    if state is None:
+        return "first load"
+    if state["generation"] != pointer.get("generation"):
+        return "a new bronze full load"
+    if log is None or state["changes_snapshot"] is None:
+        return "no change log to follow yet"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if "Exception" in line:
+            return line.strip()[:160]
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def load(ctx: JobContext, stagings: list[str], procedure: str) -> dict[str, Any]:
@@ -92,4 +165,5 @@ def load(ctx: JobContext, stagings: list[str], procedure: str) -> dict[str, Any]
         return {"procedure": None, "staged": staged, "warnings": warnings}
     ctx.progress.update(ctx.name, description=f"CALL sales.{procedure}()")
     warnings += call(ctx.settings, procedure, ctx.args.get("run_id"))
-    return {"procedure": procedure, "staged": staged, "warnings": warnings}
+    return {"procedure": procedure, "staged": staged, "warnings": warnings,
+            "merged": procedure_state(ctx.settings, procedure)}

@@ -59,6 +59,11 @@ class CatalogUnreachableError(TransientError):
         self.database = database
 
 
+def catalog_login(settings: Settings) -> DbCredentials:
+    """The login the catalog database is reached with (the warehouse's)."""
+    return warehouse_credentials(settings)
+
+
 def _login(settings: Settings) -> DbCredentials:
     return warehouse_credentials(settings)
 
@@ -190,6 +195,16 @@ def held_table_name(settings: Settings, table: str) -> str:
     return f"{settings.lake.catalog_name}.{settings.mysql.database}_held.{table}"
 
 
+def changes_namespace(settings: Settings) -> str:
+    return f"{settings.mysql.database}_changes"
+
+
+def changes_table_name(settings: Settings, table: str) -> str:
+    """The change log of `table`: one row per key a run changed (append-only), which the
+    load jobs read incrementally to stage only what changed."""
+    return f"{settings.lake.catalog_name}.{changes_namespace(settings)}.{table}"
+
+
 def table_location(settings: Settings, table: str, namespace: str | None = None) -> str:
     return f"s3a://{settings.lake.silver_bucket}/{namespace or settings.mysql.database}/{table}"
 
@@ -229,6 +244,8 @@ def _sql_catalog(settings: Settings, creds: DbCredentials, password: str,
         **{"s3.endpoint": ls.endpoint_url, "s3.access-key-id": ls.access_key_id,
            "s3.secret-access-key": ls.secret_access_key.reveal(), "s3.region": ls.region,
            "s3.path-style-access": "true",
+           # A pooled connection dies with a restarted PostgreSQL: test it before use.
+           "pool_pre_ping": "true",
            "py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"})
 
 

@@ -200,7 +200,8 @@ def summarize(metrics: dict[str, Any]) -> str:
     if "table" in metrics:
         return (f"{metrics['table']}: {metrics['files']} files, {metrics['changes']} changes, "
                 f"{metrics['quarantined']} quarantined, {metrics['rows']} rows")
-    staged = ", ".join(f"{s['staging']} {s['rows']}{'' if s['copied'] else ' (unchanged)'}"
+    staged = ", ".join(f"{s['staging']} {s['rows']}"
+                       f" ({s.get('mode') or ('full' if s['copied'] else 'unchanged')})"
                        for s in metrics.get("staged", []))
     procedure = metrics.get("procedure")
     return f"{staged} -> CALL {procedure}" if procedure else f"{staged} staged"

@@ -12,6 +12,12 @@ newest change and the bronze generation. `shoplake.snapshot` names the commit th
 describe; when it is not the current one (a crash between the two commits), they are
 stale and the next run writes them again.
 
+Each run also appends the keys it changed to `silver.<schema>_changes.<table>` (key, change
+sequence, op, run), after its commit and before its properties: the load jobs read that log
+incrementally (Iceberg's append scan between two of its snapshots) and stage only those keys
+into the warehouse. A rebuild or a rewrite appends one marker row (op `F`, no key): whoever
+reads past it copies the full state instead.
+
 Keys held in quarantine live in `silver.<schema>_held.<table>` (replaced whole by each
 run that has any). Quarantined rows themselves stay plain Parquet under
 `quarantine/<schema>/<table>/run_id=<run>/`: append-only evidence of what was refused, read
@@ -100,6 +106,7 @@ def current_snapshot(settings: Settings, table: str) -> dict[str, Any] | None:
 def load_table(settings: Settings, table: str, namespace: str | None = None):  # noqa: ANN201
     """pyiceberg's table, or None when the catalog has no such table."""
     from pyiceberg.exceptions import NoSuchTableError
+    from sqlalchemy.exc import OperationalError
 
     namespace = namespace or settings.mysql.database
     catalog = iceberg.py_catalog(settings)
@@ -107,6 +114,10 @@ def load_table(settings: Settings, table: str, namespace: str | None = None):  #
         return catalog.load_table((namespace, table))
     except NoSuchTableError:
         return None
+    except OperationalError as exc:  # the catalog's PostgreSQL went away mid-session
+        creds = iceberg.catalog_login(settings)
+        raise iceberg.CatalogUnreachableError(creds, settings.lake.catalog_database,
+                                              iceberg.describe_error(exc.orig or exc)) from exc
     except (FileNotFoundError, OSError) as exc:
         location = next((t["metadata_location"] for t in iceberg.catalog_tables(settings)
                          if t["namespace"] == namespace and t["table"] == table), "?")
@@ -128,6 +139,28 @@ def read_current(spark: SparkSession, settings: Settings, table: str,
     iceberg.attach(spark, settings)
     return (spark.read.option("snapshot-id", snapshot_id(pointer))
             .table(iceberg.table_name(settings, table)))
+
+
+def changes_snapshot(settings: Settings, table: str) -> str | None:
+    """The current snapshot of `table`'s change log (None: no log yet). Read it *before*
+    the table's own snapshot: every log entry it covers is then in that table snapshot."""
+    tbl = load_table(settings, table, iceberg.changes_namespace(settings))
+    snap = tbl.current_snapshot() if tbl is not None else None
+    return str(snap.snapshot_id) if snap is not None else None
+
+
+FULL_MARKER = "F"
+"""The change log's `_op` for "the table was replaced whole" (a rebuild or a rewrite)."""
+
+
+def read_changes(spark: SparkSession, settings: Settings, table: str, after: str,
+                 upto: str) -> DataFrame:
+    """The change log's entries appended after snapshot `after` up to `upto` (Iceberg's
+    incremental append scan). Raises when `after` is not an ancestor of `upto` (the log was
+    recreated or expired): then the caller copies the full state."""
+    iceberg.attach(spark, settings)
+    return (spark.read.format("iceberg").option("start-snapshot-id", after)
+            .option("end-snapshot-id", upto).load(iceberg.changes_table_name(settings, table)))
 
 
 def read_held(spark: SparkSession, settings: Settings, table: str) -> DataFrame | None:

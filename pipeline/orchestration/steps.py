@@ -138,11 +138,11 @@ def glue_job(settings: Settings, task: dict[str, Any], progress: Progress) -> di
         out |= {k: metrics.get(k) for k in ("table", "files", "changes", "quarantined",
                                              "held", "rows", "mode")}
         if metrics.get("seconds"):
-            out["phases"] = metrics["seconds"]  # read, plan, commit, held_and_properties
+            out["phases"] = metrics["seconds"]  # read, plan, commit, held_and_log, properties
         out["rows_in"], out["rows_out"] = metrics.get("changes"), metrics.get("rows")
     if "staged" in metrics:
-        out["staged"] = [{k: s[k] for k in ("staging", "rows", "copied")}
-                         for s in metrics["staged"]]
+        out["staged"] = [{k: s[k] for k in ("staging", "rows", "copied", "mode", "keys")
+                          if k in s} for s in metrics["staged"]]
         out["rows_out"] = sum(s["rows"] for s in metrics["staged"])
     if metrics.get("warnings"):
         out["warnings"] = metrics["warnings"]
@@ -160,7 +160,7 @@ def execute_statement(settings: Settings, task: dict[str, Any], progress: Progre
     the statement's Parameters, as the Data API takes it), run to completion here
     (the warehouse is local); describe_statement then reports it FINISHED."""
     from pipeline.aws.s3 import put_json
-    from pipeline.warehouse import PROCEDURES, call
+    from pipeline.warehouse import PROCEDURES, call, procedure_state
     from pipeline.warehouse.model import SCHEMA
 
     sql = " ".join(str(task.get("Sql", "")).split()).removesuffix(";")
@@ -183,6 +183,11 @@ def execute_statement(settings: Settings, task: dict[str, Any], progress: Progre
              {"Id": statement_id, "Status": "FINISHED", "QueryString": sql,
               "Duration": seconds, "run_id": _run_id(task)})
     out: dict[str, Any] = {"Id": statement_id, "procedure": procedure, "seconds": seconds}
+    merged = procedure_state(settings, procedure)
+    if merged:  # full, or delta with the keys it merged
+        out["mode"] = merged["mode"]
+        if merged["keys"] is not None:
+            out["keys"] = merged["keys"]
     if warnings:
         out["warnings"] = warnings  # the run prints them (`shoplake run`, `runs show`)
     return out

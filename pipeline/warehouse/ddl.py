@@ -1,7 +1,7 @@
 """Render the model to Postgres DDL (what runs here) and Redshift DDL (what would run on AWS).
 
 `python -m pipeline.warehouse.ddl` rewrites `pipeline/warehouse/sql/postgres.sql`,
-`pipeline/warehouse/sql/redshift.sql` and the SCD2 procedures `pipeline/warehouse/sql/scd2.sql`;
+`pipeline/warehouse/sql/redshift.sql` and the SCD2 procedures `pipeline/warehouse/sql/merges.sql`;
 `--check` only reports whether they drifted from the model (a unit test does the same). Every
 rendering is idempotent (IF NOT EXISTS, CREATE OR REPLACE).
 """
@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline.warehouse.model import (
+    MERGES_FILE,
     POSTGRES_FILE,
     REDSHIFT_FILE,
-    SCD2_FILE,
     SCHEMA,
     SQL_DIR,
     TABLES,
@@ -131,10 +131,10 @@ def render_redshift(tables: Sequence[Table] = TABLES) -> str:
 
 
 def rendered_files() -> dict[Path, str]:
-    from pipeline.warehouse.procedures import render_scd2
+    from pipeline.warehouse.procedures import render_merges
 
     return {POSTGRES_FILE: render_postgres(), REDSHIFT_FILE: render_redshift(),
-            SCD2_FILE: render_scd2()}
+            MERGES_FILE: render_merges()}
 
 
 def stale_files() -> list[Path]:

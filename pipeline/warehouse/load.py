@@ -28,7 +28,15 @@ from pipeline.warehouse.errors import (
     from_connect_error,
     from_psycopg,
 )
-from pipeline.warehouse.model import LOAD_STATE, PROCEDURES, SCHEMA, table
+from pipeline.warehouse.model import (
+    LOAD_STATE,
+    PROCEDURE_STATE,
+    PROCEDURES,
+    SCHEMA,
+    STAGED_KEYS,
+    STAGING_BATCHES,
+    table,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -175,24 +183,60 @@ def _rollback(conn: Connection) -> None:
 
 def load_staging(settings: Settings, table_name: str, columns: Sequence[str],
                  rows: Iterable[Sequence[Any]], snapshot: str | None = None,
-                 run_id: str | None = None, generation: str | None = None) -> int:
-    """Replace the content of staging table `table_name` with `rows`; returns the count.
+                 run_id: str | None = None, generation: str | None = None, *,
+                 keys: Sequence[int] | None = None,
+                 changes_snapshot: str | None = None) -> int:
+    """Write staging table `table_name`; returns the rows copied.
 
-    TRUNCATE and COPY share one transaction, so readers see the old rows or the new ones,
+    Without `keys`, a full copy: the table's content is replaced with `rows`. With `keys`
+    (the keys silver's change log names since the last batch), a delta: the rows of those
+    keys are replaced with `rows` (a key without a row was deleted), and the keys are
+    recorded in `sales.staged_keys` for the procedures, which then merge only those.
+
+    Everything happens in one transaction, so readers see the old rows or the new ones,
     never an empty table, and a rejected row leaves the old content in place. (Redshift
-    commits TRUNCATE on its own; there the same effect takes DELETE + COPY.) With
-    `snapshot`, the same transaction records in `sales.load_state` that the table now holds
-    that silver snapshot (loaded by `run_id`) of bronze full load `generation` (which the
-    SCD2 merges compare with their versions'), so content and stamp never disagree.
+    commits TRUNCATE on its own; there the same effect takes DELETE + COPY.) The same
+    transaction records the batch (`sales.staging_batches`) and, in `sales.load_state`, that
+    the table now holds that silver snapshot (loaded by `run_id`) of bronze full load
+    `generation` (which the SCD2 merges compare with their versions'), so content and stamp
+    never disagree.
     """
     name = _check_staging(table_name, columns)
+    key = table(name).primary_key[0]
     with session(settings) as conn:
         try:
             with conn.cursor() as cur:
-                cur.execute(f"TRUNCATE {SCHEMA}.{name}")
-            count = copy_rows(conn, name, columns, rows)
-            if snapshot is not None:
+                # One batch at a time: batch numbers commit in order, so a procedure that
+                # read the highest batch has seen every batch below it.
+                cur.execute(f"LOCK TABLE {SCHEMA}.{STAGING_BATCHES.name} IN EXCLUSIVE MODE")
+                cur.execute(f"SELECT coalesce(max(batch), 0) + 1 FROM "
+                            f"{SCHEMA}.{STAGING_BATCHES.name}")
+                batch = cur.fetchone()[0]
+                if keys is None:
+                    cur.execute(f"TRUNCATE {SCHEMA}.{name}")
+                else:
+                    cur.execute("CREATE TEMPORARY TABLE _batch_keys (key bigint PRIMARY KEY) "
+                                "ON COMMIT DROP")
+            if keys is not None:
+                copy_rows(conn, "pg_temp._batch_keys", ["key"], ((k,) for k in keys))
                 with conn.cursor() as cur:
+                    cur.execute(f"DELETE FROM {SCHEMA}.{name} AS t USING _batch_keys AS k "
+                                f'WHERE t."{key}" = k.key')
+                    cur.execute(f"INSERT INTO {SCHEMA}.{STAGED_KEYS.name} (staging, batch, key) "
+                                "SELECT %s, %s, key FROM _batch_keys", (name, batch))
+            count = copy_rows(conn, name, columns, rows)
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"INSERT INTO {SCHEMA}.{STAGING_BATCHES.name} (batch, staging, kind, "
+                    "silver_snapshot, changes_snapshot, rows, keys, run_id, loaded_at) VALUES "
+                    "(%s, %s, %s, %s, %s, %s, %s, %s, now() AT TIME ZONE 'UTC')",
+                    (batch, name, "full" if keys is None else "delta", snapshot,
+                     changes_snapshot, count, None if keys is None else len(keys), run_id))
+                if keys is None:  # a full copy supersedes the keys staged before it
+                    cur.execute(f"DELETE FROM {SCHEMA}.{STAGED_KEYS.name} WHERE staging = %s "
+                                "AND batch < %s", (name, batch))
+                _prune_staged_keys(cur)
+                if snapshot is not None:
                     cur.execute(
                         f"INSERT INTO {SCHEMA}.{LOAD_STATE.name} (staging, silver_snapshot, "
                         "rows, run_id, loaded_at, generation) VALUES (%s, %s, %s, %s, now() "
@@ -208,8 +252,53 @@ def load_staging(settings: Settings, table_name: str, columns: Sequence[str],
         except ValueError as exc:  # a malformed row, raised from inside the COPY stream
             _rollback(conn)
             raise StagingLoadError(name, str(exc)) from exc
-    LOG.info("loaded %d rows into %s.%s", count, SCHEMA, name)
+    LOG.info("%s %d rows into %s.%s (batch %d)", "copied" if keys is None else
+             f"replaced {len(keys)} key(s) with", count, SCHEMA, name, batch)
     return count
+
+
+def _prune_staged_keys(cur: Any) -> None:
+    """Drop the keys every procedure has merged (and, for the fact loads, seen as dimension
+    changes); until each procedure has run once, keep them all."""
+    cur.execute(f"SELECT count(*), min(least(consumed_batch, coalesce(dims_seen, "
+                f"consumed_batch))) FROM {SCHEMA}.{PROCEDURE_STATE.name}")
+    called, merged = cur.fetchone()
+    if called >= len(PROCEDURES) and merged is not None:
+        cur.execute(f"DELETE FROM {SCHEMA}.{STAGED_KEYS.name} WHERE batch <= %s", (merged,))
+
+
+def staging_state(settings: Settings, table_name: str) -> dict[str, Any] | None:
+    """What staging table `table_name` holds: the silver snapshot, the change-log snapshot
+    of its last batch, the bronze generation (None: never loaded)."""
+    with session(settings) as conn:
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT l.silver_snapshot, l.generation, b.changes_snapshot, b.kind "
+                    f"FROM {SCHEMA}.{LOAD_STATE.name} AS l LEFT JOIN LATERAL ("
+                    f"SELECT changes_snapshot, kind FROM {SCHEMA}.{STAGING_BATCHES.name} "
+                    f"WHERE staging = l.staging ORDER BY batch DESC LIMIT 1) AS b ON true "
+                    f"WHERE l.staging = %s", (table_name,))
+                row = cur.fetchone()
+            conn.rollback()
+        except psycopg2.Error as exc:
+            raise from_psycopg(exc, f"reading `{SCHEMA}.{LOAD_STATE.name}`",
+                               table=LOAD_STATE.name) from exc
+    if row is None:
+        return None
+    return {"silver_snapshot": row[0], "generation": row[1], "changes_snapshot": row[2],
+            "kind": row[3]}
+
+
+def procedure_state(settings: Settings, procedure: str) -> dict[str, Any] | None:
+    """How `procedure` last merged: `mode` (full or delta) and `keys` (delta only)."""
+    with session(settings) as conn:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT mode, keys, consumed_batch FROM {SCHEMA}."
+                        f"{PROCEDURE_STATE.name} WHERE procedure = %s", (procedure,))
+            row = cur.fetchone()
+        conn.rollback()
+    return {"mode": row[0], "keys": row[1], "batch": row[2]} if row else None
 
 
 def loaded_snapshot(settings: Settings, table_name: str) -> str | None:
@@ -227,17 +316,21 @@ def loaded_snapshot(settings: Settings, table_name: str) -> str | None:
     return row[0] if row else None
 
 
-def call(settings: Settings, procedure: str, run_id: str | None = None) -> list[str]:
+def call(settings: Settings, procedure: str, run_id: str | None = None,
+         full: bool = False) -> list[str]:
     """`CALL sales.<procedure>(run_id)` in its own transaction (one of `PROCEDURES`); the
-    rows it writes are stamped with `run_id` (`loaded_run`). Returns the warnings it raised
-    (an SCD2 dimension rebuilt, an updated_at that went backwards), which are logged too."""
+    rows it writes are stamped with `run_id` (`loaded_run`). The procedure merges the keys
+    of the staging batches since its last call, or everything when one of them was a full
+    copy or `full` is set (after gold was changed by hand, say). Returns the warnings it
+    raised (an SCD2 dimension rebuilt, an updated_at that went backwards), which are logged
+    too."""
     if procedure not in PROCEDURES:
         raise ConfigError(f"unknown procedure `{procedure}`",
                           hint=f"one of: {', '.join(PROCEDURES)}")
     with session(settings) as conn:
         try:
             with conn.cursor() as cur:
-                cur.execute(f"CALL {SCHEMA}.{procedure}(%s)", (run_id,))
+                cur.execute(f"CALL {SCHEMA}.{procedure}(%s, %s)", (run_id, full))
             conn.commit()
         except psycopg2.Error as exc:
             _rollback(conn)

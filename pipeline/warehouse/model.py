@@ -26,7 +26,7 @@ REDSHIFT_FILE = SQL_DIR / "redshift.sql"
 PROCEDURES_FILE = SQL_DIR / "procedures.sql"
 """Hand-written PL/pgSQL: helper functions, the fact procedures, the mart view."""
 
-SCD2_FILE = SQL_DIR / "scd2.sql"
+MERGES_FILE = SQL_DIR / "merges.sql"
 """The SCD2 merge procedures, rendered from `SCD2_DIMS` (`python -m pipeline.warehouse.ddl`)."""
 
 SCHEMA = "sales"
@@ -230,6 +230,36 @@ LOAD_STATE = Table(
      _c("rows", "bigint", nullable=False), _c("run_id", "string(128)"),
      _c("loaded_at", "timestamp", nullable=False), GENERATION),
     ("staging",), "ALL")
+# Change-only loading. Each write of a staging table is a batch: a full copy (the first
+# load, a re-snapshot, a rebuilt silver, `--full`) or a delta (the keys silver's change log
+# names since the last batch: their rows replaced, the keys recorded in staged_keys). Each
+# procedure records the last batch it merged, and merges only the keys of later batches,
+# or everything when a full batch came since.
+STAGING_BATCHES = Table(
+    "staging_batches", "meta", "Each write of a staging table: a full copy or the changed "
+    "keys only, which silver snapshot and change-log snapshot it brought, and how many rows.",
+    (_c("batch", "bigint", nullable=False), _c("staging", "string(64)", nullable=False),
+     _c("kind", "string(8)", nullable=False), _c("silver_snapshot", "string(64)"),
+     _c("changes_snapshot", "string(64)"), _c("rows", "bigint", nullable=False),
+     _c("keys", "bigint"), _c("run_id", "string(128)"),
+     _c("loaded_at", "timestamp", nullable=False)),
+    ("batch",), "ALL", None, ("batch",),
+    (Index("ix_staging_batches_staging", ("staging", "batch")),))
+STAGED_KEYS = Table(
+    "staged_keys", "meta", "The keys each delta batch replaced in its staging table (present "
+    "or deleted): what the procedures merge. For a dimension's keys, since: from when on "
+    "its merge may have changed the key's versions (the facts re-point orders from then on). "
+    "Pruned once every procedure has merged them.",
+    (_c("staging", "string(64)", nullable=False), _c("batch", "bigint", nullable=False),
+     _c("key", "bigint", nullable=False), _c("since", "timestamp")),
+    ("staging", "batch", "key"), "ALL")
+PROCEDURE_STATE = Table(
+    "procedure_state", "meta", "The last staging batch each load procedure merged, whether "
+    "it merged everything (full) or the changed keys only, and how many keys.",
+    (_c("procedure", "string(64)", nullable=False), _c("consumed_batch", "bigint"),
+     _c("full_batch", "bigint"), _c("dims_seen", "bigint"), _c("mode", "string(8)"),
+     _c("keys", "bigint"), _c("called_at", "timestamp")),
+    ("procedure",), "ALL")
 # What the Pipeline Health dashboard reads. The dashboards see only the warehouse (as
 # QuickSight sees only Redshift), so each run's report step records here what the run saw
 # of the other layers and of Step Functions. Keyed by run: a report written again (a
@@ -258,7 +288,8 @@ PIPELINE_HELD_ROWS = Table(
                                                         nullable=False),
      _c("rows", "bigint", nullable=False)),
     ("run_id", "table_name", "reason"), "ALL")
-TABLES = (*TABLES, LOAD_STATE, PIPELINE_RUNS, PIPELINE_LAYER_ROWS, PIPELINE_HELD_ROWS)
+TABLES = (*TABLES, LOAD_STATE, STAGING_BATCHES, STAGED_KEYS, PROCEDURE_STATE, PIPELINE_RUNS,
+          PIPELINE_LAYER_ROWS, PIPELINE_HELD_ROWS)
 
 @dataclass(frozen=True)
 class Scd2:

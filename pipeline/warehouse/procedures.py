@@ -1,7 +1,7 @@
 """The SCD type 2 merge procedures, rendered from the model (`model.SCD2_DIMS`).
 
 One shape serves every SCD2 dimension, so it is written once, here, and rendered per
-dimension into `sql/scd2.sql` (committed, like the DDL; `python -m pipeline.warehouse.ddl`
+dimension into `sql/merges.sql` (committed, like the DDL; `python -m pipeline.warehouse.ddl`
 rewrites it and a unit test fails when it drifts). `warehouse init` applies it after
 procedures.sql.
 
@@ -80,13 +80,16 @@ def render_procedure(dim: Scd2) -> str:
     newer = "(d.change_seq IS NULL OR s.change_seq IS NULL OR s.change_seq > d.change_seq)"
     changed = f"d.attr_hash <> {_hash_expr(dim, 's.')}"
     took_effect = f"{SCHEMA}.fn_took_effect(s.updated_at, s.commit_ts, v_load_ts)"
+    scope = f"(v_full OR {{}}.{key} IN (SELECT key FROM {SCOPE}))"
+    s_in, d_in = scope.format("s"), scope.format("d")
     def examples(fmt: str, *args: str) -> str:
         return (f"string_agg(format('{noun} %s ({fmt})',\n"
                 f"                             k, {', '.join(args)}), '; ' ORDER BY k)\n"
                 f"               FILTER (WHERE rn <= {EXAMPLES})")
     return f"""\
 -- SCD2 {noun}s on {', '.join(attrs)} (see pipeline/warehouse/procedures.py).
-CREATE OR REPLACE PROCEDURE {SCHEMA}.{dim.procedure}(p_run_id text DEFAULT NULL)
+CREATE OR REPLACE PROCEDURE {SCHEMA}.{dim.procedure}(p_run_id text DEFAULT NULL,
+    p_full boolean DEFAULT false)
 LANGUAGE plpgsql
 AS $$
 DECLARE
@@ -96,9 +99,14 @@ DECLARE
     v_other bigint;
     v_old text;
     v_examples text;
+    v_from bigint;
+    v_to bigint;
+    v_full boolean;
+    v_keys bigint;
 BEGIN
     -- Two loaders at once would both open versions; serialize them (readers are not blocked).
     LOCK TABLE {d} IN SHARE ROW EXCLUSIVE MODE;
+{render_scope_setup(dim.procedure, [dim.staging])}
     -- An empty staging table is a failed hand-off far more often than a source that lost
     -- every row; closing every version on it would be wrong and noisy to undo.
     IF NOT EXISTS (SELECT 1 FROM {stg})
@@ -116,6 +124,7 @@ BEGIN
         FROM {d} WHERE generation IS DISTINCT FROM v_generation;
         IF v_count > 0 THEN
             DELETE FROM {d};
+            v_full := true;  -- rebuilt: every staged key, not only the changed ones
             RAISE WARNING '`{d}` rebuilt from a new bronze full load (generation %): its % '
                           'version(s) came from %, so its SCD2 history starts afresh, as a '
                           'fresh load''s would',
@@ -133,7 +142,7 @@ BEGIN
     FROM (SELECT s.{key} AS k, s.updated_at AS u, s.commit_ts AS c,
                  row_number() OVER (ORDER BY s.{key}) AS rn
           FROM {stg} AS s JOIN {d} AS d ON d.{key} = s.{key} AND d.is_current
-          WHERE {changed}
+          WHERE {changed} AND {s_in}
             AND {newer}
             AND s.commit_ts IS NOT NULL
             AND {took_effect} = s.commit_ts
@@ -150,7 +159,7 @@ BEGIN
     FROM (SELECT s.{key} AS k, {took_effect} AS u, d.record_start_ts AS st,
                  row_number() OVER (ORDER BY s.{key}) AS rn
           FROM {stg} AS s JOIN {d} AS d ON d.{key} = s.{key} AND d.is_current
-          WHERE {changed}
+          WHERE {changed} AND {s_in}
             AND {newer}
             AND {took_effect} <= d.record_start_ts) AS back;
     IF v_count > 0 THEN
@@ -165,7 +174,7 @@ BEGIN
     FROM (SELECT s.{key} AS k, s.updated_at AS u, d.record_start_ts AS st,
                  row_number() OVER (ORDER BY s.{key}) AS rn
           FROM {stg} AS s JOIN {d} AS d ON d.{key} = s.{key} AND d.is_current
-          WHERE {changed}
+          WHERE {changed} AND {s_in}
             AND NOT {newer}) AS stale;
     IF v_count > 0 THEN
         RAISE WARNING '% {noun}(s) in `{stg}` hold an older change (in binlog order) than '
@@ -182,12 +191,13 @@ BEGIN
     FROM {stg} AS s
     WHERE d.{key} = s.{key} AND d.is_current
       AND {changed}
-      AND {newer};
+      AND {newer}
+      AND {s_in};
 
     -- Gone from staging: deleted at the source, closed at load time.
     UPDATE {d} AS d
     SET is_current = false, record_end_ts = greatest(v_load_ts, d.record_start_ts)
-    WHERE d.is_current
+    WHERE d.is_current AND {d_in}
       AND NOT EXISTS (SELECT 1 FROM {stg} AS s WHERE s.{key} = d.{key});
 
     -- Every staging key without a current version now gets one: new keys, keys closed
@@ -200,14 +210,72 @@ BEGIN
                 ELSE greatest({took_effect}, h.last_end) END,
            timestamp '{OPEN_END}', true, p_run_id, s.change_seq, v_generation
     FROM {stg} AS s
-    LEFT JOIN (SELECT {key}, max(record_end_ts) AS last_end
-               FROM {d} GROUP BY {key}) AS h
+    LEFT JOIN (SELECT d.{key}, max(d.record_end_ts) AS last_end
+               FROM {d} AS d WHERE {d_in} GROUP BY d.{key}) AS h
            ON h.{key} = s.{key}
-    WHERE NOT EXISTS (SELECT 1 FROM {d} AS d
+    WHERE {s_in}
+      AND NOT EXISTS (SELECT 1 FROM {d} AS d
                       WHERE d.{key} = s.{key} AND d.is_current);
+
+    -- For the fact loads: this merge changed a key's versions only from the start of its
+    -- newest version on, so only facts from then on may point elsewhere now.
+    IF NOT v_full THEN
+        UPDATE {SCHEMA}.staged_keys AS k SET since = v.since
+        FROM (SELECT d.{key} AS key, max(d.record_start_ts) AS since FROM {d} AS d
+              WHERE {d_in} GROUP BY d.{key}) AS v
+        WHERE k.staging = '{dim.staging}' AND k.batch > v_from AND k.batch <= v_to
+          AND k.key = v.key;
+    END IF;
+{render_scope_done(dim.procedure)}
 END
 $$;
 """
+
+
+SCOPE = "_scope"
+"""The temporary table of keys a procedure merges when it does not merge everything."""
+
+
+def render_scope_setup(procedure: str, stagings: list[str],
+                       keys_from: list[str] | None = None) -> str:
+    """The start of a change-only merge: the batches since the procedure's last call
+    (`v_from`, `v_to`], whether any of its staging tables had a full copy among them (then
+    `v_full`: merge everything, as before change-only loading), else the keys those batches
+    staged, in `_scope`. A procedure never called before merges everything."""
+    names = ", ".join(f"'{s}'" for s in stagings)
+    own = ", ".join(f"'{s}'" for s in keys_from or stagings)
+    return f"""\
+    -- Change-only: the staging batches since the last call, and their keys.
+    SELECT consumed_batch INTO v_from FROM {SCHEMA}.procedure_state
+    WHERE procedure = '{procedure}';
+    SELECT coalesce(max(batch), 0) INTO v_to FROM {SCHEMA}.staging_batches;
+    v_full := p_full OR v_from IS NULL OR EXISTS (
+        SELECT 1 FROM {SCHEMA}.staging_batches
+        WHERE staging IN ({names}) AND kind = 'full' AND batch > v_from AND batch <= v_to);
+    DROP TABLE IF EXISTS {SCOPE};
+    CREATE TEMPORARY TABLE {SCOPE} (key bigint PRIMARY KEY) ON COMMIT DROP;
+    IF NOT v_full THEN
+        INSERT INTO {SCOPE}
+        SELECT DISTINCT key FROM {SCHEMA}.staged_keys
+        WHERE staging IN ({own}) AND batch > v_from AND batch <= v_to;
+        ANALYZE {SCOPE};
+    END IF;"""
+
+
+def render_scope_done(procedure: str, dims_seen: str = "NULL") -> str:
+    """The end of a change-only merge: record the last batch merged (and how)."""
+    return f"""\
+    SELECT count(*) INTO v_keys FROM {SCOPE};
+    INSERT INTO {SCHEMA}.procedure_state (procedure, consumed_batch, full_batch, dims_seen,
+                                          mode, keys, called_at)
+    VALUES ('{procedure}', v_to, CASE WHEN v_full THEN v_to END, {dims_seen},
+            CASE WHEN v_full THEN 'full' ELSE 'delta' END,
+            CASE WHEN v_full THEN NULL ELSE v_keys END, now() AT TIME ZONE 'UTC')
+    ON CONFLICT (procedure) DO UPDATE SET
+        consumed_batch = excluded.consumed_batch,
+        full_batch = coalesce(excluded.full_batch, {SCHEMA}.procedure_state.full_batch),
+        dims_seen = excluded.dims_seen, mode = excluded.mode, keys = excluded.keys,
+        called_at = excluded.called_at;"""
 
 
 def render_took_effect() -> str:
@@ -228,9 +296,232 @@ AS $$ SELECT CASE
 """
 
 
-def render_scd2(dims: tuple[Scd2, ...] = SCD2_DIMS) -> str:
-    """Every SCD2 dimension's hash function and merge procedure."""
+def render_merges(dims: tuple[Scd2, ...] = SCD2_DIMS) -> str:
+    """Every SCD2 dimension's hash function and merge procedure, then the fact loads."""
     parts = [HEADER, render_took_effect()]
     for dim in dims:
         parts += [render_hash_function(dim), render_procedure(dim)]
-    return "\n".join(parts)
+    return "\n".join([*parts, render_fact_orders(), render_fact_order_items()])
+
+
+# -- the fact loads ----------------------------------------------------------------------------
+# A fact row depends on more than its own staging row: an order's item_count and order_total
+# on its items, its customer_sk on the customer's versions; an order line's date_key and
+# product_sk on its order and the product's versions. A change-only call therefore merges
+# the keys whose inputs changed: its own staged keys, the rows of changed parents and
+# children, and the rows of the dimension keys the dimension merge touched since the fact
+# last looked (`dims_seen`: the dimension procedure's batches), so a late customer version
+# reaches the orders it now covers. A dimension merge changes versions only from the start
+# of a key's newest version on (a new version opens there and closes the one before; a
+# deletion closes the newest), so of a changed customer or product only the orders placed
+# since that start can point elsewhere now: the merge writes it into the key's
+# staged_keys rows (`since`), and the fact takes the earliest over the merges since it last
+# looked. A full copy of an input, or a dimension merged whole (a rebuild), makes the call
+# merge everything.
+
+
+def _dims_setup(dim_procedure: str) -> str:
+    return f"""\
+    SELECT dims_seen INTO v_dims_from FROM {SCHEMA}.procedure_state
+    WHERE procedure = '{{procedure}}';
+    SELECT coalesce(consumed_batch, 0), coalesce(full_batch, 0) INTO v_dims_to, v_dims_full
+    FROM {SCHEMA}.procedure_state WHERE procedure = '{dim_procedure}';
+    v_dims_to := coalesce(v_dims_to, 0);
+    IF v_dims_from IS NULL OR coalesce(v_dims_full, 0) > v_dims_from THEN
+        v_full := true;
+    END IF;"""
+
+
+_FACT_DECLARE = """\
+DECLARE
+    v_from bigint;
+    v_to bigint;
+    v_full boolean;
+    v_keys bigint;
+    v_dims_from bigint;
+    v_dims_to bigint;
+    v_dims_full bigint;"""
+
+
+def render_fact_orders() -> str:
+    s = SCHEMA
+    o_in = f"(v_full OR o.order_id IN (SELECT key FROM {SCOPE}))"
+    setup = render_scope_setup("sp_load_fact_orders", ["stg_orders", "stg_order_items"],
+                               ["stg_orders"])
+    dims = _dims_setup("sp_merge_dim_customer").replace("{procedure}", "sp_load_fact_orders")
+    return f"""\
+-- Orders: upsert from staging (only rows that differ are touched), then delete the orders
+-- staging no longer holds. customer_sk is the version valid at order_ts; item_count and
+-- order_total sum the order's staged items (0 for an order without items). Change-only:
+-- the staged orders, the orders of staged items (now and before), the orders of customers
+-- whose versions changed.
+CREATE OR REPLACE PROCEDURE {s}.sp_load_fact_orders(p_run_id text DEFAULT NULL,
+    p_full boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+{_FACT_DECLARE}
+BEGIN
+    LOCK TABLE {s}.fact_orders IN SHARE ROW EXCLUSIVE MODE;
+    IF NOT EXISTS (SELECT 1 FROM {s}.stg_orders)
+       AND EXISTS (SELECT 1 FROM {s}.fact_orders) THEN
+        RAISE EXCEPTION 'staging table `{s}.stg_orders` is empty; refusing to delete every '
+                        'row of `{s}.fact_orders`'
+            USING HINT = 'load staging before calling sp_load_fact_orders';
+    END IF;
+{setup}
+{dims}
+    IF NOT v_full THEN
+        INSERT INTO {SCOPE}
+        SELECT i.order_id FROM {s}.staged_keys AS k
+        JOIN {s}.stg_order_items AS i ON i.order_item_id = k.key
+        WHERE k.staging = 'stg_order_items' AND k.batch > v_from AND k.batch <= v_to
+        UNION
+        SELECT f.order_id FROM {s}.staged_keys AS k
+        JOIN {s}.fact_order_items AS f ON f.order_item_id = k.key
+        WHERE k.staging = 'stg_order_items' AND k.batch > v_from AND k.batch <= v_to
+        UNION
+        SELECT o.order_id FROM {s}.staged_keys AS k
+        JOIN {s}.stg_orders AS o ON o.customer_id = k.key
+        WHERE k.staging = 'stg_customers' AND k.batch > v_dims_from AND k.batch <= v_dims_to
+          AND o.order_ts >= coalesce(k.since, '-infinity')
+        ON CONFLICT (key) DO NOTHING;
+        ANALYZE {SCOPE};
+    END IF;
+    -- The mart joins dim_date on date_key: make sure every order day has its row (only
+    -- the days that occur: orders from 1000-01-01 to 9999-12-31 must not mean 3 million).
+    INSERT INTO {s}.dim_date (date_key, full_date, year, quarter, month, month_name, day,
+                                day_of_week, is_weekend)
+    SELECT {s}.fn_date_key(d), d::date, extract(year FROM d)::smallint,
+           extract(quarter FROM d)::smallint, extract(month FROM d)::smallint,
+           to_char(d, 'FMMonth'), extract(day FROM d)::smallint,
+           extract(isodow FROM d)::smallint, extract(isodow FROM d) IN (6, 7)
+    FROM (SELECT DISTINCT date_trunc('day', o.order_ts) AS d FROM {s}.stg_orders AS o
+          WHERE {o_in}) AS days
+    ON CONFLICT (date_key) DO NOTHING;
+
+    MERGE INTO {s}.fact_orders AS f
+    USING (SELECT o.order_id, o.customer_id, c.customer_sk,
+                  {s}.fn_date_key(o.order_ts) AS date_key, o.status, o.platform,
+                  o.payment_method, o.order_ts, o.updated_at,
+                  coalesce(i.item_count, 0)::bigint AS item_count,
+                  coalesce(i.order_total, 0) AS order_total
+           FROM {s}.stg_orders AS o
+           LEFT JOIN (SELECT o.order_id, sum(o.quantity) AS item_count,
+                             sum(o.quantity * o.unit_price) AS order_total
+                      FROM {s}.stg_order_items AS o WHERE {o_in}
+                      GROUP BY o.order_id) AS i
+                  ON i.order_id = o.order_id
+           LEFT JOIN {s}.dim_customer AS c
+                  ON c.customer_id = o.customer_id
+                 AND o.order_ts >= c.record_start_ts
+                 AND (o.order_ts < c.record_end_ts OR c.is_current)
+           WHERE {o_in}) AS s
+    ON f.order_id = s.order_id
+    WHEN MATCHED AND (f.customer_id, f.customer_sk, f.date_key, f.status, f.platform,
+                      f.payment_method, f.order_ts, f.updated_at, f.item_count, f.order_total)
+            IS DISTINCT FROM (s.customer_id, s.customer_sk, s.date_key, s.status, s.platform,
+                              s.payment_method, s.order_ts, s.updated_at, s.item_count,
+                              s.order_total) THEN
+        UPDATE SET customer_id = s.customer_id, customer_sk = s.customer_sk,
+                   date_key = s.date_key, status = s.status, platform = s.platform,
+                   payment_method = s.payment_method, order_ts = s.order_ts,
+                   updated_at = s.updated_at, item_count = s.item_count,
+                   order_total = s.order_total, loaded_run = p_run_id
+    WHEN NOT MATCHED THEN
+        INSERT (order_id, customer_id, customer_sk, date_key, status, platform,
+                payment_method, order_ts, updated_at, item_count, order_total, loaded_run)
+        VALUES (s.order_id, s.customer_id, s.customer_sk, s.date_key, s.status, s.platform,
+                s.payment_method, s.order_ts, s.updated_at, s.item_count, s.order_total,
+                p_run_id);
+
+    DELETE FROM {s}.fact_orders AS o
+    WHERE {o_in}
+      AND NOT EXISTS (SELECT 1 FROM {s}.stg_orders AS s WHERE s.order_id = o.order_id);
+{render_scope_done("sp_load_fact_orders", "v_dims_to")}
+END
+$$;
+"""
+
+
+def render_fact_order_items() -> str:
+    s = SCHEMA
+    i_in = f"(v_full OR i.order_item_id IN (SELECT key FROM {SCOPE}))"
+    setup = render_scope_setup("sp_load_fact_order_items", ["stg_order_items", "stg_orders"],
+                               ["stg_order_items"])
+    dims = _dims_setup("sp_merge_dim_product").replace("{procedure}",
+                                                       "sp_load_fact_order_items")
+    return f"""\
+-- Order lines: the same upsert + delete. An item whose order is not staged has no order
+-- time (so no date, no product version): it is left out, exactly as the order is, which
+-- keeps fact_order_items consistent with fact_orders. Change-only: the staged items, the
+-- items of staged orders (now and before), the items of products whose versions changed.
+CREATE OR REPLACE PROCEDURE {s}.sp_load_fact_order_items(p_run_id text DEFAULT NULL,
+    p_full boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+{_FACT_DECLARE}
+BEGIN
+    LOCK TABLE {s}.fact_order_items IN SHARE ROW EXCLUSIVE MODE;
+    IF NOT EXISTS (SELECT 1 FROM {s}.stg_order_items)
+       AND EXISTS (SELECT 1 FROM {s}.fact_order_items) THEN
+        RAISE EXCEPTION 'staging table `{s}.stg_order_items` is empty; refusing to delete '
+                        'every row of `{s}.fact_order_items`'
+            USING HINT = 'load staging before calling sp_load_fact_order_items';
+    END IF;
+{setup}
+{dims}
+    IF NOT v_full THEN
+        INSERT INTO {SCOPE}
+        SELECT i.order_item_id FROM {s}.staged_keys AS k
+        JOIN {s}.stg_order_items AS i ON i.order_id = k.key
+        WHERE k.staging = 'stg_orders' AND k.batch > v_from AND k.batch <= v_to
+        UNION
+        SELECT f.order_item_id FROM {s}.staged_keys AS k
+        JOIN {s}.fact_order_items AS f ON f.order_id = k.key
+        WHERE k.staging = 'stg_orders' AND k.batch > v_from AND k.batch <= v_to
+        UNION
+        SELECT i.order_item_id FROM {s}.staged_keys AS k
+        JOIN {s}.stg_order_items AS i ON i.product_id = k.key
+        JOIN {s}.stg_orders AS o ON o.order_id = i.order_id
+        WHERE k.staging = 'stg_products' AND k.batch > v_dims_from AND k.batch <= v_dims_to
+          AND o.order_ts >= coalesce(k.since, '-infinity')
+        ON CONFLICT (key) DO NOTHING;
+        ANALYZE {SCOPE};
+    END IF;
+
+    MERGE INTO {s}.fact_order_items AS f
+    USING (SELECT i.order_item_id, i.order_id, i.product_id, p.product_sk,
+                  {s}.fn_date_key(o.order_ts) AS date_key, i.quantity, i.unit_price,
+                  i.quantity * i.unit_price AS line_total
+           FROM {s}.stg_order_items AS i
+           JOIN {s}.stg_orders AS o ON o.order_id = i.order_id
+           LEFT JOIN {s}.dim_product AS p
+                  ON p.product_id = i.product_id
+                 AND o.order_ts >= p.record_start_ts
+                 AND (o.order_ts < p.record_end_ts OR p.is_current)
+           WHERE {i_in}) AS s
+    ON f.order_item_id = s.order_item_id
+    WHEN MATCHED AND (f.order_id, f.product_id, f.product_sk, f.date_key, f.quantity,
+                      f.unit_price, f.line_total)
+            IS DISTINCT FROM (s.order_id, s.product_id, s.product_sk, s.date_key, s.quantity,
+                              s.unit_price, s.line_total) THEN
+        UPDATE SET order_id = s.order_id, product_id = s.product_id,
+                   product_sk = s.product_sk, date_key = s.date_key, quantity = s.quantity,
+                   unit_price = s.unit_price, line_total = s.line_total,
+                   loaded_run = p_run_id
+    WHEN NOT MATCHED THEN
+        INSERT (order_item_id, order_id, product_id, product_sk, date_key, quantity,
+                unit_price, line_total, loaded_run)
+        VALUES (s.order_item_id, s.order_id, s.product_id, s.product_sk, s.date_key,
+                s.quantity, s.unit_price, s.line_total, p_run_id);
+
+    -- "Still in staging" means "in the joined set": an item orphaned by its order goes too.
+    DELETE FROM {s}.fact_order_items AS i
+    WHERE {i_in}
+      AND NOT EXISTS (SELECT 1 FROM {s}.stg_order_items AS x
+                      JOIN {s}.stg_orders AS o ON o.order_id = x.order_id
+                      WHERE x.order_item_id = i.order_item_id);
+{render_scope_done("sp_load_fact_order_items", "v_dims_to")}
+END
+$$;
+"""

@@ -1,6 +1,6 @@
 """Create the `sales` schema from the committed SQL files, idempotently.
 
-`sql/postgres.sql` (rendered from the model) creates what is missing; `sql/scd2.sql` (the
+`sql/postgres.sql` (rendered from the model) creates what is missing; `sql/merges.sql` (the
 SCD2 merges, rendered too) and `sql/procedures.sql` replace the procedures and the view.
 Tables that already exist are never altered: if their columns differ from the model,
 `apply_ddl` stops with SchemaDriftError instead of running procedures against the wrong shape.
@@ -19,9 +19,9 @@ from pipeline.warehouse.errors import SchemaDriftError, WarehouseError, from_psy
 from pipeline.warehouse.load import Connection, session
 from pipeline.warehouse.model import (
     DIM_DATE_RANGE,
+    MERGES_FILE,
     POSTGRES_FILE,
     PROCEDURES_FILE,
-    SCD2_FILE,
     SCHEMA,
     TABLES,
 )
@@ -110,7 +110,7 @@ def apply_ddl(settings: Settings, reset: bool = False) -> ApplyResult:
     Safe to run any number of times. `reset` drops the schema (and every row in it) first.
     """
     tables_sql, procedures_sql = _sql_file(POSTGRES_FILE), _sql_file(PROCEDURES_FILE)
-    scd2_sql = _sql_file(SCD2_FILE)
+    scd2_sql = _sql_file(MERGES_FILE)
     with session(settings) as conn:
         try:
             with conn.cursor() as cur:

@@ -123,6 +123,18 @@ def test_incremental_run_reconciles_and_keeps_scd2_history(lake: Settings) -> No
     assert b2s["orders"]["files"] >= 1 and b2s["orders"]["changes"] > 0
     report = reconcile(lake)
     assert report.ok, report.differences[:5]
+    # Change-only: staging took the changed keys, not the tables, and each procedure
+    # merged only those.
+    staged = {s["staging"]: s for name in JOBS if name.startswith("load_")
+              for s in metrics[name]["staged"] if s["copied"]}
+    assert set(staged) == {"stg_customers", "stg_products", "stg_orders", "stg_order_items"}
+    assert {s["mode"] for s in staged.values()} == {"delta"}, staged
+    assert 0 < staged["stg_orders"]["keys"] <= b2s["orders"]["changes"]
+    assert staged["stg_orders"]["rows"] <= staged["stg_orders"]["keys"] < b2s["orders"]["rows"] / 10
+    # (sp_load_fact_orders merges everything once more: the full run's --reset-bookmark made
+    # load_fact_order_items copy its staging again, after that procedure had run.)
+    merged = {n: metrics[n]["merged"] for n in JOBS if n.startswith("load_")}
+    assert {merged[n]["mode"] for n in merged if n != "load_fact_orders"} == {"delta"}, merged
 
     versions = _gold(lake, "SELECT product_sk, price, record_start_ts, record_end_ts, is_current "
                            "FROM sales.dim_product WHERE product_id = %s "
@@ -152,6 +164,8 @@ def test_an_update_back_in_time_keeps_scd2_history(lake: Settings) -> None:
     sync_and_run(lake)
     _sql(lake, "UPDATE customers SET city = 'Milan', updated_at = '2025-01-01' WHERE id = 1")
     metrics = sync_and_run(lake)
+    merged = {n: metrics[n]["merged"] for n in JOBS if n.startswith("load_")}
+    assert {m["mode"] for m in merged.values()} == {"delta"}, merged
     cities = _gold(lake, "SELECT city, record_start_ts, record_end_ts, is_current "
                          "FROM sales.dim_customer WHERE customer_id = 1 ORDER BY record_start_ts")
     assert [c[0] for c in cities[-2:]] == ["Zürich", "Milan"], cities
@@ -207,6 +221,18 @@ def test_running_the_same_jobs_again_gives_the_same_gold(lake: Settings) -> None
             replayed["bronze_to_silver"].metrics["tables"]} == silver_rows
     assert gold_dump(lake) == before
     assert reconcile(lake).ok
+
+
+def test_a_full_load_on_request_copies_everything_and_changes_nothing(lake: Settings) -> None:
+    before = gold_dump(lake)
+    out = run_job(lake, "load_fact_orders", extra_args={"full": "true"}).metrics
+    assert [(s["staging"], s["mode"]) for s in out["staged"]] == [
+        ("stg_orders", "full"), ("stg_order_items", "full")]
+    assert out["staged"][0]["rows"] == _sql(lake, "SELECT COUNT(*) FROM orders")[0][0]
+    assert out["merged"]["mode"] == "full"
+    assert gold_dump(lake) == before
+    again = run_job(lake, "load_fact_orders").metrics  # nothing new: nothing copied
+    assert not any(s["copied"] for s in again["staged"]) and again["merged"]["mode"] == "delta"
 
 
 def test_an_unchanged_snapshot_is_not_copied_again_after_warehouse_init(lake: Settings) -> None:

@@ -301,6 +301,142 @@ def gold_shape(settings: Settings) -> dict[str, list[tuple]]:
                                   "sales.dim_product p USING (product_sk) ORDER BY 1")}
 
 
+# -- change-only loads ----------------------------------------------------------------------
+def run_delta(settings: Settings, before: dict[str, list[tuple]],
+              after: dict[str, list[tuple]]) -> dict[str, int]:
+    """The load a change-only run makes: per staging table, the keys whose row changed
+    (added, updated or deleted) with their new rows; then the procedures."""
+    staged = {}
+    for table, rows in after.items():
+        keys = sorted({r[0] for r in set(before[table]) ^ set(rows)})
+        new = [r for r in rows if r[0] in keys]
+        assert load_staging(settings, table, STAGING_COLUMNS[table], iter(new),
+                            keys=keys) == len(new)
+        staged[table] = len(keys)
+    for procedure in PROCEDURES:
+        call(settings, procedure)
+    return staged
+
+
+def normalized(settings: Settings) -> dict[str, list[tuple]]:
+    """Gold by natural keys: surrogate keys as (key, version start), times of the load
+    itself (a close at load time) as LOAD, no run ids."""
+    load = "CASE WHEN {c} > '2025-01-01' AND {c} < '9999-01-01' THEN NULL ELSE {c} END"
+    def ts(c: str) -> str:
+        return load.format(c=c)
+    return {
+        "dim_customer": query(settings, f"SELECT customer_id, name, email_hash, city, country, "
+                              f"{ts('record_start_ts')}, {ts('record_end_ts')}, is_current "
+                              "FROM sales.dim_customer ORDER BY 1, 6 NULLS LAST"),
+        "dim_product": query(settings, f"SELECT product_id, name, category, price, active, "
+                             f"{ts('record_start_ts')}, {ts('record_end_ts')}, is_current "
+                             "FROM sales.dim_product ORDER BY 1, 6 NULLS LAST"),
+        "fact_orders": query(settings, f"SELECT f.order_id, f.customer_id, c.customer_id, "
+                             f"{ts('c.record_start_ts')}, f.date_key, f.status, f.platform, "
+                             "f.payment_method, f.order_ts, f.updated_at, f.item_count, "
+                             "f.order_total FROM sales.fact_orders f LEFT JOIN "
+                             "sales.dim_customer c USING (customer_sk) ORDER BY 1"),
+        "fact_order_items": query(settings, f"SELECT i.order_item_id, i.order_id, "
+                                  f"i.product_id, p.product_id, {ts('p.record_start_ts')}, "
+                                  "i.date_key, i.quantity, i.unit_price, i.line_total FROM "
+                                  "sales.fact_order_items i LEFT JOIN sales.dim_product p "
+                                  "USING (product_sk) ORDER BY 1"),
+        "dim_date": query(settings, "SELECT date_key FROM sales.dim_date ORDER BY 1")}
+
+
+MOVED = [customer_1("Porto", CITY_CHANGED_AT, 2), *CUSTOMERS[1:]]
+REPRICED = [(10, "Widget", "Tools", Decimal("24.99"), True, PRICE_CHANGED_AT, seq(2),
+             PRICE_CHANGED_AT), PRODUCTS[1]]
+LATE_CUSTOMER = (4, "Dora Late", "d4" * 16, None, "Faro", "Portugal", T(2024, 2, 1),
+                 T(2024, 2, 1), seq(3), T(2024, 8, 1))
+SEQUENCES = {
+    # A customer moves (order 102, placed after the move and not changed itself, must point
+    # at the new version) and a product is repriced.
+    "scd2 changes": [DATASET, changed(DATASET, stg_customers=MOVED, stg_products=REPRICED)],
+    # Deleted keys (an order with its items, a customer), then back.
+    "deletes and returns": [
+        DATASET, changed(DATASET, stg_customers=CUSTOMERS[:2],
+                         stg_orders=[o for o in ORDERS if o[0] != 101],
+                         stg_order_items=[i for i in ITEMS if i[1] != 101]), DATASET],
+    # An item moves to another order (both totals change), an order gets its first item,
+    # an order moves in time (its items' date and product version follow).
+    "items and orders move": [
+        DATASET, changed(
+            DATASET,
+            stg_orders=[*ORDERS[:2], (102, 1, "delivered", "In-store", "cash",
+                                      T(2024, 2, 1, 12, 0), T(2024, 6, 3)), ORDERS[3]],
+            stg_order_items=[ITEMS[0], ITEMS[1], (1002, 100, 10, 4, Decimal("19.99")),
+                             ITEMS[3], (1004, 103, 11, 1, Decimal("5.00"))],
+            stg_products=REPRICED)],
+    # An order arrives before its customer; the customer comes a run later.
+    "late customer": [
+        changed(DATASET, stg_orders=[*ORDERS, (104, 4, "paid", "Website", "card",
+                                               T(2024, 3, 5), T(2024, 3, 5))]),
+        changed(DATASET, stg_customers=[*CUSTOMERS, LATE_CUSTOMER],
+                stg_orders=[*ORDERS, (104, 4, "paid", "Website", "card", T(2024, 3, 5),
+                                      T(2024, 3, 5))])],
+}
+
+
+@pytest.mark.parametrize("name", SEQUENCES)
+def test_change_only_loads_give_the_gold_of_full_loads(warehouse: Settings, name: str) -> None:
+    """The procedures merge only the keys a delta batch staged (and the facts those keys
+    reach); gold must be what full copies of the same states give."""
+    states = SEQUENCES[name]
+    for state in states:
+        run(warehouse, state)
+    full = normalized(warehouse)
+
+    apply_ddl(warehouse, reset=True)
+    run(warehouse, states[0])
+    for before, after in zip(states, states[1:], strict=False):
+        staged = run_delta(warehouse, before, after)
+        assert sum(staged.values()) > 0
+    modes = dict(query(warehouse, "SELECT procedure, mode FROM sales.procedure_state"))
+    assert set(modes.values()) == {"delta"}, modes
+    assert normalized(warehouse) == full
+    # Staging after the deltas holds the last state, as a full copy would.
+    for table, rows in states[-1].items():
+        key = STAGING_COLUMNS[table][0]
+        assert len(query(warehouse, f"SELECT 1 FROM sales.{table}")) == len(rows), table
+        assert {r[0] for r in query(warehouse, f"SELECT {key} FROM sales.{table}")} == \
+            {r[0] for r in rows}
+
+
+def test_facts_that_missed_two_dimension_merges_catch_up(warehouse: Settings) -> None:
+    """Runs that failed after LoadDims: the customer moved twice before the facts ran
+    again; an order placed between the moves must point at the middle version."""
+    porto = changed(DATASET, stg_customers=MOVED)
+    faro = changed(DATASET, stg_customers=[customer_1("Faro", T(2024, 6, 15), 3),
+                                           *CUSTOMERS[1:]])
+    for state in (DATASET, porto, faro):
+        run(warehouse, state)
+    full = normalized(warehouse)
+
+    apply_ddl(warehouse, reset=True)
+    run(warehouse, DATASET)
+    for before, after in ((DATASET, porto), (porto, faro)):
+        keys = sorted({r[0] for r in set(before["stg_customers"]) ^ set(after["stg_customers"])})
+        load_staging(warehouse, "stg_customers", STAGING_COLUMNS["stg_customers"],
+                     [r for r in after["stg_customers"] if r[0] in keys], keys=keys)
+        call(warehouse, "sp_merge_dim_customer")  # ...and the run fails here
+    for procedure in PROCEDURES:
+        call(warehouse, procedure)
+    assert normalized(warehouse) == full
+    (city,) = query(warehouse, "SELECT c.city FROM sales.fact_orders f JOIN sales.dim_customer "
+                    "c USING (customer_sk) WHERE f.order_id = 102")[0]
+    assert city == "Porto"
+
+
+def test_a_delta_with_nothing_staged_changes_nothing(warehouse: Settings) -> None:
+    run(warehouse, DATASET)
+    before = dump(warehouse)
+    assert run_delta(warehouse, DATASET, DATASET) == dict.fromkeys(DATASET, 0)
+    assert dump(warehouse) == before
+    assert query(warehouse, "SELECT DISTINCT mode, keys FROM sales.procedure_state") == [
+        ("delta", 0)]
+
+
 def test_staging_from_a_new_full_load_rebuilds_gold_as_a_fresh_load(warehouse: Settings) -> None:
     """A re-snapshot (the source re-seeded, then `shoplake cdc reset`) brings another dataset
     under the same keys: versions of the old one must not stay beside it."""
@@ -492,7 +628,10 @@ def test_reconcile_checks_the_dimension_version_of_every_fact(warehouse: Setting
     with session(warehouse) as conn, conn.cursor() as cur:
         cur.execute("DELETE FROM sales.dim_customer WHERE city = 'Elsewhere'")
         conn.commit()
-    call(warehouse, "sp_load_fact_orders")  # points the fact at its version again
+    # A plain call merges only the keys staged since: nothing. A full one repairs.
+    call(warehouse, "sp_load_fact_orders")
+    assert not reconcile(warehouse).ok
+    call(warehouse, "sp_load_fact_orders", full=True)  # points the fact at its version again
     assert reconcile(warehouse).ok
 
 

@@ -154,6 +154,42 @@ CREATE TABLE IF NOT EXISTS sales.load_state (
 );
 COMMENT ON TABLE sales.load_state IS 'Which silver snapshot each staging table holds, and which run loaded it, so unchanged input is not copied again (survives `warehouse init`).';
 
+CREATE TABLE IF NOT EXISTS sales.staging_batches (
+    batch            bigint NOT NULL,
+    staging          text NOT NULL,
+    kind             text NOT NULL,
+    silver_snapshot  text,
+    changes_snapshot text,
+    rows             bigint NOT NULL,
+    keys             bigint,
+    run_id           text,
+    loaded_at        timestamp NOT NULL,
+    PRIMARY KEY (batch)
+);
+COMMENT ON TABLE sales.staging_batches IS 'Each write of a staging table: a full copy or the changed keys only, which silver snapshot and change-log snapshot it brought, and how many rows.';
+CREATE INDEX IF NOT EXISTS ix_staging_batches_staging ON sales.staging_batches (staging, batch);
+
+CREATE TABLE IF NOT EXISTS sales.staged_keys (
+    staging text NOT NULL,
+    batch   bigint NOT NULL,
+    key     bigint NOT NULL,
+    since   timestamp,
+    PRIMARY KEY (staging, batch, key)
+);
+COMMENT ON TABLE sales.staged_keys IS 'The keys each delta batch replaced in its staging table (present or deleted): what the procedures merge. For a dimension''s keys, since: from when on its merge may have changed the key''s versions (the facts re-point orders from then on). Pruned once every procedure has merged them.';
+
+CREATE TABLE IF NOT EXISTS sales.procedure_state (
+    procedure      text NOT NULL,
+    consumed_batch bigint,
+    full_batch     bigint,
+    dims_seen      bigint,
+    mode           text,
+    keys           bigint,
+    called_at      timestamp,
+    PRIMARY KEY (procedure)
+);
+COMMENT ON TABLE sales.procedure_state IS 'The last staging batch each load procedure merged, whether it merged everything (full) or the changed keys only, and how many keys.';
+
 CREATE TABLE IF NOT EXISTS sales.pipeline_runs (
     run_id           text NOT NULL,
     status           text NOT NULL,

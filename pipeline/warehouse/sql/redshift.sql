@@ -171,6 +171,45 @@ CREATE TABLE IF NOT EXISTS sales.load_state (
 DISTSTYLE ALL;
 COMMENT ON TABLE sales.load_state IS 'Which silver snapshot each staging table holds, and which run loaded it, so unchanged input is not copied again (survives `warehouse init`).';
 
+CREATE TABLE IF NOT EXISTS sales.staging_batches (
+    batch            BIGINT ENCODE raw NOT NULL,
+    staging          VARCHAR(256) ENCODE zstd NOT NULL,
+    kind             VARCHAR(32) ENCODE zstd NOT NULL,
+    silver_snapshot  VARCHAR(256) ENCODE zstd,
+    changes_snapshot VARCHAR(256) ENCODE zstd,
+    rows             BIGINT ENCODE az64 NOT NULL,
+    keys             BIGINT ENCODE az64,
+    run_id           VARCHAR(512) ENCODE zstd,
+    loaded_at        TIMESTAMP ENCODE az64 NOT NULL,
+    PRIMARY KEY (batch)
+)
+DISTSTYLE ALL
+COMPOUND SORTKEY (batch);
+COMMENT ON TABLE sales.staging_batches IS 'Each write of a staging table: a full copy or the changed keys only, which silver snapshot and change-log snapshot it brought, and how many rows.';
+
+CREATE TABLE IF NOT EXISTS sales.staged_keys (
+    staging VARCHAR(256) ENCODE zstd NOT NULL,
+    batch   BIGINT ENCODE az64 NOT NULL,
+    key     BIGINT ENCODE az64 NOT NULL,
+    since   TIMESTAMP ENCODE az64,
+    PRIMARY KEY (staging, batch, key)
+)
+DISTSTYLE ALL;
+COMMENT ON TABLE sales.staged_keys IS 'The keys each delta batch replaced in its staging table (present or deleted): what the procedures merge. For a dimension''s keys, since: from when on its merge may have changed the key''s versions (the facts re-point orders from then on). Pruned once every procedure has merged them.';
+
+CREATE TABLE IF NOT EXISTS sales.procedure_state (
+    procedure      VARCHAR(256) ENCODE zstd NOT NULL,
+    consumed_batch BIGINT ENCODE az64,
+    full_batch     BIGINT ENCODE az64,
+    dims_seen      BIGINT ENCODE az64,
+    mode           VARCHAR(32) ENCODE zstd,
+    keys           BIGINT ENCODE az64,
+    called_at      TIMESTAMP ENCODE az64,
+    PRIMARY KEY (procedure)
+)
+DISTSTYLE ALL;
+COMMENT ON TABLE sales.procedure_state IS 'The last staging batch each load procedure merged, whether it merged everything (full) or the changed keys only, and how many keys.';
+
 CREATE TABLE IF NOT EXISTS sales.pipeline_runs (
     run_id           VARCHAR(512) ENCODE zstd NOT NULL,
     status           VARCHAR(64) ENCODE zstd NOT NULL,

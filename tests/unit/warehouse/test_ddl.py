@@ -8,18 +8,18 @@ import pytest
 
 from pipeline.warehouse import ddl
 from pipeline.warehouse.model import (
+    MERGES_FILE,
     POSTGRES_FILE,
     PROCEDURES,
     PROCEDURES_FILE,
     REDSHIFT_FILE,
     SCD2_DIMS,
-    SCD2_FILE,
     STAGING_COLUMNS,
     TABLES,
     Column,
     table,
 )
-from pipeline.warehouse.procedures import render_scd2
+from pipeline.warehouse.procedures import render_merges
 
 pytestmark = pytest.mark.unit
 
@@ -31,8 +31,8 @@ def test_committed_files_equal_the_rendering_of_the_model() -> None:
         "run `python -m pipeline.warehouse.ddl` and commit pipeline/warehouse/sql/postgres.sql"
     assert REDSHIFT_FILE.read_text() == ddl.render_redshift(), \
         "run `python -m pipeline.warehouse.ddl` and commit pipeline/warehouse/sql/redshift.sql"
-    assert SCD2_FILE.read_text() == render_scd2(), \
-        "run `python -m pipeline.warehouse.ddl` and commit pipeline/warehouse/sql/scd2.sql"
+    assert MERGES_FILE.read_text() == render_merges(), \
+        "run `python -m pipeline.warehouse.ddl` and commit pipeline/warehouse/sql/merges.sql"
     assert ddl.stale_files() == []
     assert ddl.main(["--check"]) == 0
 
@@ -90,10 +90,11 @@ def test_unknown_portable_types_are_refused() -> None:
 
 
 def test_procedures_file_defines_every_procedure_and_the_view() -> None:
-    handwritten, scd2 = PROCEDURES_FILE.read_text(), SCD2_FILE.read_text()
+    handwritten, scd2 = PROCEDURES_FILE.read_text(), MERGES_FILE.read_text()
     for name in PROCEDURES:
-        assert f"CREATE OR REPLACE PROCEDURE sales.{name}(p_run_id text DEFAULT NULL)" in \
-            handwritten + scd2
+        assert f"CREATE OR REPLACE PROCEDURE sales.{name}(p_run_id text DEFAULT NULL,\n" \
+            "    p_full boolean DEFAULT false)" in handwritten + scd2
+        assert f"DROP PROCEDURE IF EXISTS sales.{name}(text);" in handwritten
         assert f"DROP PROCEDURE IF EXISTS sales.{name}();" in handwritten  # the old signature
     assert "CREATE OR REPLACE VIEW sales.v_sales_mart AS" in handwritten
     assert "CREATE TABLE" not in handwritten + scd2  # tables come from the model only
@@ -102,7 +103,7 @@ def test_procedures_file_defines_every_procedure_and_the_view() -> None:
 
 @pytest.mark.parametrize("dim", SCD2_DIMS, ids=lambda d: d.dim)
 def test_each_scd2_merge_is_rendered_from_its_dimension(dim) -> None:
-    text = render_scd2()
+    text = render_merges()
     body = text.split(f"PROCEDURE sales.{dim.procedure}(", 1)[1].split("$$;", 1)[0]
     staging, model = table(dim.staging), table(dim.dim)
     for column in dim.attributes:  # every tracked attribute goes from staging to the version
@@ -111,6 +112,7 @@ def test_each_scd2_merge_is_rendered_from_its_dimension(dim) -> None:
     # Versions follow the binlog (change_seq), a new full load rebuilds, nothing is written
     # over a current version in place.
     assert "s.change_seq > d.change_seq" in body and "DELETE FROM sales." + dim.dim in body
-    assert "UPDATE SET" not in body and f"attr_hash = {dim.hash_function}" not in body
+    merge = body.split("INSERT INTO sales.procedure_state", 1)[0]  # before its bookkeeping
+    assert "UPDATE SET" not in merge and f"attr_hash = {dim.hash_function}" not in merge
     assert {"change_seq", "commit_ts"} <= set(staging.column_names)
     assert {"change_seq", "generation"} <= set(model.column_names)
