@@ -73,6 +73,26 @@ def timed_run(settings: Settings, label: str) -> dict[str, float]:
            "overhead_s": wall - busy, "overhead_pct": 100 * (wall - busy) / wall}
     say(f"{label} run {run.name}: wall {wall:.1f}s, tasks {out['task_sum_s']:.1f}s summed, "
         f"busy {busy:.1f}s, overhead {out['overhead_s']:.1f}s ({out['overhead_pct']:.1f}%)")
+    # Per top-level step: from its first state's start to its last state's end.
+    steps: dict[str, list] = {}
+    for n in run.nodes:
+        if n.started and n.ended:
+            top = n.path.split("/")[0].split("[")[0]
+            span = steps.setdefault(top, [n.started, n.ended])
+            span[0], span[1] = min(span[0], n.started), max(span[1], n.ended)
+    timed = [(k, (e - b).total_seconds()) for k, (b, e) in steps.items()]
+    say("  steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in timed if v >= 0.05))
+    staged = [f"{st['staging']} {st['rows']} ({st.get('mode', '?')})" for n in run.nodes
+              for st in (n.output or {}).get("staged", []) if st.get("copied")]
+    say("  staged: " + (", ".join(staged) or "nothing"))
+    phases = [f"{n.output.get('table')} {n.output.get('mode')} {n.output.get('phases')}"
+              for n in run.nodes if (n.output or {}).get("phases")]
+    for line in phases:
+        say(f"  bronze_to_silver: {line}")
+    checks = [f"{n.output.get('reconcile')} ({n.output.get('why')})" for n in run.nodes
+              if (n.output or {}).get("reconcile")]
+    say("  reconcile: " + (", ".join(checks) or "?"))
+    out["steps"] = dict(timed)
     return out
 
 

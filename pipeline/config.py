@@ -176,6 +176,15 @@ class LakeSettings:
                                     "silver's Iceberg JDBC catalog.", "iceberg_catalog")
     catalog_name: str = setting("Name of silver's Iceberg catalog (Spark's catalog and the "
                                 "catalog_name column of its tables).", "silver")
+    compact_min_files: int = setting("Compact a silver table (`maintain_silver`) once it has "
+                                     "more data files than this.", 32, minimum=2)
+    compact_delete_ratio: float = setting("...or once its position deletes cover more than "
+                                          "this share of its rows.", 0.2, minimum=0.0)
+    snapshot_retention_hours: float = setting("Expire silver snapshots older than this "
+                                              "(time travel reaches that far back).", 168.0,
+                                              minimum=0.0)
+    snapshots_retained: int = setting("...but always keep this many of the latest.", 20,
+                                      minimum=1)
 
     @property
     def buckets(self) -> tuple[str, ...]:

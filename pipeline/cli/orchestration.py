@@ -243,7 +243,8 @@ def follow_run(ctx: CliContext, arn: str) -> int:
         OUT.print(f"run {run.name} [green]succeeded[/green] in {took} "
                   f"(tasks {run.task_seconds():.1f}s); reconcile: all "
                   f"{quality.get('days', '?')} days match, {quality.get('rows', '?')} rows "
-                  f"compared", highlight=False)
+                  f"compared" + (f" ({quality['reconcile']}: {escape(str(quality.get('why')))})"
+                                 if quality.get("reconcile") else ""), highlight=False)
         OUT.print(f"report: {report}")
         return 0
     failed = run.failed_node()

@@ -55,6 +55,7 @@ def run_cmd(ctx: CliContext, local: bool, no_follow: bool, no_reconcile: bool,
                   "difference(s)[/red]:")
         return show_reconcile(ctx, rec)
     OUT.print(f"reconcile: all {rec.days} days match, "
-              f"{sum(rec.rows_compared.values()):,} rows compared")
+              f"{sum(rec.rows_compared.values()):,} rows compared ({rec.kind}: "
+              f"{escape(rec.why)})", highlight=False)
     print_behind(ctx, rec)
     return reconcile_exit_code(ctx, rec)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+from rich.markup import escape
 
 from pipeline.cli.common import (
     OUT,
@@ -47,15 +48,21 @@ def init_cmd(ctx: CliContext, reset: bool, wait_s: float | None) -> int:
 
 
 @click.command("reconcile")
+@click.option("--full", is_flag=True,
+              help="Check everything, not only what the loads changed since the last check.")
 @format_option
 @pass_cli
-def reconcile_cmd(ctx: CliContext, fmt: str) -> int:
+def reconcile_cmd(ctx: CliContext, full: bool, fmt: str) -> int:
     """Compare the source with gold per day, in total and row by row; exit 1 on any
-    difference, or while rows are held in quarantine (unless reconcile.on_quarantine=warn)."""
-    from pipeline.warehouse import reconcile
+    difference, or while rows are held in quarantine (unless reconcile.on_quarantine=warn).
+
+    Incremental by default: the days and keys the loads changed since the last reconcile
+    that passed. Full with --full, on the first reconcile of each UTC day, and after a full
+    staging copy."""
+    from pipeline.warehouse.reconcile import reconcile_run
 
     with progress_for(ctx) as progress:
-        report = reconcile(ctx.settings, progress=progress)
+        report = reconcile_run(ctx.settings, progress=progress, full=full)
     if fmt == "json":
         click.echo(json.dumps(report.as_dict(), indent=2))
         return reconcile_exit_code(ctx, report)
@@ -71,7 +78,15 @@ def show_reconcile(ctx: CliContext, report) -> int:  # noqa: ANN001 - ReconcileR
     """Print a reconcile report for people; the exit code it means."""
     src, gold = report.source_totals, report.gold_totals
     compared = sum(report.rows_compared.values())
-    if report.ok:
+    OUT.print(f"{report.kind} reconcile: {escape(report.why)}" if report.why else
+              f"{report.kind} reconcile", highlight=False)
+    if report.ok and report.kind == "incremental":
+        OUT.print(f"[green]all {report.days} day(s) the changes reach match[/green]: "
+                  f"{src['orders']:,} orders and {src['items']:,} items on them; "
+                  f"{compared:,} changed (or reached) rows compared, all equal; "
+                  f"{report.facts_checked:,} facts point at the dimension version valid at "
+                  "their order time (`shoplake reconcile --full` checks everything)")
+    elif report.ok:
         OUT.print(f"[green]all {report.days} days match[/green]: {src['orders']:,} orders, "
                   f"{src['items']:,} items ({src['quantity']:,} units), revenue "
                   f"{src['revenue']:,}; {src['customers']:,} customers, "

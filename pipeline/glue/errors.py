@@ -32,6 +32,19 @@ UNREACHABLE_WORDS = ("Unable to execute HTTP request", "Connection refused",
 """The AWS SDK's words for the same, when it wraps them in a generic SdkClientException."""
 
 
+CATALOG_CLASSES = ("org.postgresql.util.PSQLException",
+                   "org.apache.iceberg.jdbc.UncheckedSQLException",
+                   "org.apache.iceberg.jdbc.UncheckedInterruptedException")
+"""Java exceptions of the JDBC catalog's PostgreSQL link."""
+
+CATALOG_DOWN_WORDS = ("Connection to", "refused", "terminating connection",
+                      "I/O error occurred", "connection has been closed",
+                      "database system is starting up", "database system is shutting down",
+                      "Failed to get connection", "Connection attempt timed out",
+                      "postmaster exit")
+"""What the PostgreSQL driver says when the server is gone or going."""
+
+
 @dataclass(frozen=True)
 class JavaCause:
     cls: str
@@ -103,9 +116,25 @@ def translate(exc: BaseException, settings: Settings, job: str = "a Spark job"
         return None
     causes = java_causes(exc)
     log_file = _keep_trace(settings, job, exc)
+    root = causes[-1] if causes else JavaCause(type(exc).__name__, first_line(exc))
+    catalog = next((c for c in causes if c.cls in CATALOG_CLASSES), None)
+    if catalog is not None and any(w in c.message for c in causes for w in CATALOG_DOWN_WORDS):
+        # The JVM's JDBC link to silver's Iceberg catalog (in the stack's PostgreSQL).
+        from pipeline.glue.iceberg import CatalogUnreachableError, catalog_login
+
+        try:
+            creds = catalog_login(settings)
+        except Exception:  # noqa: BLE001 - the secret store may be down too
+            creds = None
+        if creds is not None:
+            return CatalogUnreachableError(creds, settings.lake.catalog_database,
+                                           f"{catalog} (while `{job}` ran; trace: {log_file})")
+        return ServiceUnavailableError(
+            f"silver's Iceberg catalog (database `{settings.lake.catalog_database}` of "
+            f"`postgres`) stopped answering while `{job}` ran: {catalog}", service="postgres",
+            hint=f"start it with `shoplake stack up`, then rerun (trace: {log_file})")
     unreachable = any(c.cls in UNREACHABLE_CLASSES
                       or any(w in c.message for w in UNREACHABLE_WORDS) for c in causes)
-    root = causes[-1] if causes else JavaCause(type(exc).__name__, first_line(exc))
     if unreachable:
         ls = settings.localstack
         return ServiceUnavailableError(

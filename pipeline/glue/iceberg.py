@@ -23,7 +23,7 @@ from psycopg2 import sql
 
 from pipeline.aws.secrets import DbCredentials, warehouse_credentials
 from pipeline.config import Settings
-from pipeline.errors import TransientError
+from pipeline.errors import ServiceUnavailableError
 
 if TYPE_CHECKING:
     from pyiceberg.catalog.sql import SqlCatalog
@@ -46,14 +46,15 @@ TABLE_PROPERTIES = {
 """Every silver table's Iceberg properties (format v2, merge-on-read)."""
 
 
-class CatalogUnreachableError(TransientError):
+class CatalogUnreachableError(ServiceUnavailableError):
     """The PostgreSQL database holding silver's Iceberg catalog does not answer."""
 
     def __init__(self, creds: DbCredentials, database: str, detail: str) -> None:
         super().__init__(
-            f"silver's Iceberg catalog (PostgreSQL database `{database}` on "
-            f"{creds.host}:{creds.port}, login from secret `{creds.secret_name}`) is "
-            f"unreachable: {detail}",
+            f"silver's Iceberg catalog (database `{database}` of `postgres` at "
+            f"{creds.host}:{creds.port}, login from secret `{creds.secret_name}`) is not "
+            f"reachable: {detail}",
+            service="postgres", port=creds.port,
             hint="start the stack (`shoplake stack up`; `shoplake stack status` shows "
                  "postgres), then rerun: nothing was written")
         self.database = database

@@ -31,6 +31,7 @@ JOBS: dict[str, str] = {
     "load_dim_product": "spark_jobs.load_dim_product",
     "load_fact_orders": "spark_jobs.load_fact_orders",
     "load_fact_order_items": "spark_jobs.load_fact_order_items",
+    "maintain_silver": "spark_jobs.maintain_silver",
 }
 """Job name -> module. The order is the pipeline's: bronze_to_silver, dims, facts."""
 
@@ -197,6 +198,14 @@ def summarize(metrics: dict[str, Any]) -> str:
     """A job's metrics in one line, for progress rows and `job run`'s table."""
     if "tables" in metrics:
         return "; ".join(summarize(m) for m in metrics["tables"])
+    if "maintained" in metrics:
+        if not metrics["maintained"]:
+            return f"{metrics['table']}: nothing due"
+        b, a = metrics["before"], metrics.get("after") or {}
+        return (f"{metrics['table']}: {', '.join(metrics['work'])} ({b['data_files']} -> "
+                f"{a.get('data_files')} data files, {b['delete_files']} -> "
+                f"{a.get('delete_files')} delete files, {b['snapshots']} -> "
+                f"{a.get('snapshots')} snapshots)")
     if "table" in metrics:
         return (f"{metrics['table']}: {metrics['files']} files, {metrics['changes']} changes, "
                 f"{metrics['quarantined']} quarantined, {metrics['rows']} rows")

@@ -12,7 +12,8 @@ The flow: Start -> Debounce -> Guard (the oldest running execution goes on, a la
 ends in AlreadyRunning) -> WaitForCdcSync (-> ReplicateNow when no follower runs) ->
 StartCrawler/GetCrawler -> Transform (Map: bronze_to_silver per table) -> LoadDims
 (Parallel: customer, product; each a Glue job staging, then a CALL) -> LoadFacts (orders,
-then order items) -> QualityAndReconcile -> CheckArrivals (on arrival: round again while
+then order items) -> QualityAndReconcile -> Maintain (Map: compaction and snapshot expiry
+per silver table, when due) -> CheckArrivals (on arrival: round again while
 files keep coming) -> WriteReport -> Succeeded. Every task retries Shoplake.Transient and
 States.Timeout with backoff; a failure anywhere is caught, sent as a RunFailed event, and
 ends in RunFailed.
@@ -213,8 +214,21 @@ def render(settings: Settings, target: str) -> dict[str, Any]:
                       "ResultPath": None, "Catch": _catch("LoadFacts"),
                       "Next": "QualityAndReconcile"},
         "QualityAndReconcile": _glue_job(b, "shoplake_quality_and_reconcile",
-                                         {"--run_id.$": "$.run_id"}, "CheckArrivals",
+                                         {"--run_id.$": "$.run_id"}, "Maintain",
                                          "$.quality", catch="QualityAndReconcile"),
+        # After the loads and the check, inside the run (which holds the run lease): never
+        # at the same time as a MERGE on the table. Each task works only when a threshold
+        # is passed (spark_jobs/maintain_silver.py).
+        "Maintain": {
+            "Type": "Map", "Comment": "Compaction and snapshot expiry, per silver table.",
+            "ItemsPath": "$.tables", "MaxConcurrency": len(TABLES),
+            "ItemSelector": {"table.$": "$$.Map.Item.Value", "run_id.$": "$.run_id"},
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "MaintainSilver",
+                "States": {"MaintainSilver": _glue_job(
+                    b, "maintain_silver", {"--table.$": "$.table", "--run_id.$": "$.run_id",
+                                           **_paths(settings)}, None, "$.job")}},
+            "ResultPath": None, "Catch": _catch("Maintain"), "Next": "CheckArrivals"},
         "CheckArrivals": _glue_job(b, "shoplake_check_arrivals",
                                    {"--run_id.$": "$.run_id",
                                     "--crawled_at.$": "States.Format('{}', $.crawl.crawled_at)"},

@@ -75,12 +75,21 @@ def _facts(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any
 
 
 def _reconcile(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
-    from pipeline.warehouse import reconcile
+    from pipeline.warehouse.reconcile import reconcile_run
 
-    report = reconcile(settings, progress)
-    return {"ok": report.ok, "days": report.days,
+    report = reconcile_run(settings, progress, run_id=run_id)
+    return {"ok": report.ok, "reconcile": report.kind, "why": report.why, "days": report.days,
             "differences": len(report.differences) + sum(report.row_counts.values()),
             "held": len(report.held), "report": report}
+
+
+def _maintain(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
+    def one(table: str) -> dict[str, Any]:
+        return run_step(settings, "glue_job", {"JobName": "maintain_silver", "Arguments": {
+            "--table": table, "--run_id": run_id, **_paths(settings)}}, progress)
+
+    with ThreadPoolExecutor(max_workers=len(TABLES)) as pool:  # as the Map state does
+        return {r["table"]: r for r in pool.map(one, TABLES)}
 
 
 Step = Callable[[Settings, Progress, str], dict[str, Any]]
@@ -92,6 +101,7 @@ STEPS: list[tuple[str, Step]] = [
     ("LoadDims", _dims),
     ("LoadFacts", _facts),
     ("QualityAndReconcile", _reconcile),
+    ("Maintain", _maintain),
 ]
 """The state machine's task states, in its order, grouped as its top level is."""
 

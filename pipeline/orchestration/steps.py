@@ -210,10 +210,11 @@ def quality_and_reconcile(settings: Settings, task: dict[str, Any], progress: Pr
                           ) -> dict[str, Any]:
     """Gold equals the source (reconcile), and no row waits in quarantine (unless
     reconcile.on_quarantine is `warn`); Shoplake.QualityFailed otherwise."""
-    from pipeline.warehouse import reconcile
+    from pipeline.warehouse.reconcile import reconcile_run
 
-    report = reconcile(settings, progress)
-    out = {"ok": report.ok, "days": report.days, "rows": sum(report.rows_compared.values()),
+    report = reconcile_run(settings, progress, run_id=_run_id(task))
+    out = {"ok": report.ok, "reconcile": report.kind, "why": report.why, "days": report.days,
+           "rows": sum(report.rows_compared.values()),
            "differences": len(report.differences) + sum(report.row_counts.values()),
            "held": len(report.held)}
     if not report.ok:

@@ -32,6 +32,7 @@ from pipeline.warehouse.model import (
     LOAD_STATE,
     PROCEDURE_STATE,
     PROCEDURES,
+    RECONCILE_STATE,
     SCHEMA,
     STAGED_KEYS,
     STAGING_BATCHES,
@@ -259,10 +260,14 @@ def load_staging(settings: Settings, table_name: str, columns: Sequence[str],
 
 def _prune_staged_keys(cur: Any) -> None:
     """Drop the keys every procedure has merged (and, for the fact loads, seen as dimension
-    changes); until each procedure has run once, keep them all."""
+    changes) and a reconcile has passed; until each procedure has run once, keep them all."""
     cur.execute(f"SELECT count(*), min(least(consumed_batch, coalesce(dims_seen, "
                 f"consumed_batch))) FROM {SCHEMA}.{PROCEDURE_STATE.name}")
     called, merged = cur.fetchone()
+    cur.execute(f"SELECT last_batch FROM {SCHEMA}.{RECONCILE_STATE.name}")
+    checked = cur.fetchone()
+    if checked is not None and merged is not None:
+        merged = min(merged, checked[0] or 0)
     if called >= len(PROCEDURES) and merged is not None:
         cur.execute(f"DELETE FROM {SCHEMA}.{STAGED_KEYS.name} WHERE batch <= %s", (merged,))
 

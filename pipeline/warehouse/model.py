@@ -260,6 +260,14 @@ PROCEDURE_STATE = Table(
      _c("full_batch", "bigint"), _c("dims_seen", "bigint"), _c("mode", "string(8)"),
      _c("keys", "bigint"), _c("called_at", "timestamp")),
     ("procedure",), "ALL")
+RECONCILE_STATE = Table(
+    "reconcile_state", "meta", "Up to which staging batch gold was last reconciled and "
+    "found exact, and the UTC day of the last full reconcile: an incremental reconcile "
+    "checks the keys of later batches only.",
+    (_c("scope", "string(16)", nullable=False), _c("last_batch", "bigint"),
+     _c("last_full_day", "date"), _c("last_full_run", "string(128)"),
+     _c("checked_at", "timestamp")),
+    ("scope",), "ALL")
 # What the Pipeline Health dashboard reads. The dashboards see only the warehouse (as
 # QuickSight sees only Redshift), so each run's report step records here what the run saw
 # of the other layers and of Step Functions. Keyed by run: a report written again (a
@@ -288,8 +296,8 @@ PIPELINE_HELD_ROWS = Table(
                                                         nullable=False),
      _c("rows", "bigint", nullable=False)),
     ("run_id", "table_name", "reason"), "ALL")
-TABLES = (*TABLES, LOAD_STATE, STAGING_BATCHES, STAGED_KEYS, PROCEDURE_STATE, PIPELINE_RUNS,
-          PIPELINE_LAYER_ROWS, PIPELINE_HELD_ROWS)
+TABLES = (*TABLES, LOAD_STATE, STAGING_BATCHES, STAGED_KEYS, PROCEDURE_STATE, RECONCILE_STATE,
+          PIPELINE_RUNS, PIPELINE_LAYER_ROWS, PIPELINE_HELD_ROWS)
 
 @dataclass(frozen=True)
 class Scd2:

@@ -43,6 +43,7 @@ from pipeline.warehouse import rowdiff, versions
 from pipeline.warehouse.errors import from_psycopg
 from pipeline.warehouse.load import session
 from pipeline.warehouse.model import SCHEMA
+from pipeline.warehouse.scope import Scope
 
 LOG = logging.getLogger(__name__)
 
@@ -72,16 +73,45 @@ ITEM_ORDERS = "orders of held order_items"
 order still counts the item's previous value, so their totals are left out on both sides."""
 
 
-def source_day_sql(held: Held) -> str:
+# A zero or invalid order_ts gets no day of its own (DATE() would return text).
+SOURCE_DAY = ("CASE WHEN YEAR(order_ts) = 0 OR MONTH(order_ts) = 0 OR DAYOFMONTH(order_ts) = 0 "
+              "THEN NULL ELSE DATE(order_ts) END")
+
+
+def _source_days_where(days: set[date | str] | None, column: str) -> str:
+    """Only `days` (an incremental reconcile's): TRUE for all of them."""
+    if days is None:
+        return "TRUE"
+    dated = sorted(d for d in days if isinstance(d, date))
+    parts = []
+    if dated:
+        listed = ", ".join(f"'{d.isoformat()}'" for d in dated)
+        # The range lets MySQL use the order_ts index; the list picks the days in it. (Its
+        # end is the last day's last microsecond: 9999-12-31 + 1 day would be NULL.)
+        parts.append(f"({column} >= '{dated[0].isoformat()}' AND {column} <= "
+                     f"'{dated[-1].isoformat()} 23:59:59.999999' AND "
+                     f"{SOURCE_DAY.replace('order_ts', column)} IN ({listed}))")
+    if NO_DATE in days:
+        parts.append(f"{SOURCE_DAY.replace('order_ts', column)} IS NULL")
+    return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
+
+
+def _gold_days_where(days: set[date | str] | None) -> str:
+    if days is None:
+        return "TRUE"
+    keys = sorted(d.year * 10000 + d.month * 100 + d.day for d in days if isinstance(d, date))
+    return f"date_key IN ({', '.join(map(str, keys))})" if keys else "FALSE"
+
+
+def source_day_sql(held: Held, days: set[date | str] | None = None) -> str:
     orders, items = held.get("orders", set()), held.get("order_items", set())
     totals = orders | held.get(ITEM_ORDERS, set())
-    # A zero or invalid order_ts gets no day of its own (DATE() would return text).
-    day = ("CASE WHEN YEAR(order_ts) = 0 OR MONTH(order_ts) = 0 OR DAYOFMONTH(order_ts) = 0 "
-           "THEN NULL ELSE DATE(order_ts) END")
+    day = SOURCE_DAY
     return (
         "SELECT d, SUM(orders), SUM(items), SUM(quantity), SUM(revenue), SUM(total) FROM ("
         f" SELECT {day} AS d, COUNT(*) AS orders, 0 AS items, 0 AS quantity,"
-        f"        0 AS revenue, 0 AS total FROM orders WHERE {_not_in('id', orders)} GROUP BY d"
+        f"        0 AS revenue, 0 AS total FROM orders WHERE {_not_in('id', orders)}"
+        f"        AND {_source_days_where(days, 'order_ts')} GROUP BY d"
         " UNION ALL"
         f" SELECT {day.replace('order_ts', 'o.order_ts')}, 0, COUNT(*), SUM(i.quantity),"
         "        SUM(i.quantity * i.unit_price),"
@@ -89,23 +119,27 @@ def source_day_sql(held: Held) -> str:
         "                 ELSE 0 END)"
         " FROM order_items i JOIN orders o ON o.id = i.order_id"
         f" WHERE {_not_in('o.id', orders)} AND {_not_in('i.id', items)}"
+        f" AND {_source_days_where(days, 'o.order_ts')}"
         f" GROUP BY {day.replace('order_ts', 'o.order_ts')}"
         ") per_day GROUP BY d")
 
 
-def gold_day_sql(held: Held) -> str:
+def gold_day_sql(held: Held, days: set[date | str] | None = None) -> str:
     orders, items = held.get("orders", set()), held.get("order_items", set())
     totals = orders | held.get(ITEM_ORDERS, set())
+    only = _gold_days_where(days)
     return f"""
     SELECT to_date(date_key::text, 'YYYYMMDD'), sum(orders), sum(items), sum(quantity),
            sum(revenue), sum(order_total)
     FROM (SELECT date_key, count(*) AS orders, 0 AS items, 0 AS quantity, 0 AS revenue,
                  sum(order_total) FILTER (WHERE {_not_in('order_id', totals)}) AS order_total
-          FROM {SCHEMA}.fact_orders WHERE {_not_in('order_id', orders)} GROUP BY date_key
+          FROM {SCHEMA}.fact_orders WHERE {_not_in('order_id', orders)} AND {only}
+          GROUP BY date_key
           UNION ALL
           SELECT date_key, 0, count(*), sum(quantity), sum(line_total), 0
           FROM {SCHEMA}.fact_order_items
           WHERE {_not_in('order_id', orders)} AND {_not_in('order_item_id', items)}
+            AND {only}
           GROUP BY date_key) AS per_day
     GROUP BY date_key"""
 
@@ -173,6 +207,11 @@ class ReconcileReport:
     """Rows held in quarantine: gold is behind the source for them."""
     source_totals: dict[str, Number] = field(default_factory=dict)
     gold_totals: dict[str, Number] = field(default_factory=dict)
+    kind: str = "full"
+    """`full`, or `incremental`: only the days and keys the loads changed since the last
+    reconcile that passed (`pipeline.warehouse.scope`)."""
+    why: str = ""
+    """Why this kind ran."""
 
     @property
     def ok(self) -> bool:
@@ -201,7 +240,8 @@ class ReconcileReport:
         return ", ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "behind": self.behind, "days": self.days,
+        return {"ok": self.ok, "behind": self.behind, "kind": self.kind, "why": self.why,
+                "days": self.days,
                 "differing_days": self.differing_days,
                 "source_totals": {k: _json(v) for k, v in self.source_totals.items()},
                 "gold_totals": {k: _json(v) for k, v in self.gold_totals.items()},
@@ -314,11 +354,15 @@ def _held_keys(held: list[dict[str, Any]]) -> Held:
     return keys
 
 
-def reconcile(settings: Settings, progress: Progress | None = None) -> ReconcileReport:
+def reconcile(settings: Settings, progress: Progress | None = None,
+              scope: Scope | None = None) -> ReconcileReport:
     """Compare the source `shop` with gold; the report lists every differing number and
-    row, and the rows held in quarantine."""
+    row, and the rows held in quarantine. With `scope`, only the days and keys it reaches
+    (an incremental reconcile, `reconcile_run`); else everything."""
     progress = progress or SilentProgress()
-    progress.start("reconcile", "comparing source and gold per day and row by row")
+    progress.start("reconcile", "comparing source and gold per day and row by row"
+                   if scope is None else f"comparing the {scope.size:,} changed key(s) and "
+                                         "their days")
     bucket_rows = settings.reconcile.bucket_rows
     try:
         held = read_held(settings)
@@ -329,14 +373,18 @@ def reconcile(settings: Settings, progress: Progress | None = None) -> Reconcile
                     gold_cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, "
                                      "READ ONLY")
                     _orders_of_held_items(keys, src_cur, gold_cur)
-                    source = _read(src_cur, keys, bucket_rows, "mysql")
-                    gold = _read(gold_cur, keys, bucket_rows, "postgres")
-                    report = compare(source.days, gold.days, source.totals, gold.totals)
-                    report.held = held
-                    for entity in rowdiff.ENTITIES:
-                        _compare_rows(report, entity, source, gold, src_cur, gold_cur, keys,
-                                      settings)
-                    _check_versions(report, gold_cur, settings)
+                    if scope is None:
+                        source = _read(src_cur, keys, bucket_rows, "mysql")
+                        gold = _read(gold_cur, keys, bucket_rows, "postgres")
+                        report = compare(source.days, gold.days, source.totals, gold.totals)
+                        report.held = held
+                        for entity in rowdiff.ENTITIES:
+                            _compare_rows(report, entity, source, gold, src_cur, gold_cur,
+                                          keys, settings)
+                        _check_versions(report, gold_cur, settings)
+                    else:
+                        report = _reconcile_scope(scope, src_cur, gold_cur, keys, settings)
+                        report.held = held
                 gold_conn.rollback()
             except psycopg2.Error as exc:
                 raise from_psycopg(exc, "reading gold for reconciliation") from exc
@@ -353,6 +401,82 @@ def reconcile(settings: Settings, progress: Progress | None = None) -> Reconcile
     if not report.ok:
         LOG.warning("reconciliation found %d differing numbers and %d differing rows",
                     len(report.differences), sum(report.row_counts.values()))
+    return report
+
+
+def reconcile_run(settings: Settings, progress: Progress | None = None, full: bool = False,
+                  run_id: str | None = None) -> ReconcileReport:
+    """The reconcile a run (or `shoplake reconcile`) does: incremental or full by the rules
+    of `pipeline.warehouse.scope`, recorded when gold is found exact."""
+    from pipeline.warehouse import scope as scopes
+
+    choice = scopes.choose(settings, full=full)
+    report = reconcile(settings, progress, choice.scope)
+    report.kind, report.why = choice.kind, choice.why
+    if report.ok:
+        scopes.record(settings, choice, run_id)
+    return report
+
+
+def _ints(rows: Any) -> set[int]:
+    return {int(r[0]) for r in rows if r[0] is not None}
+
+
+def _reconcile_scope(scope: Scope, src_cur: Any, gold_cur: Any, held: Held,
+                     settings: Settings) -> ReconcileReport:
+    """Content-level, as the full reconcile, over what the scope's keys reach: their orders
+    (an item's order, on either side) and those orders' items, the days all of them fall
+    on (on either side), the changed customers and products, and the facts pointing at
+    them."""
+    from pipeline.warehouse.versions import in_list
+
+    keys = {t: set(k) for t, k in scope.keys.items()}
+    items = keys.get("order_items", set())
+    orders = set(keys.get("orders", set()))
+    if items:
+        src_cur.execute(f"SELECT DISTINCT order_id FROM order_items WHERE id IN {in_list(items)}")
+        orders |= _ints(src_cur.fetchall())
+        gold_cur.execute(f"SELECT DISTINCT order_id FROM {SCHEMA}.fact_order_items "
+                         f"WHERE order_item_id IN {in_list(items)}")
+        orders |= _ints(gold_cur.fetchall())
+    if orders:
+        src_cur.execute(f"SELECT id FROM order_items WHERE order_id IN {in_list(orders)}")
+        items = items | _ints(src_cur.fetchall())
+        gold_cur.execute(f"SELECT order_item_id FROM {SCHEMA}.fact_order_items "
+                         f"WHERE order_id IN {in_list(orders)}")
+        items |= _ints(gold_cur.fetchall())
+    keys["orders"], keys["order_items"] = orders, items
+    days: set[date | str] = set()
+    if orders:
+        src_cur.execute(f"SELECT DISTINCT {SOURCE_DAY} FROM orders WHERE id IN {in_list(orders)}")
+        days |= {_day(r[0]) for r in src_cur.fetchall()}
+        gold_cur.execute(f"SELECT DISTINCT to_date(date_key::text, 'YYYYMMDD') FROM "
+                         f"{SCHEMA}.fact_orders WHERE order_id IN {in_list(orders)} UNION "
+                         f"SELECT DISTINCT to_date(date_key::text, 'YYYYMMDD') FROM "
+                         f"{SCHEMA}.fact_order_items WHERE order_item_id IN {in_list(items)}")
+        days |= {_day(r[0]) for r in gold_cur.fetchall()}
+    src_cur.execute(source_day_sql(held, days))
+    src_days = _per_day(list(src_cur.fetchall()))
+    src_cur.execute(source_total_sql(held))
+    src_totals = dict(zip(TOTAL_METRICS, (int(v) for v in src_cur.fetchone())))
+    gold_cur.execute(gold_day_sql(held, days))
+    gold_days = _per_day(gold_cur.fetchall())
+    gold_cur.execute(gold_total_sql(held))
+    gold_totals = dict(zip(TOTAL_METRICS, (int(v) for v in gold_cur.fetchone())))
+    report = compare(src_days, gold_days, src_totals, gold_totals)
+    for e in rowdiff.ENTITIES:
+        wanted = keys.get(e.table, set())
+        report.rows_compared[e.table] = len(wanted)
+        if not wanted:
+            continue
+        src_cur.execute(f"SELECT `{e.key}`, {rowdiff.mysql_row(e)} FROM `{e.table}` "
+                        f"WHERE `{e.key}` IN {in_list(wanted)}")
+        gold_cur.execute(f"SELECT {e.gold_key}, {rowdiff.postgres_row(e)} FROM "
+                         f"{SCHEMA}.{e.gold_table} WHERE {e.gold_where} AND "
+                         f"{e.gold_key} IN {in_list(wanted)}")
+        _keep_real(report, e, rowdiff.row_differences(e, src_cur.fetchall(),
+                                                      gold_cur.fetchall()), held, settings)
+    _check_versions(report, gold_cur, settings, keys)
     return report
 
 
@@ -414,6 +538,12 @@ def _compare_rows(report: ReconcileReport, e: rowdiff.Entity, source: Side, gold
     src_cur.execute(rowdiff.mysql_rows_sql(e, bucket_rows, differing))
     gold_cur.execute(rowdiff.postgres_rows_sql(e, bucket_rows, differing, SCHEMA))
     rows = rowdiff.row_differences(e, src_cur.fetchall(), gold_cur.fetchall())
+    _keep_real(report, e, rows, held, settings)
+
+
+def _keep_real(report: ReconcileReport, e: rowdiff.Entity, rows: list[rowdiff.RowDifference],
+               held: Held, settings: Settings) -> None:
+    """Count and show the differing rows that are not held in quarantine."""
     held_here = held.get(e.table, set())
     held_orders = held.get("orders", set())
     real = []
@@ -440,7 +570,8 @@ def _orders_of_held_items(keys: Held, src_cur: Any, gold_cur: Any) -> None:
     keys[ITEM_ORDERS] = {str(r[0]) for r in [*src_cur.fetchall(), *gold_cur.fetchall()]}
 
 
-def _check_versions(report: ReconcileReport, gold_cur: Any, settings: Settings) -> None:
+def _check_versions(report: ReconcileReport, gold_cur: Any, settings: Settings,
+                    keys: dict[str, set[int]] | None = None) -> None:
     """Each fact's dimension version, the versions' chains and their bronze full load."""
     from pipeline.glue import silver
 
@@ -455,7 +586,7 @@ def _check_versions(report: ReconcileReport, gold_cur: Any, settings: Settings) 
             pointer = silver.current_snapshot(settings, e.table) or {}
             generations[e.gold_table] = pointer.get("generation")
     checked, counts, shown = versions.check(gold_cur, generations,
-                                            settings.reconcile.max_rows_shown)
+                                            settings.reconcile.max_rows_shown, keys)
     report.versions_checked = checked
     for table, n in counts.items():
         report.row_counts[table] = report.row_counts.get(table, 0) + n

@@ -63,9 +63,27 @@ LINKS: tuple[FactLink, ...] = (
 """Which fact points at which dimension (both facts carry their own key and the dim's)."""
 
 
-def link_sql(link: FactLink, limit: int) -> str:
+def in_list(keys: Any) -> str:
+    """`(1, 2, 3)` of integer keys; `(NULL)` (matches nothing) when there are none."""
+    ints = sorted({int(k) for k in keys})
+    return f"({', '.join(map(str, ints))})" if ints else "(NULL)"
+
+
+def link_where(link: FactLink, keys: dict[str, Any] | None) -> str:
+    """The facts an incremental check covers: its own changed keys, and every fact of a
+    changed dimension key (its version may have moved)."""
+    if keys is None:
+        return "true"
+    own = {"fact_orders": "orders", "fact_order_items": "order_items"}[link.fact]
+    dim = {"dim_customer": "customers", "dim_product": "products"}[link.dim.dim]
+    return (f"(f.{link.fact_key} IN {in_list(keys.get(own, ()))} "
+            f"OR f.{link.dim.key} IN {in_list(keys.get(dim, ()))})")
+
+
+def link_sql(link: FactLink, limit: int, keys: dict[str, Any] | None = None) -> str:
     """Facts whose version is not the one valid at their order time: the first `limit`,
-    each with the count of all of them; plus the number of facts checked."""
+    each with the count of all of them; plus the number of facts checked. `keys` (source
+    table -> keys) limits the check to those facts (`link_where`)."""
     d, key, sk = link.dim, link.dim.key, link.dim.surrogate_key
     return f"""
     WITH wrong AS (
@@ -75,20 +93,22 @@ def link_sql(link: FactLink, limit: int) -> str:
         LEFT JOIN {SCHEMA}.{d.dim} AS v
                ON v.{key} = f.{key} AND f.order_ts >= v.record_start_ts
               AND (f.order_ts < v.record_end_ts OR v.is_current)
-        WHERE f.{sk} IS DISTINCT FROM v.{sk})
+        WHERE f.{sk} IS DISTINCT FROM v.{sk} AND {link_where(link, keys)})
     SELECT fact_key, natural_key, has, valid, order_ts, count(*) OVER () AS n
     FROM wrong ORDER BY fact_key LIMIT {int(limit)}"""
 
 
-def chain_sql(dim: Scd2, limit: int) -> str:
+def chain_sql(dim: Scd2, limit: int, keys: Any = None) -> str:
     """Versions that end before they start, overlap the next version of their key, or are
-    current but not the latest: the first `limit`, each with the count of all of them."""
+    current but not the latest: the first `limit`, each with the count of all of them.
+    `keys`: only these natural keys."""
     key, sk = dim.key, dim.surrogate_key
+    where = "true" if keys is None else f"{key} IN {in_list(keys)}"
     return f"""
     WITH ordered AS (
         SELECT {key} AS k, {sk} AS sk, record_start_ts AS s, record_end_ts AS e, is_current,
                lead(record_start_ts) OVER w AS next_start, lead({sk}) OVER w AS next_sk
-        FROM {SCHEMA}.{dim.dim}
+        FROM {SCHEMA}.{dim.dim} WHERE {where}
         WINDOW w AS (PARTITION BY {key} ORDER BY record_start_ts, {sk})),
     bad AS (SELECT * FROM ordered
             WHERE e <= s
@@ -103,12 +123,14 @@ def generation_sql(dim: Scd2) -> str:
             "GROUP BY generation ORDER BY count(*) DESC")
 
 
-def check(cur: Any, silver_generations: dict[str, str | None], limit: int
+def check(cur: Any, silver_generations: dict[str, str | None], limit: int,
+          keys: dict[str, Any] | None = None
           ) -> tuple[dict[str, int], dict[str, int], list[VersionDifference]]:
     """(rows checked per gold table, wrong rows per table, the first wrong rows).
 
     `silver_generations`: dimension -> the generation of the silver table it is loaded from
-    (None: unknown, not checked).
+    (None: unknown, not checked). `keys` (source table -> keys): an incremental check of
+    the facts and versions those keys reach; None checks everything.
     """
     checked: dict[str, int] = {}
     counts: dict[str, int] = {}
@@ -120,9 +142,9 @@ def check(cur: Any, silver_generations: dict[str, str | None], limit: int
             shown.extend(rows)
 
     for link in LINKS:
-        cur.execute(f"SELECT count(*) FROM {SCHEMA}.{link.fact}")
+        cur.execute(f"SELECT count(*) FROM {link.source} WHERE {link_where(link, keys)}")
         checked[link.fact] = int(cur.fetchone()[0])
-        cur.execute(link_sql(link, limit))
+        cur.execute(link_sql(link, limit, keys))
         rows = cur.fetchall()
         sk, entity = link.dim.surrogate_key, link.dim.entity
         add(link.fact, int(rows[0][5]) if rows else 0, [
@@ -132,9 +154,12 @@ def check(cur: Any, silver_generations: dict[str, str | None], limit: int
                               f"{valid if valid is not None else 'none'}")
             for fact_key, natural, has, valid, order_ts, _ in rows])
     for dim in SCD2_DIMS:
-        cur.execute(f"SELECT count(*) FROM {SCHEMA}.{dim.dim}")
+        natural = None if keys is None else keys.get(
+            {"dim_customer": "customers", "dim_product": "products"}[dim.dim], set())
+        where = "true" if natural is None else f"{dim.key} IN {in_list(natural)}"
+        cur.execute(f"SELECT count(*) FROM {SCHEMA}.{dim.dim} WHERE {where}")
         checked[dim.dim] = int(cur.fetchone()[0])
-        cur.execute(chain_sql(dim, limit))
+        cur.execute(chain_sql(dim, limit, natural))
         rows = cur.fetchall()
         add(dim.dim, int(rows[0][7]) if rows else 0, [
             VersionDifference(dim.dim, f"{dim.entity} {k}",

@@ -56,7 +56,7 @@ def test_one_pipeline_run_through_the_state_machine_reconciles_exactly(
     assert "reconcile: all" in out and "days match" in out, out[-3000:]
     assert "differences 0, held 0" in out
     # Gold holds the source's orders: reconcile again, from another container.
-    rec = compose_stack.compose("run", "--rm", "driver", "shoplake", "reconcile",
+    rec = compose_stack.compose("run", "--rm", "driver", "shoplake", "reconcile", "--full",
                                 check=False)
     assert rec.returncode == 0, rec.stdout[-3000:] + rec.stderr[-3000:]
     assert "1,000" in rec.stdout or "1000" in rec.stdout, rec.stdout[-3000:]

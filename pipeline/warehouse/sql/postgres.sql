@@ -190,6 +190,16 @@ CREATE TABLE IF NOT EXISTS sales.procedure_state (
 );
 COMMENT ON TABLE sales.procedure_state IS 'The last staging batch each load procedure merged, whether it merged everything (full) or the changed keys only, and how many keys.';
 
+CREATE TABLE IF NOT EXISTS sales.reconcile_state (
+    scope         text NOT NULL,
+    last_batch    bigint,
+    last_full_day date,
+    last_full_run text,
+    checked_at    timestamp,
+    PRIMARY KEY (scope)
+);
+COMMENT ON TABLE sales.reconcile_state IS 'Up to which staging batch gold was last reconciled and found exact, and the UTC day of the last full reconcile: an incremental reconcile checks the keys of later batches only.';
+
 CREATE TABLE IF NOT EXISTS sales.pipeline_runs (
     run_id           text NOT NULL,
     status           text NOT NULL,

@@ -210,6 +210,17 @@ CREATE TABLE IF NOT EXISTS sales.procedure_state (
 DISTSTYLE ALL;
 COMMENT ON TABLE sales.procedure_state IS 'The last staging batch each load procedure merged, whether it merged everything (full) or the changed keys only, and how many keys.';
 
+CREATE TABLE IF NOT EXISTS sales.reconcile_state (
+    scope         VARCHAR(64) ENCODE zstd NOT NULL,
+    last_batch    BIGINT ENCODE az64,
+    last_full_day DATE ENCODE az64,
+    last_full_run VARCHAR(512) ENCODE zstd,
+    checked_at    TIMESTAMP ENCODE az64,
+    PRIMARY KEY (scope)
+)
+DISTSTYLE ALL;
+COMMENT ON TABLE sales.reconcile_state IS 'Up to which staging batch gold was last reconciled and found exact, and the UTC day of the last full reconcile: an incremental reconcile checks the keys of later batches only.';
+
 CREATE TABLE IF NOT EXISTS sales.pipeline_runs (
     run_id           VARCHAR(512) ENCODE zstd NOT NULL,
     status           VARCHAR(64) ENCODE zstd NOT NULL,

@@ -58,7 +58,10 @@ def test_the_flow_in_order() -> None:
                                                                  "LoadProduct"]
     assert d["LoadDims"]["Next"] == "LoadFacts"
     assert d["LoadFacts"]["Next"] == "QualityAndReconcile"
-    assert d["QualityAndReconcile"]["Next"] == "CheckArrivals"
+    assert d["QualityAndReconcile"]["Next"] == "Maintain"
+    assert d["Maintain"]["Type"] == "Map" and d["Maintain"]["Next"] == "CheckArrivals"
+    job = d["Maintain"]["ItemProcessor"]["States"]["MaintainSilver"]["Parameters"]
+    assert job["JobName"] == "maintain_silver" and job["Arguments"]["--table.$"] == "$.table"
     assert d["WriteReport"]["Next"] == "Succeeded"
 
 

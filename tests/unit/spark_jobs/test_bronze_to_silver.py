@@ -146,3 +146,51 @@ def test_latest_changes_keeps_one_change_per_key_by_binlog_order(spark) -> None:
     batch = latest_changes(clean(df, spec, "s", "2026-11-26")[0], spec)
     assert sorted((r["id"], r["_op"], r["quantity"]) for r in batch.collect()) == [
         (1, "I", 7), (2, "D", 4)]
+
+
+class _Conflicting:
+    """A SparkSession whose MERGE commits lose to another writer `fails` times."""
+
+    def __init__(self, spark, fails: int) -> None:
+        self._spark, self.fails, self.merges = spark, fails, 0
+
+    def sql(self, statement: str):
+        if statement.startswith("MERGE INTO"):
+            self.merges += 1
+            if self.merges <= self.fails:
+                raise RuntimeError("org.apache.iceberg.exceptions.CommitFailedException: "
+                                   "Cannot commit silver.shop.orders: metadata location "
+                                   "changed")
+            return None
+        return self._spark.sql(statement)
+
+    def __getattr__(self, name: str):
+        return getattr(self._spark, name)
+
+
+def _order_changes(spark):
+    from spark_jobs.bronze_to_silver import latest_changes
+
+    valid, _ = clean(spark.createDataFrame([
+        ("U", "2026-11-26 10:00:00.000000", "1", "7", "paid", "Website", "Card",
+         "2026-11-01 09:30:00", "2026-11-01 09:30:00", seq(9))],
+        ["Op", "commit_ts", "id", "customer_id", "status", "platform", "payment_method",
+         "order_ts", "updated_at", "AR_H_CHANGE_SEQ"]), TABLES["orders"], "salt", "2026-11-26")
+    from pyspark.sql import functions as F
+
+    return latest_changes(valid.withColumn("_run_id", F.lit("run-1")), TABLES["orders"])
+
+
+def test_a_commit_conflict_is_retried_then_named(spark) -> None:
+    from pipeline.glue.silver import SilverConflictError
+    from spark_jobs.bronze_to_silver import COMMIT_ATTEMPTS, _merge_into
+
+    lucky = _Conflicting(spark, COMMIT_ATTEMPTS - 1)  # the last attempt gets through
+    assert _merge_into(lucky, "silver.shop.orders", _order_changes(spark), TABLES["orders"],
+                       "orders") == {"inserts_or_updates": 1, "deletes": 0}
+    assert lucky.merges == COMMIT_ATTEMPTS
+    unlucky = _Conflicting(spark, COMMIT_ATTEMPTS)
+    with pytest.raises(SilverConflictError, match="silver table `orders`") as err:
+        _merge_into(unlucky, "silver.shop.orders", _order_changes(spark), TABLES["orders"],
+                    "orders")
+    assert "CommitFailedException" in str(err.value) and err.value.transient
