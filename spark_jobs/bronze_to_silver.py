@@ -30,6 +30,7 @@ from pipeline.catalog.store import find_table, get_table, load_file_index
 from pipeline.cdc.format import is_load_file, write_order
 from pipeline.errors import TerminalError
 from pipeline.glue import bookmarks, iceberg, silver
+from pipeline.glue.errors import java_line
 from pipeline.glue.jobs import SOURCE_TABLES, JobContext, submit_main
 from spark_jobs.silver_model import TABLES, SilverTable
 
@@ -413,7 +414,7 @@ def _merge_into(spark: SparkSession, name: str, batch: DataFrame, spec: SilverTa
                                            "Found conflicting files")):
                 raise
             if attempt == COMMIT_ATTEMPTS:
-                raise silver.SilverConflictError(table, _java_line(text)) from None
+                raise silver.SilverConflictError(table, java_line(text)) from None
             LOG.warning("silver `%s`: commit conflict (attempt %d of %d), merging again",
                         table, attempt, COMMIT_ATTEMPTS)
     spark.catalog.dropTempView(view)
@@ -441,13 +442,6 @@ def _log_changes(spark: SparkSession, settings: Any, table: str, spec: SilverTab
         rows = batch.select(F.col(key).cast("bigint").alias("key"), "_change_seq", "_op",
                             "_run_id")
     rows.writeTo(name).append()
-
-
-def _java_line(text: str) -> str:
-    for line in text.splitlines():
-        if "Exception" in line:
-            return line.strip()[:200]
-    return text.strip().splitlines()[0][:200] if text.strip() else ""
 
 
 def _replace(df: DataFrame, name: str, location: str, props: dict[str, str]) -> None:

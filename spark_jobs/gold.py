@@ -20,6 +20,7 @@ from pyspark.sql import types as T
 
 from pipeline.errors import TerminalError
 from pipeline.glue import silver
+from pipeline.glue.errors import java_line
 from pipeline.glue.jobs import JobContext
 from pipeline.warehouse import STAGING_COLUMNS, call, load_staging, procedure_state, staging_state
 from pipeline.warehouse.model import table as table_model
@@ -97,7 +98,7 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
                 F.min("key").alias("lo"), F.max("key").alias("hi")).first()
         except Exception as exc:  # noqa: BLE001 - py4j: the log was recreated or expired
             reason = f"the change log of `{table}` does not reach back to the last batch " \
-                     f"({_first_line(exc)})"
+                     f"({java_line(str(exc), 160) or type(exc).__name__})"
         else:
             if marks["full"]:
                 reason = f"silver `{table}` was rebuilt or rewritten since the last batch"
@@ -146,14 +147,6 @@ def _full_reason(ctx: JobContext, state: dict[str, Any] | None, pointer: dict[st
     if log is None or state["changes_snapshot"] is None:
         return "no change log to follow yet"
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if "Exception" in line:
-            return line.strip()[:160]
-    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def load(ctx: JobContext, stagings: list[str], procedure: str) -> dict[str, Any]:

@@ -59,6 +59,13 @@ def first_line_of(text: str) -> str:
     return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
 
 
+def java_line(text: str, limit: int = 200) -> str:
+    """The line of a py4j error's text that names the Java exception (else its first line),
+    for a one-line message."""
+    line = next((ln.strip() for ln in text.splitlines() if "Exception" in ln), None)
+    return (line if line is not None else first_line_of(text))[:limit]
+
+
 class SparkJobError(TerminalError):
     """A Glue job failed inside Spark for a reason a retry will not fix."""
 

@@ -65,25 +65,26 @@ def catalog_login(settings: Settings) -> DbCredentials:
     return warehouse_credentials(settings)
 
 
-def _login(settings: Settings) -> DbCredentials:
-    return warehouse_credentials(settings)
+def _connect(creds: DbCredentials, dbname: str, database: str) -> psycopg2.extensions.connection:
+    """A session on `dbname` of the catalog's server; CatalogUnreachableError (naming the
+    catalog `database`) when it does not answer."""
+    try:
+        return psycopg2.connect(host=creds.host, port=creds.port, user=creds.username,
+                                password=creds.password.reveal(), dbname=dbname,
+                                connect_timeout=5, application_name="shoplake-catalog")
+    except psycopg2.Error as exc:
+        raise CatalogUnreachableError(creds, database, describe_error(exc)) from exc
 
 
 def ensure_database(settings: Settings, creds: DbCredentials | None = None) -> None:
     """Create the catalog database on first use (Iceberg creates its tables in it)."""
-    creds = creds or _login(settings)
+    creds = creds or catalog_login(settings)
     database = settings.lake.catalog_database
     key = (creds.host, creds.port, database)
     with _LOCK:
         if key in _READY:
             return
-        try:
-            conn = psycopg2.connect(host=creds.host, port=creds.port, user=creds.username,
-                                    password=creds.password.reveal(), dbname=creds.dbname,
-                                    connect_timeout=5, application_name="shoplake-catalog")
-        except psycopg2.Error as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CatalogUnreachableError(creds, database, detail) from exc
+        conn = _connect(creds, creds.dbname, database)
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
@@ -116,12 +117,7 @@ when missing, and two processes doing that at once collide in PostgreSQL."""
 
 
 def _create_catalog_tables(creds: DbCredentials, database: str) -> None:
-    try:
-        conn = psycopg2.connect(host=creds.host, port=creds.port, user=creds.username,
-                                password=creds.password.reveal(), dbname=database,
-                                connect_timeout=5, application_name="shoplake-catalog")
-    except psycopg2.Error as exc:
-        raise CatalogUnreachableError(creds, database, describe_error(exc)) from exc
+    conn = _connect(creds, database, database)
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext('shoplake-iceberg-catalog'))")
@@ -169,7 +165,7 @@ def attach(spark: SparkSession, settings: Settings) -> None:
 def catalog_conf(settings: Settings) -> dict[str, str]:
     """Spark settings for catalog `lake.catalog_name` (Iceberg's SparkCatalog over a
     JdbcCatalog); creates the catalog database on first use."""
-    creds = _login(settings)
+    creds = catalog_login(settings)
     ensure_database(settings, creds)
     prefix = f"spark.sql.catalog.{settings.lake.catalog_name}"
     return {
@@ -213,7 +209,7 @@ def table_location(settings: Settings, table: str, namespace: str | None = None)
 def py_catalog(settings: Settings) -> SqlCatalog:
     """pyiceberg's view of the same catalog (no JVM): S3 through pyarrow, at LocalStack."""
 
-    creds = _login(settings)
+    creds = catalog_login(settings)
     ensure_database(settings, creds)
     ls = settings.localstack
     password = creds.password.reveal()
@@ -256,15 +252,9 @@ def describe_error(exc: BaseException) -> str:
 
 def catalog_tables(settings: Settings) -> list[dict[str, Any]]:
     """The catalog's table rows (namespace, name, metadata location), read with SQL."""
-    creds = _login(settings)
+    creds = catalog_login(settings)
     ensure_database(settings, creds)
-    try:
-        conn = psycopg2.connect(host=creds.host, port=creds.port, user=creds.username,
-                                password=creds.password.reveal(),
-                                dbname=settings.lake.catalog_database, connect_timeout=5)
-    except psycopg2.Error as exc:
-        raise CatalogUnreachableError(creds, settings.lake.catalog_database,
-                                      describe_error(exc)) from exc
+    conn = _connect(creds, settings.lake.catalog_database, settings.lake.catalog_database)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT to_regclass('iceberg_tables')")
@@ -282,10 +272,8 @@ def catalog_tables(settings: Settings) -> list[dict[str, Any]]:
 def forget_table(settings: Settings, namespace: str, table: str) -> bool:
     """Remove a table's row from the catalog without reading its metadata (whose files
     may be gone: LocalStack's S3 forgets every object on restart, the catalog does not)."""
-    creds = _login(settings)
-    conn = psycopg2.connect(host=creds.host, port=creds.port, user=creds.username,
-                            password=creds.password.reveal(),
-                            dbname=settings.lake.catalog_database, connect_timeout=5)
+    creds = catalog_login(settings)
+    conn = _connect(creds, settings.lake.catalog_database, settings.lake.catalog_database)
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT to_regclass('iceberg_tables')")

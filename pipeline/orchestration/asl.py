@@ -105,6 +105,20 @@ def _paths(settings: Settings) -> dict[str, str]:
             "--catalog_database": settings.glue.database}
 
 
+def _table_map(b: _Binding, name: str, comment: str, task: str, job: str, next_: str
+               ) -> dict[str, Any]:
+    """A Map state running Glue job `job` once per table of the input (`$.tables`)."""
+    return {
+        "Type": "Map", "Comment": comment,
+        "ItemsPath": "$.tables", "MaxConcurrency": len(TABLES),
+        "ItemSelector": {"table.$": "$$.Map.Item.Value", "run_id.$": "$.run_id"},
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "INLINE"}, "StartAt": task,
+            "States": {task: _glue_job(b, job, {"--table.$": "$.table", "--run_id.$": "$.run_id",
+                                                **_paths(b.settings)}, None, "$.job")}},
+        "ResultPath": None, "Catch": _catch(name), "Next": next_}
+
+
 def statement_sql(procedure: str) -> str:
     """The executeStatement SQL of a load procedure: the run id as a named parameter."""
     return f"CALL {SCHEMA}.{procedure}(:run_id)"
@@ -193,16 +207,8 @@ def render(settings: Settings, target: str) -> dict[str, Any]:
             {"Variable": "$.crawler.Crawler.State", "StringEquals": "READY",
              "Next": "Transform"}], "Default": "WaitForCrawler"},
         "WaitForCrawler": {"Type": "Wait", "Seconds": b.poll_wait_s, "Next": "GetCrawler"},
-        "Transform": {
-            "Type": "Map", "Comment": "bronze_to_silver, one task per table.",
-            "ItemsPath": "$.tables", "MaxConcurrency": len(TABLES),
-            "ItemSelector": {"table.$": "$$.Map.Item.Value", "run_id.$": "$.run_id"},
-            "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "BronzeToSilver",
-                "States": {"BronzeToSilver": _glue_job(
-                    b, "bronze_to_silver", {"--table.$": "$.table", "--run_id.$": "$.run_id",
-                                            **_paths(settings)}, None, "$.job")}},
-            "ResultPath": None, "Catch": _catch("Transform"), "Next": "LoadDims"},
+        "Transform": _table_map(b, "Transform", "bronze_to_silver, one task per table.",
+                                "BronzeToSilver", "bronze_to_silver", "LoadDims"),
         "LoadDims": {"Type": "Parallel", "Comment": "The SCD2 dimensions, side by side.",
                      "Branches": [_branch(b, n, j, p) for n, j, p in DIMS],
                      "ResultPath": None, "Catch": _catch("LoadDims"), "Next": "LoadFacts"},
@@ -219,16 +225,8 @@ def render(settings: Settings, target: str) -> dict[str, Any]:
         # After the loads and the check, inside the run (which holds the run lease): never
         # at the same time as a MERGE on the table. Each task works only when a threshold
         # is passed (spark_jobs/maintain_silver.py).
-        "Maintain": {
-            "Type": "Map", "Comment": "Compaction and snapshot expiry, per silver table.",
-            "ItemsPath": "$.tables", "MaxConcurrency": len(TABLES),
-            "ItemSelector": {"table.$": "$$.Map.Item.Value", "run_id.$": "$.run_id"},
-            "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "MaintainSilver",
-                "States": {"MaintainSilver": _glue_job(
-                    b, "maintain_silver", {"--table.$": "$.table", "--run_id.$": "$.run_id",
-                                           **_paths(settings)}, None, "$.job")}},
-            "ResultPath": None, "Catch": _catch("Maintain"), "Next": "CheckArrivals"},
+        "Maintain": _table_map(b, "Maintain", "Compaction and snapshot expiry, per silver "
+                               "table.", "MaintainSilver", "maintain_silver", "CheckArrivals"),
         "CheckArrivals": _glue_job(b, "shoplake_check_arrivals",
                                    {"--run_id.$": "$.run_id",
                                     "--crawled_at.$": "States.Format('{}', $.crawl.crawled_at)"},

@@ -44,14 +44,19 @@ def _crawl(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any
                     progress)
 
 
-def _transform(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
+def _per_table(settings: Settings, progress: Progress, run_id: str, job: str
+               ) -> dict[str, Any]:
+    """Glue job `job` for every table side by side, as a Map state runs it."""
     def one(table: str) -> dict[str, Any]:
-        return run_step(settings, "glue_job", {"JobName": "bronze_to_silver", "Arguments": {
+        return run_step(settings, "glue_job", {"JobName": job, "Arguments": {
             "--table": table, "--run_id": run_id, **_paths(settings)}}, progress)
 
-    with ThreadPoolExecutor(max_workers=len(TABLES)) as pool:  # as the Map state does
-        results = list(pool.map(one, TABLES))
-    return {r["table"]: r for r in results}
+    with ThreadPoolExecutor(max_workers=len(TABLES)) as pool:
+        return {r["table"]: r for r in pool.map(one, TABLES)}
+
+
+def _transform(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
+    return _per_table(settings, progress, run_id, "bronze_to_silver")
 
 
 def _load(settings: Settings, progress: Progress, run_id: str, job: str,
@@ -84,12 +89,7 @@ def _reconcile(settings: Settings, progress: Progress, run_id: str) -> dict[str,
 
 
 def _maintain(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
-    def one(table: str) -> dict[str, Any]:
-        return run_step(settings, "glue_job", {"JobName": "maintain_silver", "Arguments": {
-            "--table": table, "--run_id": run_id, **_paths(settings)}}, progress)
-
-    with ThreadPoolExecutor(max_workers=len(TABLES)) as pool:  # as the Map state does
-        return {r["table"]: r for r in pool.map(one, TABLES)}
+    return _per_table(settings, progress, run_id, "maintain_silver")
 
 
 Step = Callable[[Settings, Progress, str], dict[str, Any]]

@@ -15,7 +15,6 @@ from pipeline.warehouse.load import (
     connect,
     copy_rows,
     load_staging,
-    loaded_snapshot,
     procedure_state,
     session,
     staging_state,
@@ -25,5 +24,5 @@ from pipeline.warehouse.reconcile import ReconcileReport, reconcile
 from pipeline.warehouse.schema import apply_ddl
 
 __all__ = ["PROCEDURES", "SCHEMA", "STAGING_COLUMNS", "ReconcileReport", "apply_ddl", "call",
-           "connect", "copy_rows", "load_staging", "loaded_snapshot", "procedure_state",
+           "connect", "copy_rows", "load_staging", "procedure_state",
            "reconcile", "session", "staging_state"]

@@ -272,23 +272,31 @@ def _prune_staged_keys(cur: Any) -> None:
         cur.execute(f"DELETE FROM {SCHEMA}.{STAGED_KEYS.name} WHERE batch <= %s", (merged,))
 
 
-def staging_state(settings: Settings, table_name: str) -> dict[str, Any] | None:
-    """What staging table `table_name` holds: the silver snapshot, the change-log snapshot
-    of its last batch, the bronze generation (None: never loaded)."""
+def _read_one(settings: Settings, statement: str, args: tuple, table_name: str
+              ) -> tuple | None:
+    """The one row (or None) a query of meta table `table_name` returns, read-only."""
     with session(settings) as conn:
         try:
             with conn.cursor() as cur:
-                cur.execute(
-                    f"SELECT l.silver_snapshot, l.generation, b.changes_snapshot, b.kind "
-                    f"FROM {SCHEMA}.{LOAD_STATE.name} AS l LEFT JOIN LATERAL ("
-                    f"SELECT changes_snapshot, kind FROM {SCHEMA}.{STAGING_BATCHES.name} "
-                    f"WHERE staging = l.staging ORDER BY batch DESC LIMIT 1) AS b ON true "
-                    f"WHERE l.staging = %s", (table_name,))
+                cur.execute(statement, args)
                 row = cur.fetchone()
             conn.rollback()
         except psycopg2.Error as exc:
-            raise from_psycopg(exc, f"reading `{SCHEMA}.{LOAD_STATE.name}`",
-                               table=LOAD_STATE.name) from exc
+            raise from_psycopg(exc, f"reading `{SCHEMA}.{table_name}`",
+                               table=table_name) from exc
+    return row
+
+
+def staging_state(settings: Settings, table_name: str) -> dict[str, Any] | None:
+    """What staging table `table_name` holds: the silver snapshot, the change-log snapshot
+    of its last batch, the bronze generation (None: never loaded)."""
+    row = _read_one(
+        settings,
+        f"SELECT l.silver_snapshot, l.generation, b.changes_snapshot, b.kind "
+        f"FROM {SCHEMA}.{LOAD_STATE.name} AS l LEFT JOIN LATERAL ("
+        f"SELECT changes_snapshot, kind FROM {SCHEMA}.{STAGING_BATCHES.name} "
+        f"WHERE staging = l.staging ORDER BY batch DESC LIMIT 1) AS b ON true "
+        f"WHERE l.staging = %s", (table_name,), LOAD_STATE.name)
     if row is None:
         return None
     return {"silver_snapshot": row[0], "generation": row[1], "changes_snapshot": row[2],
@@ -297,28 +305,10 @@ def staging_state(settings: Settings, table_name: str) -> dict[str, Any] | None:
 
 def procedure_state(settings: Settings, procedure: str) -> dict[str, Any] | None:
     """How `procedure` last merged: `mode` (full or delta) and `keys` (delta only)."""
-    with session(settings) as conn:
-        with conn.cursor() as cur:
-            cur.execute(f"SELECT mode, keys, consumed_batch FROM {SCHEMA}."
-                        f"{PROCEDURE_STATE.name} WHERE procedure = %s", (procedure,))
-            row = cur.fetchone()
-        conn.rollback()
+    row = _read_one(settings, f"SELECT mode, keys, consumed_batch FROM {SCHEMA}."
+                              f"{PROCEDURE_STATE.name} WHERE procedure = %s", (procedure,),
+                    PROCEDURE_STATE.name)
     return {"mode": row[0], "keys": row[1], "batch": row[2]} if row else None
-
-
-def loaded_snapshot(settings: Settings, table_name: str) -> str | None:
-    """The silver snapshot staging table `table_name` holds (None: never loaded)."""
-    with session(settings) as conn:
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"SELECT silver_snapshot FROM {SCHEMA}.{LOAD_STATE.name} "
-                            "WHERE staging = %s", (table_name,))
-                row = cur.fetchone()
-            conn.rollback()
-        except psycopg2.Error as exc:
-            raise from_psycopg(exc, f"reading `{SCHEMA}.{LOAD_STATE.name}`",
-                               table=LOAD_STATE.name) from exc
-    return row[0] if row else None
 
 
 def call(settings: Settings, procedure: str, run_id: str | None = None,

@@ -32,7 +32,15 @@ Warnings are `RAISE WARNING`s; `warehouse.call` returns them and the run shows t
 
 from __future__ import annotations
 
-from pipeline.warehouse.model import FIRST_START, OPEN_END, SCD2_DIMS, SCHEMA, Scd2
+from pipeline.warehouse.model import (
+    FIRST_START,
+    LOADED_RUN,
+    OPEN_END,
+    SCD2_DIMS,
+    SCHEMA,
+    Scd2,
+    table,
+)
 
 HEADER = ("-- Generated from pipeline/warehouse/procedures.py and model.py by\n"
           "-- `python -m pipeline.warehouse.ddl`; edit those, not this file (a unit test fails\n"
@@ -332,6 +340,37 @@ def _dims_setup(dim_procedure: str) -> str:
     END IF;"""
 
 
+def _wrapped(items: list[str], indent: int, width: int = 94) -> str:
+    """`items` joined by commas, lines no wider than `width` with the first starting at
+    column `indent`, continuation lines indented to it; an item is never split."""
+    lines, line = [], ""
+    for item in items:
+        piece = f"{item}," if item is not items[-1] else item
+        if line and indent + len(line) + 1 + len(piece) > width:
+            lines.append(line)
+            line = piece
+        else:
+            line = f"{line} {piece}" if line else piece
+    lines.append(line)
+    return f"\n{' ' * indent}".join(lines)
+
+
+def _upsert(fact: str) -> str:
+    """The MERGE's tail for fact `fact`, from its model columns: a row of the source `s`
+    whose values differ from the fact's `f` is updated, a new key inserted, each stamped
+    with the run (`loaded_run`); an equal row is not written again."""
+    key, *cols = [c for c in table(fact).column_names if c != LOADED_RUN.name]
+    f_cols, s_cols = [f"f.{c}" for c in cols], [f"s.{c}" for c in cols]
+    sets = [f"{c} = s.{c}" for c in cols] + [f"{LOADED_RUN.name} = p_run_id"]
+    return (f"    ON f.{key} = s.{key}\n"
+            f"    WHEN MATCHED AND ({_wrapped(f_cols, 22)})\n"
+            f"            IS DISTINCT FROM ({_wrapped(s_cols, 30)}) THEN\n"
+            f"        UPDATE SET {_wrapped(sets, 19)}\n"
+            f"    WHEN NOT MATCHED THEN\n"
+            f"        INSERT ({_wrapped([key, *cols, LOADED_RUN.name], 16)})\n"
+            f"        VALUES ({_wrapped([f's.{key}', *s_cols, 'p_run_id'], 16)});")
+
+
 _FACT_DECLARE = """\
 DECLARE
     v_from bigint;
@@ -416,23 +455,7 @@ BEGIN
                  AND o.order_ts >= c.record_start_ts
                  AND (o.order_ts < c.record_end_ts OR c.is_current)
            WHERE {o_in}) AS s
-    ON f.order_id = s.order_id
-    WHEN MATCHED AND (f.customer_id, f.customer_sk, f.date_key, f.status, f.platform,
-                      f.payment_method, f.order_ts, f.updated_at, f.item_count, f.order_total)
-            IS DISTINCT FROM (s.customer_id, s.customer_sk, s.date_key, s.status, s.platform,
-                              s.payment_method, s.order_ts, s.updated_at, s.item_count,
-                              s.order_total) THEN
-        UPDATE SET customer_id = s.customer_id, customer_sk = s.customer_sk,
-                   date_key = s.date_key, status = s.status, platform = s.platform,
-                   payment_method = s.payment_method, order_ts = s.order_ts,
-                   updated_at = s.updated_at, item_count = s.item_count,
-                   order_total = s.order_total, loaded_run = p_run_id
-    WHEN NOT MATCHED THEN
-        INSERT (order_id, customer_id, customer_sk, date_key, status, platform,
-                payment_method, order_ts, updated_at, item_count, order_total, loaded_run)
-        VALUES (s.order_id, s.customer_id, s.customer_sk, s.date_key, s.status, s.platform,
-                s.payment_method, s.order_ts, s.updated_at, s.item_count, s.order_total,
-                p_run_id);
+{_upsert("fact_orders")}
 
     DELETE FROM {s}.fact_orders AS o
     WHERE {o_in}
@@ -500,20 +523,7 @@ BEGIN
                  AND o.order_ts >= p.record_start_ts
                  AND (o.order_ts < p.record_end_ts OR p.is_current)
            WHERE {i_in}) AS s
-    ON f.order_item_id = s.order_item_id
-    WHEN MATCHED AND (f.order_id, f.product_id, f.product_sk, f.date_key, f.quantity,
-                      f.unit_price, f.line_total)
-            IS DISTINCT FROM (s.order_id, s.product_id, s.product_sk, s.date_key, s.quantity,
-                              s.unit_price, s.line_total) THEN
-        UPDATE SET order_id = s.order_id, product_id = s.product_id,
-                   product_sk = s.product_sk, date_key = s.date_key, quantity = s.quantity,
-                   unit_price = s.unit_price, line_total = s.line_total,
-                   loaded_run = p_run_id
-    WHEN NOT MATCHED THEN
-        INSERT (order_item_id, order_id, product_id, product_sk, date_key, quantity,
-                unit_price, line_total, loaded_run)
-        VALUES (s.order_item_id, s.order_id, s.product_id, s.product_sk, s.date_key,
-                s.quantity, s.unit_price, s.line_total, p_run_id);
+{_upsert("fact_order_items")}
 
     -- "Still in staging" means "in the joined set": an item orphaned by its order goes too.
     DELETE FROM {s}.fact_order_items AS i

@@ -583,8 +583,7 @@ BEGIN
                               s.unit_price, s.line_total) THEN
         UPDATE SET order_id = s.order_id, product_id = s.product_id,
                    product_sk = s.product_sk, date_key = s.date_key, quantity = s.quantity,
-                   unit_price = s.unit_price, line_total = s.line_total,
-                   loaded_run = p_run_id
+                   unit_price = s.unit_price, line_total = s.line_total, loaded_run = p_run_id
     WHEN NOT MATCHED THEN
         INSERT (order_item_id, order_id, product_id, product_sk, date_key, quantity,
                 unit_price, line_total, loaded_run)
