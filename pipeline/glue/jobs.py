@@ -19,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.errors import ConfigError, first_line
 from pipeline.glue.session import get_spark
 from pipeline.progress import Progress, SilentProgress
+from pipeline.warehouse.model import LOADS
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -27,13 +28,11 @@ LOG = logging.getLogger(__name__)
 
 JOBS: dict[str, str] = {
     "bronze_to_silver": "spark_jobs.bronze_to_silver",
-    "load_dim_customer": "spark_jobs.load_dim_customer",
-    "load_dim_product": "spark_jobs.load_dim_product",
-    "load_fact_orders": "spark_jobs.load_fact_orders",
-    "load_fact_order_items": "spark_jobs.load_fact_order_items",
+    **{load.job: "spark_jobs.load_gold" for load in LOADS},
     "maintain_silver": "spark_jobs.maintain_silver",
 }
-"""Job name -> module. The order is the pipeline's: bronze_to_silver, dims, facts."""
+"""Job name -> module (its script in spark_jobs/). The order is the pipeline's:
+bronze_to_silver, dims, facts. The four load jobs share one script."""
 
 SOURCE_TABLES = ("customers", "products", "orders", "order_items")
 

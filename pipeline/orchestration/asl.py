@@ -25,15 +25,13 @@ import json
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.warehouse.model import SCHEMA
+from pipeline.warehouse.model import LOADS, SCHEMA
 
 TARGETS = ("aws", "local")
 TABLES = ("customers", "products", "orders", "order_items")
 
-DIMS = (("Customer", "load_dim_customer", "sp_merge_dim_customer"),
-        ("Product", "load_dim_product", "sp_merge_dim_product"))
-FACTS = (("FactOrders", "load_fact_orders", "sp_load_fact_orders"),
-         ("FactOrderItems", "load_fact_order_items", "sp_load_fact_order_items"))
+DIMS = tuple((x.step, x.job, x.procedure) for x in LOADS if x.kind == "dim")
+FACTS = tuple((x.step, x.job, x.procedure) for x in LOADS if x.kind == "fact")
 
 
 class _Binding:

@@ -44,9 +44,42 @@ FIRST_START = "0001-01-01 00:00:00"
 DIM_DATE_RANGE = (date(2020, 1, 1), date(2030, 12, 31))
 """Days `warehouse init` puts in dim_date; the fact procedure adds any order day outside."""
 
-PROCEDURES = ("sp_merge_dim_customer", "sp_merge_dim_product", "sp_load_fact_orders",
-              "sp_load_fact_order_items")
-"""The load procedures, in the order a run calls them (facts look up the dims' versions)."""
+@dataclass(frozen=True)
+class Load:
+    """One load job: the staging tables it brings up to silver, the procedure that merges
+    them into gold, and the state-machine step that runs it. One script
+    (spark_jobs/load_gold.py) serves every load job; its name picks the row here."""
+
+    job: str
+    staging: tuple[str, ...]
+    procedure: str
+    step: str
+    """The state's name stem in the state machine (`Load<step>`, `Merge<step>`)."""
+    kind: str
+    """`dim` loads run side by side; `fact` loads run after them, one after the other."""
+
+
+LOADS: tuple[Load, ...] = (
+    Load("load_dim_customer", ("stg_customers",), "sp_merge_dim_customer", "Customer", "dim"),
+    Load("load_dim_product", ("stg_products",), "sp_merge_dim_product", "Product", "dim"),
+    Load("load_fact_orders", ("stg_orders", "stg_order_items"), "sp_load_fact_orders",
+         "FactOrders", "fact"),
+    Load("load_fact_order_items", ("stg_order_items",), "sp_load_fact_order_items",
+         "FactOrderItems", "fact"),
+)
+"""The load jobs, in the order a run calls them (facts look up the dims' versions)."""
+
+PROCEDURES = tuple(load.procedure for load in LOADS)
+"""The load procedures, in the order a run calls them."""
+
+
+def load_of(job: str) -> Load:
+    """The load job `job` (a ValueError names the known ones)."""
+    for load in LOADS:
+        if load.job == job:
+            return load
+    raise ValueError(f"`{job}` is not a load job; load jobs: "
+                     f"{', '.join(load.job for load in LOADS)}")
 
 _TYPE = re.compile(r"^(int|bigint|smallint|date|timestamp|boolean|numeric\(\d+,\d+\)|"
                    r"(?:string|ascii)\(\d+\))$")

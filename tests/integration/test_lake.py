@@ -403,7 +403,7 @@ def test_a_job_runs_under_spark_submit_too(lake: Settings, cli_env: dict[str, st
 
     venv_bin = str(Path(sys.executable).parent)
     env = {**cli_env, "PATH": f"{venv_bin}:{cli_env['PATH']}", "PYSPARK_PYTHON": sys.executable}
-    done = subprocess.run(["spark-submit", "spark_jobs/load_dim_product.py",
+    done = subprocess.run(["spark-submit", "spark_jobs/load_gold.py",
                            "--JOB_NAME", "load_dim_product", "--force", "true"],
                           env=env, capture_output=True, text=True, timeout=300,
                           cwd=Path(__file__).resolve().parents[2])

@@ -89,3 +89,17 @@ def test_default_args_round_trip_through_the_command_line() -> None:
     args = default_args(load_settings(environ={}), "bronze_to_silver", "orders")
     argv = [token for key, value in args.items() for token in (f"--{key}", value)]
     assert parse_glue_args(argv) == args
+
+
+def test_the_load_jobs_share_one_script_that_their_name_configures() -> None:
+    from pipeline.errors import ConfigError
+    from pipeline.glue.jobs import JOBS, JobContext
+    from pipeline.warehouse.model import LOADS, STAGING_COLUMNS
+    from spark_jobs import load_gold
+
+    assert {JOBS[load.job] for load in LOADS} == {"spark_jobs.load_gold"}
+    assert all(s in STAGING_COLUMNS and s in load_gold.STAGING for load in LOADS
+               for s in load.staging)
+    ctx = JobContext(load_settings(environ={}), None, "load_dim_nothing", {})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="load_dim_nothing.*load_dim_customer"):
+        load_gold.run(ctx)

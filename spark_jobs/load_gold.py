@@ -1,4 +1,10 @@
-"""What the load_* jobs share: silver snapshot -> staging (COPY) -> stored procedure.
+"""Glue jobs `load_dim_customer`, `load_dim_product`, `load_fact_orders`,
+`load_fact_order_items`: one script, silver -> staging (COPY) -> `CALL sales.<procedure>()`.
+The job's name (`--JOB_NAME`) picks its staging tables and procedure from the warehouse
+model (`pipeline.warehouse.model.LOADS`), so adding a load is a row there, not a file here.
+
+    spark-submit spark_jobs/load_gold.py --JOB_NAME load_dim_customer
+    shoplake job run load_dim_customer
 
 Staging holds the current state of a silver table, kept up to date by change: each run
 stages only the keys silver's change log names since the last batch (their current rows;
@@ -18,11 +24,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipeline.errors import TerminalError
+from pipeline.errors import ConfigError, TerminalError
 from pipeline.glue import silver
 from pipeline.glue.errors import java_line
-from pipeline.glue.jobs import JobContext
+from pipeline.glue.jobs import JobContext, submit_main
 from pipeline.warehouse import STAGING_COLUMNS, call, load_staging, procedure_state, staging_state
+from pipeline.warehouse.model import load_of
 from pipeline.warehouse.model import table as table_model
 from pipeline.warehouse.schema import widen_for_staging
 from pipeline.warehouse.widen import Numeric
@@ -149,7 +156,7 @@ def _full_reason(ctx: JobContext, state: dict[str, Any] | None, pointer: dict[st
     return None
 
 
-def load(ctx: JobContext, stagings: list[str], procedure: str) -> dict[str, Any]:
+def load(ctx: JobContext, stagings: tuple[str, ...] | list[str], procedure: str) -> dict[str, Any]:
     """Stage, then CALL the procedure, unless `--call_procedure false`: the state machine
     runs the CALL itself (redshift-data:executeStatement on AWS), as its own state."""
     staged = [stage(ctx, s) for s in stagings]
@@ -160,3 +167,19 @@ def load(ctx: JobContext, stagings: list[str], procedure: str) -> dict[str, Any]
     warnings += call(ctx.settings, procedure, ctx.args.get("run_id"))
     return {"procedure": procedure, "staged": staged, "warnings": warnings,
             "merged": procedure_state(ctx.settings, procedure)}
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    try:
+        job = load_of(ctx.name)
+    except ValueError as exc:
+        raise ConfigError(str(exc), hint="pass `--JOB_NAME` with one of those names") from None
+    return load(ctx, job.staging, job.procedure)
+
+
+def main() -> int:
+    return submit_main(run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
