@@ -8,25 +8,28 @@ model (`pipeline.warehouse.model.LOADS`), so adding a load is a row there, not a
 
 Staging holds the current state of a silver table, kept up to date by change: each run
 stages only the keys silver's change log names since the last batch (their current rows;
-a key without one was deleted), and the procedures merge only those keys. The full state is
-copied on the first load, after a new bronze full load or a rebuilt silver, or on request
-(`--full`). `sales.load_state` records which silver (Iceberg) snapshot each staging table
-holds (written in the COPY's transaction), so a job whose input has not changed skips the
-COPY, and two jobs that need the same staging table load it once.
+a key without one was deleted), and the procedures merge only those keys. A delta is read
+without Spark (pyiceberg: the log's new data files, then those keys' rows), so a small change
+costs no Spark job. The full state (read with Spark) is copied on the first load, after a
+new bronze full load or a rebuilt silver, or on request (`--full`). `sales.load_state`
+records which silver (Iceberg) snapshot each staging table holds (written in the COPY's
+transaction), so a job whose input has not changed skips the COPY, and two jobs that need
+the same staging table load it once.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipeline.errors import ConfigError, TerminalError
 from pipeline.glue import silver
-from pipeline.glue.errors import java_line
 from pipeline.glue.jobs import JobContext, submit_main
 from pipeline.warehouse import STAGING_COLUMNS, call, load_staging, procedure_state, staging_state
 from pipeline.warehouse.model import load_of
@@ -91,43 +94,44 @@ def stage(ctx: JobContext, staging: str) -> dict[str, Any]:
     columns = STAGING_COLUMNS[staging]
     key = table_model(staging).primary_key[0]
     silver_key = renames.get(key, key)
-    df = silver.read_current(ctx.spark, ctx.settings, table, pointer)  # that snapshot's rows
     reason = _full_reason(ctx, state, pointer, log, reload)
     keys: list[int] | None = None
     if reason is None and state["changes_snapshot"] == log:
-        keys, df = [], df.limit(0)  # silver moved without new log entries: nothing to stage
+        keys = []  # silver moved without new log entries: nothing to stage
     elif reason is None:
-        changes = silver.read_changes(ctx.spark, ctx.settings, table,
-                                      state["changes_snapshot"], log)
+        # A delta is read without Spark (pyiceberg): the log's new files, then the rows of
+        # those keys; a few hundred rows cost milliseconds, not a Spark job's seconds.
         try:
-            marks = changes.groupBy().agg(
-                F.max(F.when(F.col("_op") == silver.FULL_MARKER, 1)).alias("full"),
-                F.min("key").alias("lo"), F.max("key").alias("hi")).first()
-        except Exception as exc:  # noqa: BLE001 - py4j: the log was recreated or expired
-            reason = f"the change log of `{table}` does not reach back to the last batch " \
-                     f"({java_line(str(exc), 160) or type(exc).__name__})"
+            keys, full = silver.logged_keys(ctx.settings, table, state["changes_snapshot"], log)
+        except silver.ChangeLogGap as exc:
+            reason = f"the change log of `{table}` does not reach back to the last batch ({exc})"
         else:
-            if marks["full"]:
+            if full:
+                keys = None
                 reason = f"silver `{table}` was rebuilt or rewritten since the last batch"
-            else:
-                changed = changes.filter(F.col("key").isNotNull()).select(
-                    F.col("key").alias(silver_key)).distinct()
-                keys = [r[0] for r in changed.collect()]
-                # Files whose key range misses every changed key are not read at all.
-                df = (df.filter(F.col(silver_key).between(marks["lo"], marks["hi"]))
-                      .join(F.broadcast(changed), silver_key, "left_semi")
-                      if keys else df.limit(0))
-    if reason is not None:
+    names = [renames.get(c, c) for c in columns]
+    if keys is None:
         LOG.info("`%s`: full copy (%s)", staging, reason)
-    df = df.select(*[F.col(renames.get(c, c)).alias(c) for c in columns])
+        df = silver.read_current(ctx.spark, ctx.settings, table, pointer)  # that snapshot's
+        df = df.select(*[F.col(n).alias(c) for n, c in zip(names, columns)])
+        decimals = [(f.name, f.dataType.precision, f.dataType.scale) for f in df.schema.fields
+                    if isinstance(f.dataType, T.DecimalType)]
+        rows: Iterable[tuple] = (tuple(r) for r in as_text_timestamps(df).toLocalIterator(
+            prefetchPartitions=True))
+    else:
+        found = (silver.rows_of_keys(ctx.settings, table, snapshot, silver_key, keys)
+                 if keys else None)
+        decimals = [] if found is None else [
+            (c, f.type.precision, f.type.scale) for c, f in
+            zip(columns, (found.schema.field(n) for n in names)) if pa.types.is_decimal(f.type)]
+        rows = iter(()) if found is None or not found.num_rows else \
+            zip(*(found.column(n).to_pylist() for n in names))
     # A decimal silver carries wider than staging (the source widened it): widen staging
     # and the gold columns computed from it first, or COPY would round every value.
-    for f in df.schema.fields:
-        if isinstance(f.dataType, T.DecimalType):
-            incoming = Numeric(f.dataType.precision, f.dataType.scale)
-            for change in widen_for_staging(ctx.settings, staging, f.name, incoming):
-                ctx.progress.update(ctx.name, description=f"widened {change}")
-    rows = (tuple(r) for r in as_text_timestamps(df).toLocalIterator(prefetchPartitions=True))
+    for column, precision, scale in decimals:
+        for change in widen_for_staging(ctx.settings, staging, column,
+                                        Numeric(precision, scale)):
+            ctx.progress.update(ctx.name, description=f"widened {change}")
     count = load_staging(ctx.settings, staging, columns, rows, snapshot=snapshot,
                          run_id=ctx.args.get("run_id"), generation=pointer.get("generation"),
                          keys=keys, changes_snapshot=log)

@@ -14,9 +14,9 @@ stale and the next run writes them again.
 
 Each run also appends the keys it changed to `silver.<schema>_changes.<table>` (key, change
 sequence, op, run), after its commit and before its properties: the load jobs read that log
-incrementally (Iceberg's append scan between two of its snapshots) and stage only those keys
-into the warehouse. A rebuild or a rewrite appends one marker row (op `F`, no key): whoever
-reads past it copies the full state instead.
+incrementally (the data files its snapshots since their last batch added, with pyiceberg,
+no JVM) and stage only those keys into the warehouse. A rebuild or a rewrite appends one
+marker row (op `F`, no key): whoever reads past it copies the full state instead.
 
 Keys held in quarantine live in `silver.<schema>_held.<table>` (replaced whole by each
 run that has any). Quarantined rows themselves stay plain Parquet under
@@ -153,14 +153,57 @@ FULL_MARKER = "F"
 """The change log's `_op` for "the table was replaced whole" (a rebuild or a rewrite)."""
 
 
-def read_changes(spark: SparkSession, settings: Settings, table: str, after: str,
-                 upto: str) -> DataFrame:
-    """The change log's entries appended after snapshot `after` up to `upto` (Iceberg's
-    incremental append scan). Raises when `after` is not an ancestor of `upto` (the log was
-    recreated or expired): then the caller copies the full state."""
-    iceberg.attach(spark, settings)
-    return (spark.read.format("iceberg").option("start-snapshot-id", after)
-            .option("end-snapshot-id", upto).load(iceberg.changes_table_name(settings, table)))
+class ChangeLogGap(Exception):
+    """The change log does not lead from one snapshot to the other (it was recreated or
+    expired since): the caller copies the full state instead."""
+
+
+def logged_keys(settings: Settings, table: str, after: str, upto: str
+                ) -> tuple[list[int], bool]:
+    """The keys the change log names in its snapshots after `after` up to `upto`, and
+    whether a full-state marker is among them; read without Spark (pyiceberg), from the
+    data files those snapshots added (the log is append-only). Raises ChangeLogGap when
+    `after` is not an ancestor of `upto`."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from pyiceberg.manifest import ManifestEntryStatus
+
+    tbl = load_table(settings, table, iceberg.changes_namespace(settings))
+    if tbl is None:
+        raise ChangeLogGap(f"the change log of `{table}` is gone")
+    snapshots = {s.snapshot_id: s for s in tbl.metadata.snapshots}
+    chain, sid = [], int(upto)
+    while sid != int(after):
+        snap = snapshots.get(sid)
+        if snap is None or snap.parent_snapshot_id is None:
+            raise ChangeLogGap(f"snapshot {after} of the change log of `{table}` is not an "
+                               f"ancestor of {upto}")
+        chain.append(snap)
+        sid = snap.parent_snapshot_id
+    keys: set[int] = set()
+    full = False
+    for snap in chain:
+        for manifest in snap.manifests(tbl.io):
+            if manifest.added_snapshot_id != snap.snapshot_id:
+                continue  # written by an earlier snapshot: its files were read there
+            for entry in manifest.fetch_manifest_entry(tbl.io, discard_deleted=True):
+                if entry.status != ManifestEntryStatus.ADDED:
+                    continue
+                with tbl.io.new_input(entry.data_file.file_path).open() as f:
+                    part = pq.read_table(f, columns=["key", "_op"])
+                full = full or pc.any(pc.equal(part.column("_op"), FULL_MARKER)).as_py() is True
+                keys.update(k for k in part.column("key").to_pylist() if k is not None)
+    return sorted(keys), full
+
+
+def rows_of_keys(settings: Settings, table: str, snapshot: str, key: str,
+                 keys: list[int]):  # noqa: ANN201 - a pyarrow.Table
+    """The rows of `keys` in snapshot `snapshot` of silver `table` (position deletes
+    applied), read without Spark; files whose key range misses every key are skipped."""
+    from pyiceberg.expressions import In
+
+    tbl = load_table(settings, table)
+    return tbl.scan(snapshot_id=int(snapshot), row_filter=In(key, keys)).to_arrow()
 
 
 def read_held(spark: SparkSession, settings: Settings, table: str) -> DataFrame | None:
