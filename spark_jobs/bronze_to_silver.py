@@ -300,8 +300,15 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
         else:
             batch = None
             current = silver.read_current(spark, settings, table, base) if base else None
-            _replace(merge(current, valid, spec), name,
-                     iceberg.table_location(settings, table), {"generation": gen or ""})
+            # Clustered by key: each data file holds a key range, so a later MERGE of a
+            # few keys (new ones at the top, recent ones changing) reads only the files
+            # whose range holds them (`_merge_into`'s key bounds), not the whole table.
+            (key,) = spec.primary_key
+            rows = merge(current, valid, spec)
+            rows = rows.repartitionByRange(settings.spark.shuffle_partitions, key) \
+                .sortWithinPartitions(key)
+            _replace(rows, name, iceberg.table_location(settings, table),
+                     {"generation": gen or ""})
             merged = None
         clock.lap("commit")
         n_held = 0
@@ -391,9 +398,19 @@ def _merge_into(spark: SparkSession, name: str, batch: DataFrame, spec: SilverTa
     cols = spec.names + ["_change_seq", "_commit_ts", "ingest_date", "_run_id"]
     typed = [F.col(n).cast(t).alias(n) for n, t in spec.columns]
     batch = batch.select(*typed, "_change_seq", "_commit_ts", "ingest_date", "_run_id", "_op")
+    (key,) = spec.primary_key
+    stats = batch.groupBy("_op").agg(F.count("*").alias("n"), F.min(key).alias("lo"),
+                                     F.max(key).alias("hi")).collect()
+    counts = {r["_op"]: r["n"] for r in stats}
+    if not stats:  # every change of the run was quarantined: nothing to merge
+        return {"inserts_or_updates": 0, "deletes": 0}
+    # The batch's key range on the target side: MERGE then reads only the data files whose
+    # key bounds overlap it (Iceberg prunes them by their column metrics), not every file.
+    # It changes no match: every source key lies in the range.
+    lo, hi = min(r["lo"] for r in stats), max(r["hi"] for r in stats)
+    on = f"t.`{key}` = s.`{key}` AND t.`{key}` BETWEEN {int(lo)} AND {int(hi)}"
     view = f"_changes_{table}"
     batch.createOrReplaceTempView(view)
-    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.primary_key)
     sets = ", ".join(f"t.`{c}` = s.`{c}`" for c in cols)
     newer = "s._change_seq > t._change_seq"
     statement = (f"MERGE INTO {name} t USING {view} s ON {on} "
@@ -402,8 +419,6 @@ def _merge_into(spark: SparkSession, name: str, batch: DataFrame, spec: SilverTa
                  f"WHEN NOT MATCHED AND s._op <> 'D' THEN INSERT "
                  f"({', '.join(f'`{c}`' for c in cols)}) "
                  f"VALUES ({', '.join(f's.`{c}`' for c in cols)})")
-    counts = {r["_op"]: r["n"] for r in batch.groupBy("_op").agg(F.count("*").alias("n"))
-              .collect()}
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
             spark.sql(statement)
@@ -427,7 +442,7 @@ CHANGE_LOG_COLUMNS = "key BIGINT, _change_seq STRING, _op STRING, _run_id STRING
 
 def _log_changes(spark: SparkSession, settings: Any, table: str, spec: SilverTable,
                  batch: DataFrame | None, pipeline_run: str) -> None:
-    """Append the keys this run changed to the table's change log (`silver.read_changes`);
+    """Append the keys this run changed to the table's change log (`silver.logged_keys`);
     a replace (`batch` None) appends the full-state marker instead."""
     name = iceberg.changes_table_name(settings, table)
     location = iceberg.table_location(settings, table, iceberg.changes_namespace(settings))

@@ -85,7 +85,10 @@ def maintain_table(ctx: JobContext, table: str) -> dict[str, Any]:
     if "compact" in work:
         ctx.progress.update(ctx.name, description=f"{table}: compacting ({work['compact']})")
         began = time.monotonic()
-        spark.sql(f"CALL {catalog}.system.rewrite_data_files(table => '{ident}', options => "
+        # Sorted by key, as a rebuild writes the table: each file a key range again, which
+        # the MERGEs' key bounds prune by (spark_jobs/bronze_to_silver.py `_merge_into`).
+        spark.sql(f"CALL {catalog}.system.rewrite_data_files(table => '{ident}', "
+                  "strategy => 'sort', sort_order => 'id ASC NULLS LAST', options => "
                   "map('delete-file-threshold', '1', 'min-input-files', '2', "
                   "'remove-dangling-deletes', 'true'))").collect()
         if (table_health(settings, table) or {}).get("delete_files"):
@@ -97,9 +100,11 @@ def maintain_table(ctx: JobContext, table: str) -> dict[str, Any]:
         began = time.monotonic()
         older = datetime.now(UTC) - timedelta(hours=settings.lake.snapshot_retention_hours)
         if ctx.args.get("force") == "true":
-            older = datetime.now(UTC)
+            # Every snapshot so far, including the compaction's own commits of this second
+            # (a literal cut to whole seconds would keep them).
+            older = datetime.now(UTC) + timedelta(seconds=1)
         spark.sql(f"CALL {catalog}.system.expire_snapshots(table => '{ident}', older_than => "
-                  f"TIMESTAMP '{older.strftime('%Y-%m-%d %H:%M:%S')}', retain_last => "
+                  f"TIMESTAMP '{older.strftime('%Y-%m-%d %H:%M:%S.%f')}', retain_last => "
                   f"{settings.lake.snapshots_retained})").collect()
         out["seconds"]["expire"] = round(time.monotonic() - began, 3)
     out["after"] = table_health(settings, table)
