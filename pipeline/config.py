@@ -236,6 +236,11 @@ class SparkSettings:
                              "unset.", 0, 1, minimum=0)
     shuffle_partitions: int = setting("spark.sql.shuffle.partitions; small data, few "
                                       "partitions.", 4, minimum=1)
+    scheduler_mode: str = setting("spark.scheduler.mode: FAIR gives each job running at "
+                                  "the same time in a worker's session (the Map's tables) a "
+                                  "pool of its own, so a long one does not queue the others "
+                                  "behind it; FIFO runs their stages in arrival order.",
+                                  "FAIR", choices=("FAIR", "FIFO"))
     jars_dir: str = setting("Folder with hadoop-aws and aws-java-sdk-bundle; empty uses "
                             "<tools_dir>/jars (the spark image has them in pyspark's jars).",
                             "")

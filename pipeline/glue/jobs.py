@@ -149,7 +149,11 @@ def run_job(settings: Settings, name: str, table: str | None = None,
     key = f"{name}:{table}" if table else name  # tables run side by side: a row each
     progress.start(key, f"running {name}" + (f" --table {table}" if table else ""))
     try:
-        ctx = JobContext(settings, _session(settings), name, args, _Keyed(progress, key))
+        spark = _session(settings)
+        # Jobs running side by side in this session (a worker's pollers) each get a
+        # scheduler pool of their own (spark.scheduler.mode FAIR); the pool is the thread's.
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", key)
+        ctx = JobContext(settings, spark, name, args, _Keyed(progress, key))
         metrics = module.run(ctx)
     except Exception as exc:
         from pipeline.classify import typed_error

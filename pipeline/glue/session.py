@@ -156,6 +156,7 @@ def _spark_conf(settings: Settings):  # noqa: ANN202 - a SparkConf (pyspark is o
         ("spark.app.name", "shoplake-glue"),
         ("spark.driver.memory", settings.spark.driver_memory),
         ("spark.sql.shuffle.partitions", str(settings.spark.shuffle_partitions)),
+        ("spark.scheduler.mode", settings.spark.scheduler_mode),
         ("spark.sql.session.timeZone", "UTC"),
         ("spark.sql.execution.arrow.pyspark.enabled", "true"),
         ("spark.sql.sources.partitionOverwriteMode", "static"),
