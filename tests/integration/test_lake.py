@@ -268,6 +268,216 @@ def test_compaction_and_expiry_keep_silver_and_gold_exact(lake: Settings) -> Non
     assert reconcile(lake).ok
 
 
+def _data_files(settings: Settings, table: str) -> set[str]:
+    """The objects under silver `table`'s data folder (data and delete files)."""
+    s3 = aws_client(settings, "s3")
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=settings.lake.silver_bucket, Prefix=f"shop/{table}/data/")
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+def _kill_when_files_land(settings: Settings, env: dict[str, str], table: str,
+                          args: list[str], delay_s: float) -> str:
+    """Run `shoplake job run ARGS` in a process group of its own (the Python driver and its
+    Spark JVM, as a worker runs a job), and kill -9 the group `delay_s` after the job's
+    first new file lands in silver `table`'s data folder: its files are written, its
+    Iceberg commit is in progress or just ahead. Returns `written` (killed after the files
+    landed) or `finished: OUTPUT` (the job ended first, with that output)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    before = _data_files(settings, table)
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read back below
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "job", "run", *args],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _data_files(settings, table) - before:
+                time.sleep(delay_s)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+                return "written"
+            time.sleep(0.05)
+        assert proc.poll() is not None, "the job wrote no file within 300 s"
+        log.seek(0)
+        return "finished: " + log.read()[-1500:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        log.close()
+
+
+def _silver_keys(settings: Settings, table: str) -> list[int]:
+    return sorted(silver.load_table(settings, table).scan(selected_fields=("id",))
+                  .to_arrow().column("id").to_pylist())
+
+
+@pytest.mark.parametrize(("delay_s", "first"), [(0.0, 200), (0.5, 400)],
+                         ids=["files-written", "committing"])
+def test_a_kill_during_the_merge_commit_leaves_the_next_run_exact(
+        lake: Settings, cli_env: dict[str, str], delay_s: float, first: int) -> None:
+    """kill -9 of the job (driver and JVM) once its MERGE's files are in S3: silver is at
+    the snapshot before or the one after, never between, and the next run is exact."""
+    sync_and_run(lake)
+    before_snapshot = silver.load_table(lake, "orders").current_snapshot().snapshot_id
+    before_keys = _silver_keys(lake, "orders")
+    gone = first + 100
+    _sql(lake, "UPDATE orders SET status = 'shipped', updated_at = %s WHERE id BETWEEN %s "
+               "AND %s", (datetime(2026, 11, 27, 9, 0), first, first + 60))
+    _sql(lake, "DELETE FROM order_items WHERE order_id = %s", (gone,))
+    _sql(lake, "DELETE FROM orders WHERE id = %s", (gone,))
+    cdc.run(lake, once=True)
+    crawl(lake)
+    outcome = _kill_when_files_land(lake, cli_env, "orders",
+                                    ["bronze_to_silver", "--table", "orders"], delay_s)
+    table = silver.load_table(lake, "orders")
+    after_snapshot = table.current_snapshot().snapshot_id
+    keys = _silver_keys(lake, "orders")
+    assert len(keys) == len(set(keys)), "a key twice in silver after the kill"
+    if after_snapshot == before_snapshot:  # the commit did not happen: nothing of it shows
+        assert keys == before_keys
+    else:  # it did, whole
+        assert keys == [k for k in before_keys if k != gone]
+    assert outcome == "written" or after_snapshot != before_snapshot, outcome
+    sync_and_run(lake)
+    assert _silver_keys(lake, "orders") == sorted(
+        r[0] for r in _sql(lake, "SELECT id FROM orders"))
+    assert _gold(lake, "SELECT count(*) FROM sales.fact_orders WHERE order_id = %s",
+                 (gone,)) == [(0,)]
+    report = reconcile(lake)
+    assert report.ok, report.differences[:5]
+
+
+def test_a_kill_during_compaction_leaves_silver_whole_and_the_next_run_exact(
+        lake: Settings, cli_env: dict[str, str]) -> None:
+    """kill -9 of maintain_silver while it rewrites a table's files (its new files are in
+    S3, its commit not yet or in progress): the table holds the same rows, a later
+    compaction finishes, and the next run is change-only and exact."""
+    for i in range(3):  # small MERGEs: data files and delete files to compact
+        _sql(lake, f"UPDATE orders SET status = 'delivered' WHERE id % 50 = {i}")
+        sync_and_run(lake)
+    rows = sorted(silver.load_table(lake, "orders").scan().to_arrow().to_pylist(),
+                  key=lambda r: r["id"])
+    outcome = _kill_when_files_land(lake, cli_env, "orders",
+                                    ["maintain_silver", "--table", "orders",
+                                     "--arg", "force=true"], 0.3)
+    assert outcome == "written", outcome
+    now = sorted(silver.load_table(lake, "orders").scan().to_arrow().to_pylist(),
+                 key=lambda r: r["id"])
+    assert now == rows  # before or after the rewrite's commit: the same rows
+    out = run_job(lake, "maintain_silver", table="orders", extra_args={"force": "true"})
+    assert out.metrics["maintained"] and out.metrics["after"]["delete_files"] == 0, out.metrics
+    assert sorted(silver.load_table(lake, "orders").scan().to_arrow().to_pylist(),
+                  key=lambda r: r["id"]) == rows
+    _sql(lake, "UPDATE orders SET status = 'paid' WHERE id = 11")
+    metrics = sync_and_run(lake)
+    staged = {s["staging"]: s for s in metrics["load_fact_orders"]["staged"]}
+    assert staged["stg_orders"]["mode"] == "delta", staged
+    report = reconcile(lake)
+    assert report.ok, report.differences[:5]
+
+
+def test_compaction_and_expiry_while_the_live_dashboards_read_gold(lake: Settings) -> None:
+    """Maintenance rewrites silver, never gold: the live server's panels (the stack's
+    dashboards service, and its Reader) keep answering with the same numbers throughout."""
+    import threading
+    import urllib.request
+
+    from pipeline.dashboards import PROJECT_DASHBOARDS
+    from pipeline.dashboards.data import Reader
+    from pipeline.dashboards.spec import load_all
+
+    dashboards, broken = load_all(PROJECT_DASHBOARDS)
+    assert not broken
+    _sql(lake, "UPDATE orders SET status = 'paid' WHERE id % 40 = 3")
+    sync_and_run(lake)
+    reader = Reader(lake)
+
+    def panels() -> dict[str, Any]:
+        out = {}
+        for d in dashboards:
+            for r in reader.run_all(d, {}):
+                assert not r.error, f"{d.id}/{r.panel.id}: {r.error}"
+                out[f"{d.id}/{r.panel.id}"] = r.rows
+        return out
+
+    def health() -> int:
+        url = f"http://127.0.0.1:{lake.dashboards.port}/_health"
+        with urllib.request.urlopen(url, timeout=15) as response:
+            return response.status
+
+    # Pipeline-health panels move with runs; the numbers of gold's sales do not.
+    steady = {k for k in panels() if k.startswith("sales_overview/")}
+    baseline = {k: v for k, v in panels().items() if k in steady}
+    seen: list[Any] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                now = {k: v for k, v in panels().items() if k in steady}
+                seen.append(("same" if now == baseline else now, health()))
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                seen.append((repr(exc), None))
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    try:
+        keep_one = dataclasses.replace(lake, lake=dataclasses.replace(
+            lake.lake, snapshots_retained=1, snapshot_retention_hours=0))
+        out = run_job(keep_one, "maintain_silver", extra_args={"force": "true"}).metrics
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        reader.close()
+    assert any(t["maintained"] for t in out["tables"]), out
+    assert seen, "the dashboards were not read during maintenance"
+    assert all(s == ("same", 200) for s in seen), [s for s in seen if s != ("same", 200)][:3]
+    assert reconcile(lake).ok
+
+
+def test_an_update_to_a_quarantined_row_releases_it(lake: Settings) -> None:
+    """A change that fails the rules (quantity -3 for an existing item, as a broken
+    producer could write) is held: silver and gold keep the key's last valid row and the
+    key is reported as held. The source's next update of that key is newer: it replaces
+    the held change, the hold ends, and gold has the new value."""
+    import pyarrow as pa
+
+    key = 21
+    row = _silver_row(lake, "order_items", key)[0]
+    names = (OP_COLUMN, lake.cdc.timestamp_column, "id", "order_id", "product_id", "quantity",
+             "unit_price", SEQ_COLUMN)
+    types = (pa.string(), pa.string(), pa.int64(), pa.int64(), pa.int64(), pa.int64(),
+             pa.decimal128(12, 2), pa.string())
+    # Right after the key's last change in the binlog order; the source's next one is later.
+    seq = f"{int(row['_change_seq']) + 1:035d}"
+    bad = ("U", "2026-11-27 10:00:00.000000", key, row["order_id"], row["product_id"], -3,
+           row["unit_price"], seq)
+    Bronze(lake, "shop").put("order_items", "20000102-0000000000.parquet",
+                             encode(names, types, [bad], "parquet", "\\N"))
+    sync_and_run(lake)
+    held = {h["key"]: h["reason"] for h in reconcile_held(lake, "order_items")}
+    assert held.get(str(key)) == "non-positive `quantity`", held
+    assert _silver_row(lake, "order_items", key)[0]["quantity"] == row["quantity"]
+    assert _gold(lake, "SELECT quantity FROM sales.fact_order_items WHERE order_item_id = %s",
+                 (key,)) == [(row["quantity"],)]
+    _sql(lake, "UPDATE order_items SET quantity = quantity + 4 WHERE id = %s", (key,))
+    sync_and_run(lake)
+    assert str(key) not in {h["key"] for h in reconcile_held(lake, "order_items")}
+    assert _silver_row(lake, "order_items", key)[0]["quantity"] == row["quantity"] + 4
+    assert _gold(lake, "SELECT quantity FROM sales.fact_order_items WHERE order_item_id = %s",
+                 (key,)) == [(row["quantity"] + 4,)]
+    report = reconcile(lake)
+    assert report.ok, report.differences[:5]
+
+
 def test_an_unchanged_snapshot_is_not_copied_again_after_warehouse_init(lake: Settings) -> None:
     """`shoplake run` applies the DDL every time; that must not make every load job copy
     its staging table again (the stamp of what staging holds survives the DDL)."""
