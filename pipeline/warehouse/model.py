@@ -64,8 +64,8 @@ LOADS: tuple[Load, ...] = (
     Load("load_dim_product", ("stg_products",), "sp_merge_dim_product", "Product", "dim"),
     Load("load_fact_orders", ("stg_orders", "stg_order_items"), "sp_load_fact_orders",
          "FactOrders", "fact"),
-    Load("load_fact_order_items", ("stg_order_items",), "sp_load_fact_order_items",
-         "FactOrderItems", "fact"),
+    Load("load_fact_order_items", ("stg_orders", "stg_order_items"),
+         "sp_load_fact_order_items", "FactOrderItems", "fact"),
 )
 """The load jobs, in the order a run calls them (facts look up the dims' versions)."""
 

@@ -103,3 +103,20 @@ def test_the_load_jobs_share_one_script_that_their_name_configures() -> None:
     ctx = JobContext(load_settings(environ={}), None, "load_dim_nothing", {})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="load_dim_nothing.*load_dim_customer"):
         load_gold.run(ctx)
+
+
+def test_each_load_job_stages_every_staging_table_its_procedure_reads() -> None:
+    """Run on its own (`shoplake job run load_fact_order_items`), a load job must bring
+    every staging table its procedure reads up to silver, or it merges from a stale one."""
+    import re
+
+    from pipeline.warehouse.model import LOADS, MERGES_FILE
+
+    sql = MERGES_FILE.read_text()
+    for load in LOADS:
+        start = sql.index(f"CREATE OR REPLACE PROCEDURE sales.{load.procedure}(")
+        body = sql[start:sql.index("\n$$;", start)]
+        # Tables it reads (`sales.stg_x`); `staging = 'stg_customers'` names a dimension's
+        # staged keys, which the dimension's own load writes before the facts run.
+        read = set(re.findall(r"\bsales\.(stg_[a-z_]+)\b", body))
+        assert read and read <= set(load.staging), (load.job, sorted(read - set(load.staging)))
