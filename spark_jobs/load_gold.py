@@ -20,7 +20,7 @@ the same staging table load it once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -160,7 +160,7 @@ def _full_reason(ctx: JobContext, state: dict[str, Any] | None, pointer: dict[st
     return None
 
 
-def load(ctx: JobContext, stagings: tuple[str, ...] | list[str], procedure: str) -> dict[str, Any]:
+def load(ctx: JobContext, stagings: Sequence[str], procedure: str) -> dict[str, Any]:
     """Stage, then CALL the procedure, unless `--call_procedure false`: the state machine
     runs the CALL itself (redshift-data:executeStatement on AWS), as its own state."""
     staged = [stage(ctx, s) for s in stagings]

@@ -30,6 +30,7 @@ from typing import Any
 from pipeline.errors import TerminalError
 from pipeline.glue import iceberg, silver
 from pipeline.glue.jobs import SOURCE_TABLES, JobContext, submit_main
+from spark_jobs.silver_model import TABLES
 
 
 def table_health(settings: Any, table: str) -> dict[str, Any] | None:
@@ -87,8 +88,9 @@ def maintain_table(ctx: JobContext, table: str) -> dict[str, Any]:
         began = time.monotonic()
         # Sorted by key, as a rebuild writes the table: each file a key range again, which
         # the MERGEs' key bounds prune by (spark_jobs/bronze_to_silver.py `_merge_into`).
+        (key,) = TABLES[table].primary_key
         spark.sql(f"CALL {catalog}.system.rewrite_data_files(table => '{ident}', "
-                  "strategy => 'sort', sort_order => 'id ASC NULLS LAST', options => "
+                  f"strategy => 'sort', sort_order => '{key} ASC NULLS LAST', options => "
                   "map('delete-file-threshold', '1', 'min-input-files', '2', "
                   "'remove-dangling-deletes', 'true'))").collect()
         if (table_health(settings, table) or {}).get("delete_files"):

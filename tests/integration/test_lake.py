@@ -236,17 +236,19 @@ def test_a_full_load_on_request_copies_everything_and_changes_nothing(lake: Sett
     assert not any(s["copied"] for s in again["staged"]) and again["merged"]["mode"] == "delta"
 
 
+def _silver_rows(settings: Settings, table: str) -> list[dict[str, Any]]:
+    """Silver `table`'s current rows by key, read by pyiceberg (deletes applied)."""
+    return sorted(silver.load_table(settings, table).scan().to_arrow().to_pylist(),
+                  key=lambda r: r["id"])
+
+
 def test_compaction_and_expiry_keep_silver_and_gold_exact(lake: Settings) -> None:
     from spark_jobs.maintain_silver import table_health
-
-    def rows(table: str) -> list[dict[str, Any]]:
-        return sorted(silver.load_table(lake, table).scan().to_arrow().to_pylist(),
-                      key=lambda r: r["id"])
 
     _sql(lake, "UPDATE orders SET status = 'delivered' WHERE id <= 40")  # position deletes
     _sql(lake, "DELETE FROM order_items WHERE id <= 5")
     sync_and_run(lake)
-    before = {t: rows(t) for t in ("orders", "order_items")}
+    before = {t: _silver_rows(lake, t) for t in ("orders", "order_items")}
     health = table_health(lake, "orders")
     assert health["delete_files"] > 0 and health["snapshots"] > 1, health  # the MERGEs'
     keep_one = dataclasses.replace(lake, lake=dataclasses.replace(lake.lake,
@@ -257,7 +259,7 @@ def test_compaction_and_expiry_keep_silver_and_gold_exact(lake: Settings) -> Non
     assert out["orders"]["maintained"] and set(out["orders"]["work"]) == {"compact", "expire"}
     assert after["delete_files"] == 0 and after["position_deletes"] == 0, after
     assert after["data_files"] < health["data_files"] and after["snapshots"] == 1
-    assert {t: rows(t) for t in before} == before  # the same rows, in fewer files
+    assert {t: _silver_rows(lake, t) for t in before} == before  # the same rows, in fewer files
     assert silver.current_snapshot(lake, "orders")["settled"]
     # Below the thresholds nothing is due; the next run is change-only and exact.
     assert not run_job(lake, "maintain_silver", table="orders").metrics["maintained"]
@@ -272,7 +274,7 @@ def _data_files(settings: Settings, table: str) -> set[str]:
     """The objects under silver `table`'s data folder (data and delete files)."""
     s3 = aws_client(settings, "s3")
     pages = s3.get_paginator("list_objects_v2").paginate(
-        Bucket=settings.lake.silver_bucket, Prefix=f"shop/{table}/data/")
+        Bucket=settings.lake.silver_bucket, Prefix=f"{silver.table_prefix(settings, table)}/data/")
     return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
 
@@ -363,19 +365,16 @@ def test_a_kill_during_compaction_leaves_silver_whole_and_the_next_run_exact(
     for i in range(3):  # small MERGEs: data files and delete files to compact
         _sql(lake, f"UPDATE orders SET status = 'delivered' WHERE id % 50 = {i}")
         sync_and_run(lake)
-    rows = sorted(silver.load_table(lake, "orders").scan().to_arrow().to_pylist(),
-                  key=lambda r: r["id"])
+    rows = _silver_rows(lake, "orders")
     outcome = _kill_when_files_land(lake, cli_env, "orders",
                                     ["maintain_silver", "--table", "orders",
                                      "--arg", "force=true"], 0.3)
     assert outcome == "written", outcome
-    now = sorted(silver.load_table(lake, "orders").scan().to_arrow().to_pylist(),
-                 key=lambda r: r["id"])
-    assert now == rows  # before or after the rewrite's commit: the same rows
+    # before or after the rewrite's commit: the same rows
+    assert _silver_rows(lake, "orders") == rows
     out = run_job(lake, "maintain_silver", table="orders", extra_args={"force": "true"})
     assert out.metrics["maintained"] and out.metrics["after"]["delete_files"] == 0, out.metrics
-    assert sorted(silver.load_table(lake, "orders").scan().to_arrow().to_pylist(),
-                  key=lambda r: r["id"]) == rows
+    assert _silver_rows(lake, "orders") == rows
     _sql(lake, "UPDATE orders SET status = 'paid' WHERE id = 11")
     metrics = sync_and_run(lake)
     staged = {s["staging"]: s for s in metrics["load_fact_orders"]["staged"]}
@@ -414,15 +413,14 @@ def test_compaction_and_expiry_while_the_live_dashboards_read_gold(lake: Setting
             return response.status
 
     # Pipeline-health panels move with runs; the numbers of gold's sales do not.
-    steady = {k for k in panels() if k.startswith("sales_overview/")}
-    baseline = {k: v for k, v in panels().items() if k in steady}
+    baseline = {k: v for k, v in panels().items() if k.startswith("sales_overview/")}
     seen: list[Any] = []
     stop = threading.Event()
 
     def read() -> None:
         while not stop.is_set():
             try:
-                now = {k: v for k, v in panels().items() if k in steady}
+                now = {k: v for k, v in panels().items() if k in baseline}
                 seen.append(("same" if now == baseline else now, health()))
             except Exception as exc:  # noqa: BLE001 - reported by the assertion below
                 seen.append((repr(exc), None))
