@@ -56,17 +56,17 @@ GOAL_RATIO = 1.5
 B2S = "bronze_to_silver"
 
 
-def _before(settings: Settings) -> dict[str, tuple[set[str], str | None]]:
+def _before(settings: Settings) -> dict[str, tuple[bookmarks.Bookmark, str | None]]:
     """Per table: the bronze keys its bookmark holds and its silver snapshot, before a run."""
     out = {}
     for table in SOURCE_TABLES:
         mark = bookmarks.load_bookmark(settings, B2S, table)
         pointer = silver.current_snapshot(settings, table)
-        out[table] = (set(mark.processed), silver.snapshot_id(pointer) if pointer else None)
+        out[table] = (mark, silver.snapshot_id(pointer) if pointer else None)
     return out
 
 
-def duckdb_round(settings: Settings, before: dict[str, tuple[set[str], str | None]]
+def duckdb_round(settings: Settings, before: dict[str, tuple[bookmarks.Bookmark, str | None]]
                  ) -> dict[str, Any]:
     """bronze_to_silver of the files the last run read, in DuckDB, from the snapshots
     before it; timed per phase and checked against what Spark published."""
@@ -77,7 +77,7 @@ def duckdb_round(settings: Settings, before: dict[str, tuple[set[str], str | Non
             processed, previous = before[table]
             files = list_objects(settings, settings.lake.bronze_bucket,
                                  f"{settings.mysql.database}/{table}/")
-            keys = sorted(k for k in files if k not in processed)
+            keys = sorted(k for k in files if not processed.is_processed(k))
             con, duck = duck_table(settings, table, keys, previous, salt, Path(tmp))
             pointer = silver.current_snapshot(settings, table)
             spark_rows = snapshot(settings, table, silver.snapshot_id(pointer))

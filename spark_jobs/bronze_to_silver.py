@@ -24,9 +24,9 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipeline.aws.s3 import list_objects
 from pipeline.aws.secrets import pii_salt
-from pipeline.catalog.store import find_table, get_table, load_file_index
+from pipeline.catalog.files import FileIndex, list_table_files
+from pipeline.catalog.store import find_table, get_table
 from pipeline.cdc.format import is_load_file, write_order
 from pipeline.errors import TerminalError
 from pipeline.glue import bookmarks, iceberg, silver
@@ -219,35 +219,44 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     entry = find_table(settings, table)
     spec = TABLES[table].with_source_types(
         {c["Name"]: c["Type"] for c in entry["StorageDescriptor"]["Columns"]} if entry else {})
-    prefix = f"{settings.mysql.database}/{table}/"
-    current_files = list_objects(settings, settings.lake.bronze_bucket, prefix)
+    schema = settings.mysql.database
     bookmark = bookmarks.load_bookmark(settings, ctx.name, table)
     if ctx.args.get("reset-bookmark") == "true":
         bookmark = bookmarks.Bookmark(ctx.name, table)
     state, notice = _silver_state(settings, table)
-    if state is None and bookmark.processed:
+    if state is None and bookmark.known():
         # No silver to apply the new files to (migrated, or its files lost): from the start.
         bookmark = bookmarks.Bookmark(ctx.name, table)
-    index = load_file_index(settings, table)
+    # Bounded: the full-load files, and the files after the bookmark's watermark.
+    current_files = list_table_files(settings, schema, table, bookmark.after, [bookmark.after])
+    index = FileIndex.load(settings, table)
+    entries = index.entries(settings, current_files)
     # A processed file that has since become unreadable (the crawler rejected its new
     # content) is damage, not a rebuilt bronze: its changes are in silver already, so the
     # table goes on, and the file is reported (it could not rebuild silver any more).
-    damaged = {k: etag for k, etag in bookmark.processed.items()
+    damaged = {k: etag for k, etag in bookmark.known().items()
                if k in current_files and current_files[k] != etag
-               and index.get(k, {}).get("rejected") and index[k]["etag"] == current_files[k]}
+               and entries.get(k, {}).get("rejected") and entries[k]["etag"] == current_files[k]}
     keys, rebuilt = bookmarks.new_files(bookmark, current_files | damaged)
+    if rebuilt:  # from nothing: the watermark's file is gone or of another bronze
+        bookmark = bookmarks.Bookmark(ctx.name, table)
+        current_files = list_table_files(settings, schema, table)
+        entries = index.entries(settings, current_files)
+        keys = sorted(current_files)
     # A follower keeps writing bronze; files the crawler has not seen (in this version)
-    # wait for the next run.
-    waiting = [k for k in keys if index.get(k, {}).get("etag") != current_files.get(k)]
+    # wait for the next run, and so do the files after them (the bookmark keeps the
+    # newest processed change file: nothing before it may be left out).
+    waiting = [k for k in keys if entries.get(k, {}).get("etag") != current_files.get(k)]
     if waiting:
         LOG.info("%d new file(s) of `%s` are not crawled yet; left for the next run",
                  len(waiting), table)
-        keys = [k for k in keys if k not in waiting]
-    keys, blocked = _before_rejected(settings, table, keys, index)
+        first = min(write_order(k) for k in waiting)
+        keys = [k for k in keys if write_order(k) < first]
+    keys, blocked = _before_rejected(settings, table, keys, entries)
     # A rebuilt bronze (or --reset-bookmark, or no silver yet) starts from nothing rather
     # than a stale state; the current snapshot stays readable until the replace commits, so
     # a crash (or Ctrl-C) in between leaves the table as it was, not gone.
-    rebuild = rebuilt or not bookmark.processed
+    rebuild = rebuilt or not bookmark.known()
     base = None if rebuild else state
     extra = {**blocked, **({"notice": notice} if notice else {})}
     if not keys:
@@ -268,7 +277,7 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     ingest_date = datetime.now(timezone.utc).date().isoformat()
     ctx.progress.update(ctx.name, description=f"{table}: {len(keys)} new file(s)")
     clock = _Clock()
-    changes = read_bronze(spark, ctx, table, keys, index).cache()
+    changes = read_bronze(spark, ctx, table, keys, entries).cache()
     try:
         valid, quarantined = clean(changes, spec, pii_salt(settings), ingest_date,
                                    settings.cdc.timestamp_column)
@@ -291,8 +300,8 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
         else:
             mode = "merge"
         gen = (base or {}).get("generation") or generation(
-            {**current_files, **({} if rebuild else bookmark.processed)},
-            [k for k in current_files if k in keys or (not rebuild and k in bookmark.processed)])
+            {**current_files, **({} if rebuild else bookmark.loads)},
+            [k for k in current_files if k in keys or (not rebuild and k in bookmark.loads)])
         clock.lap("plan")
         if mode == "merge":
             batch = latest_changes(valid, spec).cache()
@@ -536,7 +545,7 @@ def _before_rejected(settings: Any, table: str, keys: list[str], index: dict[str
 
 def _save_bookmark(settings: Any, bookmark: bookmarks.Bookmark, current: dict[str, str],
                    keys: list[str], run_id: str) -> None:
-    bookmark.processed = {k: current[k] for k in current if k in bookmark.processed or k in keys}
+    bookmark.advance(current, keys)
     bookmark.run_id = run_id
     bookmarks.save_bookmark(settings, bookmark)
 

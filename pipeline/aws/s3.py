@@ -13,14 +13,40 @@ DELETE_BATCH = 1000
 """Keys per DeleteObjects call, S3's limit."""
 
 
-def list_objects(settings: Settings, bucket: str, prefix: str = "") -> dict[str, str]:
-    """key -> ETag of every object under `prefix`, across all pages."""
+def list_objects(settings: Settings, bucket: str, prefix: str = "", start_after: str = ""
+                 ) -> dict[str, str]:
+    """key -> ETag of every object under `prefix` (only those whose key sorts after
+    `start_after`, when given: S3 lists in key order), across all pages."""
     s3 = aws_client(settings, "s3")
     found: dict[str, str] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    extra = {"StartAfter": start_after} if start_after else {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix,
+                                                             **extra):
         for obj in page.get("Contents", []):
             found[obj["Key"]] = obj["ETag"]
     return found
+
+
+def list_folders(settings: Settings, bucket: str, prefix: str = "") -> list[str]:
+    """The "folders" right under `prefix` (`a/b/` for `a/b/c`), without listing the
+    objects in them."""
+    s3 = aws_client(settings, "s3")
+    found: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix,
+                                                             Delimiter="/"):
+        found += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+    return found
+
+
+def head_etag(settings: Settings, bucket: str, key: str) -> str | None:
+    """The object's ETag, or None when there is no such object."""
+    s3 = aws_client(settings, "s3")
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)["ETag"]
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
 
 
 def list_modified(settings: Settings, bucket: str, prefix: str = "") -> dict[str, float]:

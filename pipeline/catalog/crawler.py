@@ -5,16 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.aws.clients import aws_client
-from pipeline.aws.s3 import list_objects
-from pipeline.catalog.store import find_table, load_file_index, put_table, save_file_index
+from pipeline.aws.s3 import list_folders
+from pipeline.catalog.files import FileIndex, drop_parts, is_load_key, list_table_files
+from pipeline.catalog.store import find_table, put_table
 from pipeline.cdc.format import OP_COLUMN, SEQ_COLUMN, is_cdc_file, is_dms_file, write_order
 from pipeline.config import Settings
 from pipeline.errors import first_line
@@ -128,19 +129,28 @@ def _inspect(settings: Settings, bucket: str, key: str) -> tuple[list[tuple[str,
     return columns, rows
 
 
+Lister = Callable[[str, Iterable[str]], dict[str, str]]
+"""(after, also) -> key -> ETag: the table's full-load files, the files after `after` (all
+of them when empty), and those of `also` that exist (`files.list_table_files`)."""
+
+
 def crawl(settings: Settings, progress: Progress | None = None) -> list[CrawlResult]:
-    """Catalog every table under the bronze bucket; only files not seen before are read."""
+    """Catalog every table under the bronze bucket; only files not seen before are read,
+    and only they (with the full-load files) are listed."""
     progress = progress or SilentProgress()
     bucket = settings.lake.bronze_bucket
-    by_table: dict[tuple[str, str], dict[str, str]] = {}
-    for key, etag in list_objects(settings, bucket).items():
-        parts = key.split("/")
-        if len(parts) == 3 and not parts[0].startswith("_"):
-            by_table.setdefault((parts[0], parts[1]), {})[key] = etag
+    tables = [tuple(folder.rstrip("/").split("/"))
+              for schema in list_folders(settings, bucket)
+              if not schema.startswith("_")
+              for folder in list_folders(settings, bucket, schema)]
     results = []
-    progress.start("crawl", f"crawling s3://{bucket}", total=len(by_table))
-    for (schema, table), files in sorted(by_table.items()):
-        results.append(_crawl_table(settings, bucket, schema, table, files))
+    progress.start("crawl", f"crawling s3://{bucket}", total=len(tables))
+    for schema, table in sorted(tables):
+        def lister(after: str, also: Iterable[str], schema: str = schema,
+                   table: str = table) -> dict[str, str]:
+            return list_table_files(settings, schema, table, after, also)
+
+        results.append(_crawl_table(settings, bucket, schema, table, lister))
         progress.update("crawl", advance=1)
     changed = sum(r.changed for r in results)
     rejected = sum(len(r.rejected) for r in results)
@@ -149,37 +159,61 @@ def crawl(settings: Settings, progress: Progress | None = None) -> list[CrawlRes
     return results
 
 
+def _stale(index: FileIndex, files: dict[str, str]) -> str | None:
+    """Why the index no longer describes bronze, or None. A full-load file, the watermark
+    file or a rejected file whose ETag changed means it was rewritten (a new full load
+    reuses the names); a full-load or watermark file that vanished means bronze was
+    rebuilt; a full-load file after change files were seen is a new full load."""
+    for key, etag in index.known().items():
+        if files.get(key) == etag:
+            continue
+        if key not in files and index.files.get(key, {}).get("rejected"):
+            continue  # a rejected file that was removed: forgotten, below
+        return f"s3://.../{key} {'changed' if key in files else 'vanished'}"
+    if index.watermark and any(is_load_key(k) and k not in index.files for k in files):
+        return "a new full load"
+    return None
+
+
 def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
-                 files: dict[str, str]) -> CrawlResult:
+                 lister: Lister) -> CrawlResult:
     entry = find_table(settings, table)
-    seen: dict[str, Any] = load_file_index(settings, table) if entry else {}
-    # A file whose ETag changed, or that vanished, means bronze was rebuilt: start over.
-    if any(files.get(k) != v["etag"] for k, v in seen.items()):
-        seen = {}
-    columns: list[tuple[str, str]] = []
-    rejected = []
+    index = FileIndex.load(settings, table) if entry else FileIndex(table)
+    if index.known():
+        files = lister(index.watermark, [*index.files, index.watermark])
+        if why := _stale(index, files):
+            # Bronze was rebuilt or rewritten: start over from every file there is.
+            LOG.info("bronze of `%s` changed under the crawler (%s): reading all its files",
+                     table, why)
+            index = FileIndex(table)
+    if not index.known():
+        drop_parts(settings, table)  # no stale shard entries of another bronze
+        files = lister("", ())
+    for key in [k for k in index.rejected() if k not in files]:
+        index.forget(key)
+    columns = [tuple(c) for c in index.columns]
     for key in sorted(files, key=write_order):
-        if key not in seen:
-            try:
-                cols, rows = _inspect(settings, bucket, key)
-                seen[key] = {"etag": files[key], "rows": rows, "columns": cols}
-            except BadBronzeFile as bad:
-                seen[key] = {"etag": files[key], "rows": 0, "columns": [],
-                             "rejected": str(bad), "blocks": bad.blocks,
-                             "at": datetime.now(UTC).isoformat()}
-                LOG.warning("rejected s3://%s/%s (table `%s`): %s; it is left out of the "
-                            "catalog%s", bucket, key, table, bad,
-                            " and its table waits at it" if bad.blocks else "")
-        if seen[key].get("rejected"):
-            rejected.append((key, seen[key]["rejected"]))
-            continue  # never part of the schema
-        columns = _merge(columns, [tuple(c) for c in seen[key]["columns"]],
-                         exact=key.endswith(".parquet"))
+        if not index.is_new(key):
+            continue
+        try:
+            cols, rows = _inspect(settings, bucket, key)
+            seen = {"etag": files[key], "rows": rows, "columns": cols}
+        except BadBronzeFile as bad:
+            seen = {"etag": files[key], "rows": 0, "columns": [], "rejected": str(bad),
+                    "blocks": bad.blocks, "at": datetime.now(UTC).isoformat()}
+            LOG.warning("rejected s3://%s/%s (table `%s`): %s; it is left out of the "
+                        "catalog%s", bucket, key, table, bad,
+                        " and its table waits at it" if bad.blocks else "")
+        index.add(settings, key, seen)
+        if not seen.get("rejected"):
+            columns = _merge(columns, [tuple(c) for c in cols], exact=key.endswith(".parquet"))
+            index.csv = index.csv or not key.endswith(".parquet")
+    index.columns = [list(c) for c in columns]
+    rejected = tuple(sorted((k, v["rejected"]) for k, v in index.rejected().items()))
     version = int(entry["VersionId"]) if entry else 0
-    accepted = [k for k in files if not seen[k].get("rejected")]
     if not columns:  # nothing readable yet: no catalog entry rather than an empty schema
-        save_file_index(settings, table, seen)
-        return CrawlResult(table, version, 0, 0, len(files), False, tuple(rejected))
+        index.save(settings)
+        return CrawlResult(table, version, 0, 0, index.objects, False, rejected)
     old_columns = ([(c["Name"], c["Type"]) for c in entry["StorageDescriptor"]["Columns"]]
                    if entry else None)
     changed = old_columns != columns
@@ -194,8 +228,7 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
             LOG.warning("schema of `%s.%s` changed (version %d): added %s, removed %s, "
                         "retyped %s", settings.glue.database, table, version,
                         added or "none", removed or "none", retyped or "none")
-    classification = "parquet" if all(k.endswith(".parquet") for k in accepted) else "csv"
-    records = sum(v["rows"] for v in seen.values())
+    classification = "csv" if index.csv else "parquet"
     now = datetime.now(UTC).isoformat()
     put_table(settings, {
         "Name": table,
@@ -204,8 +237,8 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
         "CreateTime": entry["CreateTime"] if entry else now,
         "UpdateTime": now,
         "VersionId": str(version),
-        "Parameters": {"classification": classification, "recordCount": str(records),
-                       "objectCount": str(len(files)), "sourceSchema": schema},
+        "Parameters": {"classification": classification, "recordCount": str(index.rows),
+                       "objectCount": str(index.objects), "sourceSchema": schema},
         "StorageDescriptor": {
             "Columns": [{"Name": n, "Type": t} for n, t in columns],
             "Location": f"s3://{bucket}/{schema}/{table}/",
@@ -215,6 +248,6 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
         },
         "PartitionKeys": [],
     })
-    save_file_index(settings, table, seen)
-    return CrawlResult(table, version, len(columns), records, len(files), changed,
-                       tuple(rejected))
+    index.save(settings)
+    return CrawlResult(table, version, len(columns), index.rows, index.objects, changed,
+                       rejected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.aws.s3 import get_json, list_objects, put_json
+from pipeline.catalog.files import FileIndex
 from pipeline.config import Settings
 from pipeline.errors import TerminalError
 
@@ -45,25 +46,6 @@ def columns(entry: dict[str, Any]) -> list[tuple[str, str]]:
     return [(c["Name"], c["Type"]) for c in entry["StorageDescriptor"]["Columns"]]
 
 
-def _index_key(database: str, table: str) -> str:
-    return f"glue/crawler/{database}/{table}.json"
-
-
-def load_file_index(settings: Settings, table: str) -> dict[str, Any]:
-    """The crawler's memory: bronze key -> {etag, rows, columns}, so it reads new files only.
-
-    Jobs use it too: files of one table may differ in columns (CSV is positional), so a
-    job reads each group of files with its own column list.
-    """
-    return get_json(settings, settings.lake.artifacts_bucket,
-                    _index_key(settings.glue.database, table)) or {}
-
-
-def save_file_index(settings: Settings, table: str, index: dict[str, Any]) -> None:
-    put_json(settings, settings.lake.artifacts_bucket, _index_key(settings.glue.database, table),
-             index)
-
-
 def rejected_files(settings: Settings, table: str) -> dict[str, dict[str, Any]]:
     """Bronze files of `table` the crawler refused (key -> {rejected: why, at, etag})."""
-    return {k: v for k, v in load_file_index(settings, table).items() if v.get("rejected")}
+    return FileIndex.load(settings, table).rejected()

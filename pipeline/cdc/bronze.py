@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 
 from pipeline.aws.clients import aws_client
-from pipeline.aws.s3 import delete_keys, get_json, list_objects, put_json
+from pipeline.aws.s3 import delete_keys, get_json, list_folders, list_objects, put_json
 from pipeline.cdc.format import is_cdc_file
 from pipeline.cdc.source import BinlogPosition
 from pipeline.config import Settings
@@ -62,7 +62,12 @@ class Bronze:
     def delete_uncommitted(self, last_file: str) -> int:
         """Delete CDC files written after the checkpoint (a crash between file and checkpoint)."""
         last_stem = last_file.rsplit(".", 1)[0]
-        doomed = [k for k in self.keys()
+        # Only what sorts after the checkpoint's file is listed (CDC names increase across
+        # tables), not the table's whole history.
+        after = [k for folder in list_folders(self.settings, self.bucket, f"{self.schema}/")
+                 for k in list_objects(self.settings, self.bucket, folder,
+                                       start_after=f"{folder}{last_stem}" if last_stem else "")]
+        doomed = [k for k in after
                   if is_cdc_file(k.rsplit("/", 1)[-1])
                   and k.rsplit("/", 1)[-1].rsplit(".", 1)[0] > last_stem]
         delete_keys(self.settings, self.bucket, doomed)

@@ -1,17 +1,24 @@
 """Job bookmarks, like Glue's: which input files a job has already processed.
 
-A bookmark maps each processed bronze key to its ETag. A key whose ETag changed, or a
-processed key that vanished, means bronze was rebuilt (a new full load after the CDC lost
-its checkpoint): the job must then start over from the whole of bronze.
+A bookmark is bounded, whatever bronze's history: the full-load files it processed (key ->
+ETag; as many as the snapshot has) and a watermark, the newest change file it processed
+with its ETag. The CDC names change files by time, strictly increasing, so the files after
+the watermark (`catalog.files.list_table_files`) are exactly the new ones.
+
+A full-load file whose ETag changed, or the watermark file or a full-load file that
+vanished, means bronze was rebuilt (a new full load after the CDC lost its checkpoint):
+the job must then start over from the whole of bronze.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.aws.clients import aws_client
 from pipeline.aws.s3 import get_json, put_json
+from pipeline.cdc.format import is_cdc_file, write_order
 from pipeline.config import Settings
 
 LOG = logging.getLogger(__name__)
@@ -21,9 +28,41 @@ LOG = logging.getLogger(__name__)
 class Bookmark:
     job: str
     table: str
-    processed: dict[str, str] = field(default_factory=dict)
-    """bronze key -> ETag"""
+    loads: dict[str, str] = field(default_factory=dict)
+    """full-load key -> ETag"""
+    after: str = ""
+    """The newest change file processed ("" before the first)."""
+    after_etag: str = ""
     run_id: str = ""
+
+    def known(self) -> dict[str, str]:
+        """key -> ETag of the processed files a listing must still show unchanged."""
+        return {**self.loads, **({self.after: self.after_etag} if self.after else {})}
+
+    def is_processed(self, key: str) -> bool:
+        if key in self.loads or key == self.after:
+            return True
+        name = key.rsplit("/", 1)[-1]
+        return bool(self.after) and is_cdc_file(name) and write_order(key) < write_order(
+            self.after)
+
+    def advance(self, current: dict[str, str], keys: list[str]) -> None:
+        """Mark `keys` (files of `current`) processed."""
+        self.loads = {k: current[k] for k in current
+                      if (k in self.loads or k in keys) and not is_cdc_file(k.rsplit("/", 1)[-1])}
+        changes = [k for k in keys if is_cdc_file(k.rsplit("/", 1)[-1])]
+        if changes:
+            newest = max(changes, key=write_order)
+            if not self.after or write_order(newest) > write_order(self.after):
+                self.after, self.after_etag = newest, current[newest]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Bookmark:
+        if "processed" in data:  # the old layout: every processed key -> ETag
+            mark = cls(data["job"], data["table"], run_id=data.get("run_id", ""))
+            mark.advance(data["processed"], list(data["processed"]))
+            return mark
+        return cls(**data)
 
 
 def _key(job: str, table: str) -> str:
@@ -32,7 +71,7 @@ def _key(job: str, table: str) -> str:
 
 def load_bookmark(settings: Settings, job: str, table: str) -> Bookmark:
     data = get_json(settings, settings.lake.artifacts_bucket, _key(job, table))
-    return Bookmark(job, table) if data is None else Bookmark(**data)
+    return Bookmark(job, table) if data is None else Bookmark.from_json(data)
 
 
 def save_bookmark(settings: Settings, bookmark: Bookmark) -> None:
@@ -46,10 +85,12 @@ def reset_bookmark(settings: Settings, job: str, table: str) -> None:
 
 
 def new_files(bookmark: Bookmark, current: dict[str, str]) -> tuple[list[str], bool]:
-    """(keys to process, rebuilt). When bronze was rebuilt, every current key is new."""
-    rebuilt = any(current.get(k) != etag for k, etag in bookmark.processed.items())
+    """(keys to process, rebuilt), from a listing of the full-load files and the files
+    after the bookmark's watermark (with the watermark file). When bronze was rebuilt,
+    every current key is new (the caller lists all of bronze again)."""
+    rebuilt = any(current.get(k) != etag for k, etag in bookmark.known().items())
     if rebuilt:
         LOG.warning("bronze of `%s` was rebuilt since the last run of `%s`: reprocessing all "
                     "%d files", bookmark.table, bookmark.job, len(current))
         return sorted(current), True
-    return sorted(k for k in current if k not in bookmark.processed), False
+    return sorted(k for k in current if not bookmark.is_processed(k)), False

@@ -61,11 +61,10 @@ def source_rows(settings: Settings) -> dict[str, int]:
 def bronze_rows(settings: Settings) -> dict[str, int]:
     """Change records in bronze (full load plus every CDC change), from the crawler's
     index of the files it read; rejected files are not counted."""
-    from pipeline.catalog.store import load_file_index
+    from pipeline.catalog.files import FileIndex
     from pipeline.source.generate import TABLES
 
-    return {t: sum(int(v.get("rows") or 0) for v in load_file_index(settings, t).values()
-                   if not v.get("rejected")) for t in TABLES}
+    return {t: FileIndex.load(settings, t).rows for t in TABLES}
 
 
 def silver_pointers(settings: Settings) -> dict[str, dict[str, Any]]:

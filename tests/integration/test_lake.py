@@ -7,7 +7,7 @@ incremental run after live changes, a bad row, re-runs, a schema change.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +20,7 @@ from pipeline.aws.clients import aws_client
 from pipeline.aws.secrets import mysql_credentials
 from pipeline.catalog import crawl, get_table
 from pipeline.cdc.bronze import Bronze
-from pipeline.cdc.format import OP_COLUMN, SEQ_COLUMN, encode
+from pipeline.cdc.format import OP_COLUMN, SEQ_COLUMN, encode, next_cdc_name
 from pipeline.config import Settings
 from pipeline.glue import silver
 from pipeline.glue.jobs import JOBS, run_job
@@ -179,6 +179,17 @@ def test_an_update_back_in_time_keeps_scd2_history(lake: Settings) -> None:
     assert report.ok, report.rows[:3]
 
 
+def _commit_bronze_file(bronze: Bronze, table: str, body: bytes) -> None:
+    """A change file of `table` committed as the CDC commits one: under the next name
+    (after every file of the stream, where the jobs' bookmarks look), then the checkpoint
+    naming it (a later CDC start would delete it as uncommitted otherwise)."""
+    cp = bronze.load_checkpoint()
+    assert cp is not None
+    name = next_cdc_name(cp.last_file, datetime.now(UTC), "parquet")
+    bronze.put(table, name, body)
+    bronze.save_checkpoint(dataclasses.replace(cp, last_file=name))
+
+
 def test_bad_row_lands_in_quarantine_with_its_reason(lake: Settings) -> None:
     bronze = Bronze(lake, "shop")
     names = (OP_COLUMN, lake.cdc.timestamp_column, "id", "order_id", "product_id", "quantity",
@@ -188,9 +199,7 @@ def test_bad_row_lands_in_quarantine_with_its_reason(lake: Settings) -> None:
     types = (pa.string(), pa.string(), pa.int64(), pa.int64(), pa.int64(), pa.int64(),
              pa.decimal128(12, 2), pa.string())
     row = ("I", "2026-11-26 10:00:00.000000", 9_999_999, 1, 1, -3, Decimal("1.00"), "9" * 35)
-    # An early name: it sorts before the CDC's own files, which the CDC never touches.
-    bronze.put("order_items", "20000101-0000000000.parquet",
-               encode(names, types, [row], "parquet", "\\N"))
+    _commit_bronze_file(bronze, "order_items", encode(names, types, [row], "parquet", "\\N"))
     crawl(lake)
     result = run_job(lake, "bronze_to_silver", table="order_items").metrics
     assert result["files"] == 1 and result["quarantined"] == 1
@@ -458,8 +467,8 @@ def test_an_update_to_a_quarantined_row_releases_it(lake: Settings) -> None:
     seq = f"{int(row['_change_seq']) + 1:035d}"
     bad = ("U", "2026-11-27 10:00:00.000000", key, row["order_id"], row["product_id"], -3,
            row["unit_price"], seq)
-    Bronze(lake, "shop").put("order_items", "20000102-0000000000.parquet",
-                             encode(names, types, [bad], "parquet", "\\N"))
+    _commit_bronze_file(Bronze(lake, "shop"), "order_items",
+                        encode(names, types, [bad], "parquet", "\\N"))
     sync_and_run(lake)
     held = {h["key"]: h["reason"] for h in reconcile_held(lake, "order_items")}
     assert held.get(str(key)) == "non-positive `quantity`", held

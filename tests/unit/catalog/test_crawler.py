@@ -12,9 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from pipeline.catalog import crawler
+from pipeline.catalog import crawler, files
 from pipeline.catalog.crawler import CrawlResult, _crawl_table, _merge, glue_type
-from pipeline.cdc.format import change_seq, encode
+from pipeline.cdc.format import change_seq, encode, write_order
 from pipeline.config import Settings, load_settings
 
 pytestmark = pytest.mark.unit
@@ -52,11 +52,15 @@ class FakeCatalog:
     def put_table(self, settings: Settings, entry: dict[str, Any]) -> None:
         self.tables[entry["Name"]] = json.dumps(entry, default=str)
 
-    def load_file_index(self, settings: Settings, table: str) -> dict[str, Any]:
-        return json.loads(self.indexes.get(table, "{}"))
+    def get_part(self, settings: Settings, table: str, part: str) -> Any | None:
+        raw = self.indexes.get(f"{table}/{part}")
+        return json.loads(raw) if raw else None
 
-    def save_file_index(self, settings: Settings, table: str, index: dict[str, Any]) -> None:
-        self.indexes[table] = json.dumps(index)
+    def put_part(self, settings: Settings, table: str, part: str, value: Any) -> None:
+        self.indexes[f"{table}/{part}"] = json.dumps(value)
+
+    def drop_parts(self, settings: Settings, table: str) -> None:
+        self.indexes = {k: v for k, v in self.indexes.items() if not k.startswith(f"{table}/")}
 
     def file_schema(self, settings: Settings, bucket: str,
                     key: str) -> tuple[list[tuple[str, str]], int]:
@@ -68,7 +72,15 @@ class FakeCatalog:
         return json.loads(self.tables[table])
 
     def index(self, table: str) -> dict[str, Any]:
-        return json.loads(self.indexes[table])
+        """Every file's entry, from the head and the day shards, as one mapping."""
+        out = dict(json.loads(self.indexes[f"{table}/head"])["files"])
+        for part, raw in sorted(self.indexes.items()):
+            if part.startswith(f"{table}/cdc/"):
+                out.update(json.loads(raw))
+        return dict(sorted(out.items(), key=lambda kv: write_order(kv[0])))
+
+    def head(self, table: str) -> dict[str, Any]:
+        return json.loads(self.indexes[f"{table}/head"])
 
 
 @pytest.fixture
@@ -82,8 +94,9 @@ def store(monkeypatch: pytest.MonkeyPatch) -> FakeCatalog:
     fake = FakeCatalog()
     monkeypatch.setattr(crawler, "find_table", fake.find_table)
     monkeypatch.setattr(crawler, "put_table", fake.put_table)
-    monkeypatch.setattr(crawler, "load_file_index", fake.load_file_index)
-    monkeypatch.setattr(crawler, "save_file_index", fake.save_file_index)
+    monkeypatch.setattr(files, "get_part", fake.get_part)
+    monkeypatch.setattr(files, "put_part", fake.put_part)
+    monkeypatch.setattr(crawler, "drop_parts", fake.drop_parts)
     return fake
 
 
@@ -109,8 +122,25 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> type[datetime]:
     return Clock
 
 
-def crawl_orders(settings: Settings, files: dict[str, str]) -> CrawlResult:
-    return _crawl_table(settings, BUCKET, "shop", "orders", files)
+def lister_of(bronze: dict[str, str], listed: list[tuple[str, tuple[str, ...]]] | None = None
+              ) -> crawler.Lister:
+    """The bounded listing of `bronze` (key -> ETag), as S3 gives it: the full-load files,
+    the keys after `after`, and those of `also` that exist; each call noted in `listed`."""
+    def lister(after: str, also: Any) -> dict[str, str]:
+        also = tuple(also)
+        if listed is not None:
+            listed.append((after, also))
+        if not after:
+            return dict(bronze)
+        out = {k: v for k, v in bronze.items() if "/LOAD" in k or k > after}
+        out.update({k: bronze[k] for k in also if k in bronze})
+        return out
+    return lister
+
+
+def crawl_orders(settings: Settings, bronze: dict[str, str],
+                 listed: list[tuple[str, tuple[str, ...]]] | None = None) -> CrawlResult:
+    return _crawl_table(settings, BUCKET, "shop", "orders", lister_of(bronze, listed))
 
 
 def columns_of(entry: dict[str, Any]) -> list[tuple[str, str]]:
@@ -369,3 +399,62 @@ def test_a_foreign_file_name_is_rejected_without_being_read(
     result = crawl_orders(settings, {LOAD: '"e1"', "shop/orders/export.csv": '"e2"'})
     assert [k for k, _ in result.rejected] == ["shop/orders/export.csv"]
     assert "shop/orders/export.csv" not in catalog.reads
+
+
+# -- bounded: the listing and the index do not grow with history ----------------------------
+CDC3 = "shop/orders/20261127-0800000000.parquet"
+
+
+def test_a_later_crawl_lists_only_after_the_newest_file_it_saw(
+        catalog: FakeCatalog, settings: Settings) -> None:
+    catalog.schemas = {LOAD: (ORDERS, 3), CDC1: (ORDERS, 2), CDC2: (ORDERS, 1),
+                       CDC3: (ORDERS, 4)}
+    listed: list[tuple[str, tuple[str, ...]]] = []
+    crawl_orders(settings, {LOAD: '"e1"', CDC1: '"e2"'}, listed)
+    catalog.reads.clear()
+    result = crawl_orders(settings, {LOAD: '"e1"', CDC1: '"e2"', CDC2: '"e3"', CDC3: '"e4"'},
+                          listed)
+    assert [after for after, _ in listed] == ["", CDC1], "once each, the second bounded"
+    assert catalog.reads == [CDC2, CDC3]
+    assert result == CrawlResult("orders", 1, 10, 10, 4, False)
+    head = catalog.head("orders")
+    assert list(head["files"]) == [LOAD], "change files live in the day shards"
+    assert (head["watermark"], head["watermark_etag"]) == (CDC3, '"e4"')
+    assert sorted(k for k in catalog.indexes if k.startswith("orders/cdc/")) == [
+        "orders/cdc/20261126", "orders/cdc/20261127"]
+
+
+def test_an_index_in_the_old_layout_is_read_again_once(
+        catalog: FakeCatalog, settings: Settings) -> None:
+    catalog.schemas = {LOAD: (ORDERS, 3), CDC1: (ORDERS, 2)}
+    crawl_orders(settings, {LOAD: '"e1"', CDC1: '"e2"'})
+    catalog.indexes = {"orders/head": json.dumps({LOAD: {"etag": '"e1"'}})}  # no "format"
+    catalog.reads.clear()
+    crawl_orders(settings, {LOAD: '"e1"', CDC1: '"e2"'})
+    assert sorted(catalog.reads) == [CDC1, LOAD]
+    catalog.reads.clear()
+    crawl_orders(settings, {LOAD: '"e1"', CDC1: '"e2"'})
+    assert catalog.reads == []
+
+
+def test_a_removed_rejected_file_is_forgotten_without_reading_the_rest_again(
+        catalog: FakeCatalog, settings: Settings) -> None:
+    junk = "shop/orders/export.csv"
+    catalog.schemas = {LOAD: (ORDERS, 3), CDC1: (ORDERS, 2)}
+    result = crawl_orders(settings, {LOAD: '"e1"', CDC1: '"e2"', junk: '"j"'})
+    assert [k for k, _ in result.rejected] == [junk]
+    catalog.reads.clear()
+    result = crawl_orders(settings, {LOAD: '"e1"', CDC1: '"e2"'})
+    assert result.rejected == () and catalog.reads == []
+    assert junk not in catalog.index("orders")
+
+
+def test_a_replaced_rejected_file_is_read_again(
+        catalog: FakeCatalog, settings: Settings) -> None:
+    catalog.schemas = {LOAD: (ORDERS, 3), CDC1: ([("colour", "string")], 1), CDC2: (ORDERS, 1)}
+    result = crawl_orders(settings, {LOAD: '"e1"', CDC1: '"bad"', CDC2: '"e3"'})
+    assert [k for k, _ in result.rejected] == [CDC1]
+    catalog.schemas[CDC1] = (ORDERS, 2)
+    result = crawl_orders(settings, {LOAD: '"e1"', CDC1: '"good"', CDC2: '"e3"'})
+    assert result.rejected == () and result.records == 6
+    assert catalog.index("orders")[CDC1]["etag"] == '"good"'

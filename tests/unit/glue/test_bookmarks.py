@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -17,7 +18,9 @@ CDC2 = "shop/orders/20261126-1200000000.parquet"
 
 
 def bookmark(processed: dict[str, str]) -> Bookmark:
-    return Bookmark("bronze_to_silver", "orders", dict(processed), run_id="r1")
+    """The bookmark after processing `processed`, through the old layout's migration."""
+    return Bookmark.from_json({"job": "bronze_to_silver", "table": "orders",
+                               "processed": dict(processed), "run_id": "r1"})
 
 
 def test_nothing_processed_gives_every_key_sorted() -> None:
@@ -60,3 +63,38 @@ def test_a_vanished_key_alone_is_enough_to_rebuild() -> None:
     current = {LOAD1: '"a"', CDC2: '"d"'}
     got = new_files(bookmark({LOAD1: '"a"', CDC1: '"c"'}), current)
     assert got == ([CDC2, LOAD1], True)
+
+
+# -- bounded: full-load files and a watermark, not every key --------------------------------
+CDC3 = "shop/orders/20261127-0800000000.parquet"
+
+
+def test_the_bookmark_keeps_the_full_load_and_the_newest_change_only() -> None:
+    mark = bookmark({LOAD1: '"a"', CDC1: '"c"', CDC2: '"d"'})
+    assert (mark.loads, mark.after, mark.after_etag) == ({LOAD1: '"a"'}, CDC2, '"d"')
+    assert mark.known() == {LOAD1: '"a"', CDC2: '"d"'}
+
+
+def test_files_after_the_watermark_are_new_and_before_it_processed() -> None:
+    mark = bookmark({LOAD1: '"a"', CDC2: '"d"'})
+    # the listing the job makes: full-load files, the watermark file, what came after
+    assert new_files(mark, {LOAD1: '"a"', CDC2: '"d"', CDC3: '"e"'}) == ([CDC3], False)
+    assert mark.is_processed(CDC1) and mark.is_processed(CDC2) and not mark.is_processed(CDC3)
+
+
+def test_the_watermark_file_vanished_means_bronze_was_rebuilt() -> None:
+    mark = bookmark({LOAD1: '"a"', CDC2: '"d"'})
+    assert new_files(mark, {LOAD1: '"a"', CDC3: '"e"'}) == ([CDC3, LOAD1], True)
+
+
+def test_advance_moves_the_watermark_forward_only() -> None:
+    mark = bookmark({LOAD1: '"a"', CDC2: '"d"'})
+    mark.advance({LOAD1: '"a"', CDC1: '"c"', CDC3: '"e"'}, [CDC3])
+    assert (mark.loads, mark.after, mark.after_etag) == ({LOAD1: '"a"'}, CDC3, '"e"')
+    mark.advance({LOAD1: '"a"', CDC1: '"c"'}, [CDC1])
+    assert mark.after == CDC3
+
+
+def test_a_new_bookmark_round_trips_through_json() -> None:
+    mark = bookmark({LOAD1: '"a"', CDC1: '"c"'})
+    assert Bookmark.from_json(json.loads(json.dumps(mark.__dict__))) == mark
