@@ -236,6 +236,9 @@ class SparkSettings:
                              "unset.", 0, 1, minimum=0)
     shuffle_partitions: int = setting("spark.sql.shuffle.partitions; small data, few "
                                       "partitions.", 4, minimum=1)
+    warm_up: bool = setting("Whether a worker, once its Spark session is up, runs a small "
+                            "clean + MERGE on scratch tables outside the lake, so its first "
+                            "real batch does not pay the JVM's warm-up (15-30 s).", True)
     scheduler_mode: str = setting("spark.scheduler.mode: FAIR gives each job running at "
                                   "the same time in a worker's session (the Map's tables) a "
                                   "pool of its own, so a long one does not queue the others "

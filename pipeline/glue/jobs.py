@@ -149,7 +149,7 @@ def run_job(settings: Settings, name: str, table: str | None = None,
     key = f"{name}:{table}" if table else name  # tables run side by side: a row each
     progress.start(key, f"running {name}" + (f" --table {table}" if table else ""))
     try:
-        spark = _session(settings)
+        spark = job_session(settings)
         # Jobs running side by side in this session (a worker's pollers) each get a
         # scheduler pool of their own (spark.scheduler.mode FAIR); the pool is the thread's.
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", key)
@@ -171,7 +171,7 @@ def run_job(settings: Settings, name: str, table: str | None = None,
     return JobResult(name, table or "", metrics, seconds)
 
 
-def _session(settings: Settings) -> SparkSession:
+def job_session(settings: Settings) -> SparkSession:
     """The shared SparkSession with silver's Iceberg catalog attached."""
     from pipeline.glue.iceberg import attach
 
@@ -230,6 +230,6 @@ def submit_main(module_run: Any, argv: Sequence[str] | None = None) -> int:
     name = args.get("JOB_NAME", "job")
     args = default_args(base, name, args.get("table")) | args
     settings = settings_for(base, args)
-    ctx = JobContext(settings, _session(settings), name, args)
+    ctx = JobContext(settings, job_session(settings), name, args)
     print(module_run(ctx))
     return 0

@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,8 @@ class Worker:
         threads = []
         for step in STEPS:
             for i in range(self.settings.orchestration.pollers):
-                t = threading.Thread(target=self._poll, args=(step,), daemon=True,
-                                     name=f"poll-{step}-{i}")
+                t = threading.Thread(target=self._poll, args=(step, self.poll_phase(i)),
+                                     daemon=True, name=f"poll-{step}-{i}")
                 t.start()
                 threads.append(t)
         LOG.info("%s serving %d activities with %d pollers each", self.name, len(STEPS),
@@ -119,14 +120,37 @@ class Worker:
             from pipeline.glue.session import get_spark
 
             get_spark(self.settings)
-            LOG.info("Spark session warm")
+            LOG.info("Spark session up")
+            if self.settings.spark.warm_up:
+                from pipeline.glue.jobs import job_session
+                from spark_jobs.bronze_to_silver import warm_up
+
+                seconds = warm_up(job_session(self.settings), self.settings)
+                LOG.info("Spark warmed up in %.1fs (a small MERGE outside the lake)", seconds)
         except Exception as exc:  # noqa: BLE001 - the first Glue task will report it
             LOG.warning("could not start Spark ahead of the first job: %s", first_line(exc))
 
-    def _poll(self, step: str) -> None:
+    def poll_phase(self, poller: int) -> float:
+        """Where in each second poller `poller` of this worker sends its GetActivityTask.
+
+        LocalStack holds a long poll open up to 60 s but looks for a task only once a second
+        from when the request came (`time.sleep(1)` in its provider), so a task waits for
+        the next look of any poller: 0.5 s on average when every poller started together,
+        on every state of a run. Spread over the second (worker-1's pollers, then
+        worker-2's, ...), N pollers of an activity look every 1/N s."""
+        orchestration = self.settings.orchestration
+        total = max(1, orchestration.workers) * orchestration.pollers
+        index = self.name.rsplit("-", 1)[-1]
+        worker = (int(index) - 1) if index.isdigit() else zlib.crc32(self.name.encode())
+        return ((worker * orchestration.pollers + poller) % total) / total
+
+    def _poll(self, step: str, phase: float = 0.0) -> None:
         sfn = aws_client(self.settings, "stepfunctions", long_poll=True)
         arn = asl._Binding(self.settings, "local").activity(step)
         while not self.stopping.is_set():
+            # Send the poll at this poller's phase of the second (see poll_phase).
+            if self.stopping.wait((phase - time.time()) % 1.0):
+                break
             try:
                 task = sfn.get_activity_task(activityArn=arn, workerName=self.name)
             except Exception as exc:  # noqa: BLE001 - LocalStack restarting, say: poll again

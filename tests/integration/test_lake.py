@@ -769,3 +769,25 @@ def test_one_pipeline_run_does_every_step_in_order(lake: Settings,
                           env=cli_env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "days match" in done.stdout
+
+
+def test_the_workers_warm_up_leaves_the_lake_as_it_was(lake: Settings) -> None:
+    """A worker's warm-up (a clean + rebuild + MERGE on scratch tables) touches no silver
+    table and leaves no scratch file behind, on disk or in S3."""
+    import glob
+    import tempfile
+
+    from pipeline.glue.jobs import job_session
+    from pipeline.glue.session import get_spark
+    from spark_jobs.bronze_to_silver import warm_up
+
+    before = {t: silver.snapshot_id(silver.current_snapshot(lake, t))
+              for t in ("customers", "products", "orders", "order_items")}
+    get_spark(lake)
+    seconds = warm_up(job_session(lake), lake)
+    assert seconds > 0
+    assert {t: silver.snapshot_id(silver.current_snapshot(lake, t)) for t in before} == before
+    assert not glob.glob(f"{tempfile.gettempdir()}/shoplake-warm-*")
+    s3 = aws_client(lake, "s3")
+    assert s3.list_objects_v2(Bucket=lake.lake.artifacts_bucket,
+                              Prefix="spark-warm-up/").get("KeyCount", 0) == 0
