@@ -35,6 +35,7 @@ from __future__ import annotations
 from pipeline.warehouse.model import (
     FIRST_START,
     LOADED_RUN,
+    LOADS,
     OPEN_END,
     SCD2_DIMS,
     SCHEMA,
@@ -382,51 +383,79 @@ DECLARE
     v_dims_full bigint;"""
 
 
+def _fact_head(fact: str, own_staging: str, dim_procedure: str) -> str:
+    """A fact procedure's start, the same for every fact: its signature and declarations,
+    the lock, the refusal to empty the fact from an empty staging table, the change-only
+    scope over the load's staging tables (`model.LOADS`) with `own_staging`'s keys, and
+    whether the dimension it looks up was rebuilt since."""
+    s = SCHEMA
+    procedure = f"sp_load_{fact}"
+    load = next(x for x in LOADS if x.procedure == procedure)
+    stagings = [own_staging, *(t for t in load.staging if t != own_staging)]
+    setup = render_scope_setup(procedure, stagings, [own_staging])
+    dims = _dims_setup(dim_procedure).replace("{procedure}", procedure)
+    return f"""\
+CREATE OR REPLACE PROCEDURE {s}.{procedure}(p_run_id text DEFAULT NULL,
+    p_full boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+{_FACT_DECLARE}
+BEGIN
+    LOCK TABLE {s}.{fact} IN SHARE ROW EXCLUSIVE MODE;
+    IF NOT EXISTS (SELECT 1 FROM {s}.{own_staging})
+       AND EXISTS (SELECT 1 FROM {s}.{fact}) THEN
+        RAISE EXCEPTION 'staging table `{s}.{own_staging}` is empty; refusing to delete '
+                        'every row of `{s}.{fact}`'
+            USING HINT = 'load staging before calling {procedure}';
+    END IF;
+{setup}
+{dims}"""
+
+
+def _related_scope(pick: str, item_key: str, via_staging: str, dim_staging: str,
+                   dim_rows: str) -> str:
+    """The keys a change-only fact merge adds to its own staged keys: `pick` of the order
+    lines whose `item_key` was staged in `via_staging` (the lines as staged now, and as
+    the fact has them from before), and of the orders of the dimension keys whose versions
+    changed (`dim_rows`: the staged rows joined to the dimension's key `k.key`, the order
+    `o` among them; from the change's time on)."""
+    s = SCHEMA
+    since = (f"WHERE k.staging = '{dim_staging}' AND k.batch > v_dims_from "
+             f"AND k.batch <= v_dims_to\n          AND o.order_ts >= coalesce(k.since, "
+             f"'-infinity')")
+    return f"""\
+    IF NOT v_full THEN
+        INSERT INTO {SCOPE}
+        SELECT i.{pick} FROM {s}.staged_keys AS k
+        JOIN {s}.stg_order_items AS i ON i.{item_key} = k.key
+        WHERE k.staging = '{via_staging}' AND k.batch > v_from AND k.batch <= v_to
+        UNION
+        SELECT f.{pick} FROM {s}.staged_keys AS k
+        JOIN {s}.fact_order_items AS f ON f.{item_key} = k.key
+        WHERE k.staging = '{via_staging}' AND k.batch > v_from AND k.batch <= v_to
+        UNION
+        {dim_rows}
+        {since}
+        ON CONFLICT (key) DO NOTHING;
+        ANALYZE {SCOPE};
+    END IF;
+"""
+
+
 def render_fact_orders() -> str:
     s = SCHEMA
     o_in = f"(v_full OR o.order_id IN (SELECT key FROM {SCOPE}))"
-    setup = render_scope_setup("sp_load_fact_orders", ["stg_orders", "stg_order_items"],
-                               ["stg_orders"])
-    dims = _dims_setup("sp_merge_dim_customer").replace("{procedure}", "sp_load_fact_orders")
+    related = _related_scope("order_id", "order_item_id", "stg_order_items", "stg_customers",
+                             f"SELECT o.order_id FROM {s}.staged_keys AS k\n"
+                             f"        JOIN {s}.stg_orders AS o ON o.customer_id = k.key")
     return f"""\
 -- Orders: upsert from staging (only rows that differ are touched), then delete the orders
 -- staging no longer holds. customer_sk is the version valid at order_ts; item_count and
 -- order_total sum the order's staged items (0 for an order without items). Change-only:
 -- the staged orders, the orders of staged items (now and before), the orders of customers
 -- whose versions changed.
-CREATE OR REPLACE PROCEDURE {s}.sp_load_fact_orders(p_run_id text DEFAULT NULL,
-    p_full boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-{_FACT_DECLARE}
-BEGIN
-    LOCK TABLE {s}.fact_orders IN SHARE ROW EXCLUSIVE MODE;
-    IF NOT EXISTS (SELECT 1 FROM {s}.stg_orders)
-       AND EXISTS (SELECT 1 FROM {s}.fact_orders) THEN
-        RAISE EXCEPTION 'staging table `{s}.stg_orders` is empty; refusing to delete every '
-                        'row of `{s}.fact_orders`'
-            USING HINT = 'load staging before calling sp_load_fact_orders';
-    END IF;
-{setup}
-{dims}
-    IF NOT v_full THEN
-        INSERT INTO {SCOPE}
-        SELECT i.order_id FROM {s}.staged_keys AS k
-        JOIN {s}.stg_order_items AS i ON i.order_item_id = k.key
-        WHERE k.staging = 'stg_order_items' AND k.batch > v_from AND k.batch <= v_to
-        UNION
-        SELECT f.order_id FROM {s}.staged_keys AS k
-        JOIN {s}.fact_order_items AS f ON f.order_item_id = k.key
-        WHERE k.staging = 'stg_order_items' AND k.batch > v_from AND k.batch <= v_to
-        UNION
-        SELECT o.order_id FROM {s}.staged_keys AS k
-        JOIN {s}.stg_orders AS o ON o.customer_id = k.key
-        WHERE k.staging = 'stg_customers' AND k.batch > v_dims_from AND k.batch <= v_dims_to
-          AND o.order_ts >= coalesce(k.since, '-infinity')
-        ON CONFLICT (key) DO NOTHING;
-        ANALYZE {SCOPE};
-    END IF;
-    -- The mart joins dim_date on date_key: make sure every order day has its row (only
+{_fact_head("fact_orders", "stg_orders", "sp_merge_dim_customer")}
+{related}    -- The mart joins dim_date on date_key: make sure every order day has its row (only
     -- the days that occur: orders from 1000-01-01 to 9999-12-31 must not mean 3 million).
     INSERT INTO {s}.dim_date (date_key, full_date, year, quarter, month, month_name, day,
                                 day_of_week, is_weekend)
@@ -469,49 +498,18 @@ $$;
 def render_fact_order_items() -> str:
     s = SCHEMA
     i_in = f"(v_full OR i.order_item_id IN (SELECT key FROM {SCOPE}))"
-    setup = render_scope_setup("sp_load_fact_order_items", ["stg_order_items", "stg_orders"],
-                               ["stg_order_items"])
-    dims = _dims_setup("sp_merge_dim_product").replace("{procedure}",
-                                                       "sp_load_fact_order_items")
+    related = _related_scope(
+        "order_item_id", "order_id", "stg_orders", "stg_products",
+        f"SELECT i.order_item_id FROM {s}.staged_keys AS k\n"
+        f"        JOIN {s}.stg_order_items AS i ON i.product_id = k.key\n"
+        f"        JOIN {s}.stg_orders AS o ON o.order_id = i.order_id")
     return f"""\
 -- Order lines: the same upsert + delete. An item whose order is not staged has no order
 -- time (so no date, no product version): it is left out, exactly as the order is, which
 -- keeps fact_order_items consistent with fact_orders. Change-only: the staged items, the
 -- items of staged orders (now and before), the items of products whose versions changed.
-CREATE OR REPLACE PROCEDURE {s}.sp_load_fact_order_items(p_run_id text DEFAULT NULL,
-    p_full boolean DEFAULT false)
-LANGUAGE plpgsql
-AS $$
-{_FACT_DECLARE}
-BEGIN
-    LOCK TABLE {s}.fact_order_items IN SHARE ROW EXCLUSIVE MODE;
-    IF NOT EXISTS (SELECT 1 FROM {s}.stg_order_items)
-       AND EXISTS (SELECT 1 FROM {s}.fact_order_items) THEN
-        RAISE EXCEPTION 'staging table `{s}.stg_order_items` is empty; refusing to delete '
-                        'every row of `{s}.fact_order_items`'
-            USING HINT = 'load staging before calling sp_load_fact_order_items';
-    END IF;
-{setup}
-{dims}
-    IF NOT v_full THEN
-        INSERT INTO {SCOPE}
-        SELECT i.order_item_id FROM {s}.staged_keys AS k
-        JOIN {s}.stg_order_items AS i ON i.order_id = k.key
-        WHERE k.staging = 'stg_orders' AND k.batch > v_from AND k.batch <= v_to
-        UNION
-        SELECT f.order_item_id FROM {s}.staged_keys AS k
-        JOIN {s}.fact_order_items AS f ON f.order_id = k.key
-        WHERE k.staging = 'stg_orders' AND k.batch > v_from AND k.batch <= v_to
-        UNION
-        SELECT i.order_item_id FROM {s}.staged_keys AS k
-        JOIN {s}.stg_order_items AS i ON i.product_id = k.key
-        JOIN {s}.stg_orders AS o ON o.order_id = i.order_id
-        WHERE k.staging = 'stg_products' AND k.batch > v_dims_from AND k.batch <= v_dims_to
-          AND o.order_ts >= coalesce(k.since, '-infinity')
-        ON CONFLICT (key) DO NOTHING;
-        ANALYZE {SCOPE};
-    END IF;
-
+{_fact_head("fact_order_items", "stg_order_items", "sp_merge_dim_product")}
+{related}
     MERGE INTO {s}.fact_order_items AS f
     USING (SELECT i.order_item_id, i.order_id, i.product_id, p.product_sk,
                   {s}.fn_date_key(o.order_ts) AS date_key, i.quantity, i.unit_price,

@@ -391,8 +391,8 @@ BEGIN
     LOCK TABLE sales.fact_orders IN SHARE ROW EXCLUSIVE MODE;
     IF NOT EXISTS (SELECT 1 FROM sales.stg_orders)
        AND EXISTS (SELECT 1 FROM sales.fact_orders) THEN
-        RAISE EXCEPTION 'staging table `sales.stg_orders` is empty; refusing to delete every '
-                        'row of `sales.fact_orders`'
+        RAISE EXCEPTION 'staging table `sales.stg_orders` is empty; refusing to delete '
+                        'every row of `sales.fact_orders`'
             USING HINT = 'load staging before calling sp_load_fact_orders';
     END IF;
     -- Change-only: the staging batches since the last call, and their keys.
