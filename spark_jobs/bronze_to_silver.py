@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from pipeline.aws.secrets import pii_salt
-from pipeline.catalog.files import FileIndex, list_table_files
+from pipeline.catalog.files import FileIndex, behind_the_crawler, list_table_files
 from pipeline.catalog.store import find_table, get_table
 from pipeline.cdc.format import is_load_file, write_order
 from pipeline.errors import TerminalError
@@ -228,7 +228,8 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
         # No silver to apply the new files to (migrated, or its files lost): from the start.
         bookmark = bookmarks.Bookmark(ctx.name, table)
     # Bounded: the full-load files, and the files after the bookmark's watermark.
-    current_files = list_table_files(settings, schema, table, bookmark.after, [bookmark.after])
+    current_files = list_table_files(settings, schema, table, bookmark.after,
+                                     [bookmark.after, *bookmark.skipped])
     index = FileIndex.load(settings, table)
     entries = index.entries(settings, current_files)
     # A processed file that has since become unreadable (the crawler rejected its new
@@ -246,12 +247,20 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     # A follower keeps writing bronze; files the crawler has not seen (in this version)
     # wait for the next run, and so do the files after them (the bookmark keeps the
     # newest processed change file: nothing before it may be left out).
+    unseen = behind_the_crawler(keys, entries, index.watermark)
+    for key in unseen:
+        LOG.warning("`%s` leaves out s3://%s/%s: put into bronze behind the crawler (its name "
+                    "sorts before the newest file crawled), so never cataloged", table,
+                    settings.lake.bronze_bucket, key)
+    keys = [k for k in keys if k not in unseen]
     waiting = [k for k in keys if entries.get(k, {}).get("etag") != current_files.get(k)]
     if waiting:
         LOG.info("%d new file(s) of `%s` are not crawled yet; left for the next run",
                  len(waiting), table)
         first = min(write_order(k) for k in waiting)
         keys = [k for k in keys if write_order(k) < first]
+    left_out = [k for k in keys if entries.get(k, {}).get("rejected")
+                and not entries[k].get("blocks")]
     keys, blocked = _before_rejected(settings, table, keys, entries)
     # A rebuilt bronze (or --reset-bookmark, or no silver yet) starts from nothing rather
     # than a stale state; the current snapshot stays readable until the replace commits, so
@@ -269,7 +278,7 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
                             .encode()).hexdigest()[:16]
     if base is not None and base["run_id"] == run_id and base["settled"]:
         # A crash came between the commit of this input and saving the bookmark: done.
-        _save_bookmark(settings, bookmark, current_files, keys, run_id)
+        _save_bookmark(settings, bookmark, current_files, keys, run_id, left_out)
         return {"table": table, "files": len(keys), "changes": 0, "quarantined": 0,
                 "held": base["held"], "rows": base["rows"], "run_id": run_id,
                 "already_published": True, "mode": "unchanged", **extra}
@@ -345,7 +354,7 @@ def run_table(ctx: JobContext, table: str) -> dict[str, Any]:
     _set_properties(spark, name, {"snapshot": after["snapshot"], "run_id": run_id,
                                   "pipeline_run": pipeline_run, "held": str(n_held),
                                   "newest_change": newest or "", "generation": gen or ""})
-    _save_bookmark(settings, bookmark, current_files, keys, run_id)  # after the commit
+    _save_bookmark(settings, bookmark, current_files, keys, run_id, left_out)  # after the commit
     quarantined.unpersist()
     clock.lap("properties")
     if notice and notice.startswith("migrat"):
@@ -544,8 +553,8 @@ def _before_rejected(settings: Any, table: str, keys: list[str], index: dict[str
 
 
 def _save_bookmark(settings: Any, bookmark: bookmarks.Bookmark, current: dict[str, str],
-                   keys: list[str], run_id: str) -> None:
-    bookmark.advance(current, keys)
+                   keys: list[str], run_id: str, left_out: list[str]) -> None:
+    bookmark.advance(current, keys, left_out)
     bookmark.run_id = run_id
     bookmarks.save_bookmark(settings, bookmark)
 

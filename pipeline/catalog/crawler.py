@@ -179,14 +179,16 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
                  lister: Lister) -> CrawlResult:
     entry = find_table(settings, table)
     index = FileIndex.load(settings, table) if entry else FileIndex(table)
-    if index.known():
+    fresh = not (index.files or index.watermark)
+    if not fresh:
         files = lister(index.watermark, [*index.files, index.watermark])
         if why := _stale(index, files):
             # Bronze was rebuilt or rewritten: start over from every file there is.
             LOG.info("bronze of `%s` changed under the crawler (%s): reading all its files",
                      table, why)
-            index = FileIndex(table)
-    if not index.known():
+            fresh = True
+    if fresh:
+        index = FileIndex(table)
         drop_parts(settings, table)  # no stale shard entries of another bronze
         files = lister("", ())
     for key in [k for k in index.rejected() if k not in files]:

@@ -15,8 +15,10 @@ lives, so nothing a run reads may hold every file ever written:
   crawler writes the shards of the days it saw files of; a job reads only the shards of
   the days of the files it has not processed yet.
 
-A file put by hand under a change-file name before the watermark is not seen (the CDC
-never writes one); a foreign name (`export.csv`) sorts after every change file, so it is.
+A file put by hand under a name that sorts before the watermark (a change-file name of an
+earlier time, or `.keep`, `1.csv`) is not seen (the CDC never writes one); the jobs leave
+it out with a warning. A foreign name such as `export.csv` sorts after every change file,
+so it is seen, rejected and named.
 """
 
 from __future__ import annotations
@@ -71,6 +73,15 @@ def list_table_files(settings: Settings, schema: str, table: str, after: str = "
         if key and key not in found and (etag := head_etag(settings, bucket, key)):
             found[key] = etag
     return found
+
+
+def behind_the_crawler(keys: Iterable[str], entries: dict[str, Any], watermark: str
+                       ) -> list[str]:
+    """Those of `keys` without an entry that sort before the crawler's watermark: put into
+    bronze by hand after the crawl passed, so never listed by it (only a job's full listing,
+    from an empty bookmark, shows them). Waiting for them would stop the table for good."""
+    return [k for k in keys if k not in entries and not is_load_key(k)
+            and watermark and k < watermark]
 
 
 def _part_key(settings: Settings, table: str, part: str) -> str:
@@ -145,7 +156,7 @@ class FileIndex:
         """key -> ETag of the files a bounded listing must show unchanged: the full-load
         and rejected files, and the watermark file."""
         out = {k: v["etag"] for k, v in self.files.items()}
-        if self.watermark:
+        if self.watermark and self.watermark_etag:
             out[self.watermark] = self.watermark_etag
         return out
 
@@ -185,10 +196,12 @@ class FileIndex:
         if entry.get("rejected") or not is_cdc_key(key):
             self.files[key] = entry
         else:
+            # Only keys after the head's watermark are added, so each is counted once; one
+            # already in its shard is from a crawl that died before saving the head, which
+            # did not count it.
             shard = self._shard(settings, day_of(key))
-            if key not in shard:
-                self.cdc_rows += int(entry.get("rows") or 0)
-                self.cdc_files += 1
+            self.cdc_rows += int(entry.get("rows") or 0)
+            self.cdc_files += 1
             shard[key] = entry
             self.dirty.add(day_of(key))
         if is_cdc_key(key) and (not self.watermark
@@ -196,5 +209,8 @@ class FileIndex:
             self.watermark, self.watermark_etag = key, entry["etag"]
 
     def forget(self, key: str) -> None:
-        """A rejected file that was removed."""
+        """A rejected file that was removed. When it was the watermark, the watermark stays
+        (the listing still starts after it) without an ETag to check."""
         self.files.pop(key, None)
+        if key == self.watermark:
+            self.watermark_etag = ""

@@ -14,10 +14,13 @@ from pipeline.cli.common import OUT, CliContext, pass_cli, progress_for, wait_op
 @click.option("--no-follow", is_flag=True, help="Start the run and print its execution ARN.")
 @click.option("--no-reconcile", is_flag=True, help="With --local: skip the source-vs-gold "
               "comparison (for a source that keeps changing).")
+@click.option("--full", is_flag=True, help="The load jobs copy the full state of silver "
+              "into staging and the procedures merge all of it (a run copies only the "
+              "changed keys otherwise).")
 @wait_option
 @pass_cli
 def run_cmd(ctx: CliContext, local: bool, no_follow: bool, no_reconcile: bool,
-            wait_s: float | None) -> int:
+            full: bool, wait_s: float | None) -> int:
     """One pipeline run: CDC sync, crawl, every Glue job, the load procedures, quality and
     reconcile, through the state machine, followed live as its graph. Exit 1 if it fails."""
     if not local:
@@ -31,7 +34,7 @@ def run_cmd(ctx: CliContext, local: bool, no_follow: bool, no_reconcile: bool,
 
         check_same_settings(ctx.settings)
         require_workers(ctx.settings)  # else the tasks would wait on heartbeat timeouts
-        arn = start_run(ctx.settings, "manual")
+        arn = start_run(ctx.settings, "manual", full=full)
         if no_follow:
             click.echo(arn)
             return 0
@@ -40,7 +43,7 @@ def run_cmd(ctx: CliContext, local: bool, no_follow: bool, no_reconcile: bool,
 
     with progress_for(ctx) as progress:
         report = run_pipeline(ctx.settings, progress, reconcile=not no_reconcile,
-                              wait_s=wait_s)
+                              wait_s=wait_s, full=full)
     for path, warning in report.warnings:
         OUT.print(f"[yellow]Warning[/yellow] ({escape(path)}): {escape(warning)}",
                   highlight=False)

@@ -13,6 +13,7 @@ the job must then start over from the whole of bronze.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,20 +35,28 @@ class Bookmark:
     """The newest change file processed ("" before the first)."""
     after_etag: str = ""
     run_id: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Rejected files the job left out without stopping (not DMS output), key -> ETag: a
+    later replacement (another ETag) is read then, even behind the watermark."""
 
     def known(self) -> dict[str, str]:
         """key -> ETag of the processed files a listing must still show unchanged."""
         return {**self.loads, **({self.after: self.after_etag} if self.after else {})}
 
-    def is_processed(self, key: str) -> bool:
+    def is_processed(self, key: str, etag: str | None = None) -> bool:
+        if key in self.skipped:
+            return etag is None or etag == self.skipped[key]
         if key in self.loads or key == self.after:
             return True
         name = key.rsplit("/", 1)[-1]
         return bool(self.after) and is_cdc_file(name) and write_order(key) < write_order(
             self.after)
 
-    def advance(self, current: dict[str, str], keys: list[str]) -> None:
-        """Mark `keys` (files of `current`) processed."""
+    def advance(self, current: dict[str, str], keys: Sequence[str],
+                skipped: Sequence[str] = ()) -> None:
+        """Mark `keys` (files of `current`) processed, and `skipped` left out."""
+        self.skipped = {k: current[k] for k in (*self.skipped, *skipped)
+                        if k in current and k not in keys}
         self.loads = {k: current[k] for k in current
                       if (k in self.loads or k in keys) and not is_cdc_file(k.rsplit("/", 1)[-1])}
         changes = [k for k in keys if is_cdc_file(k.rsplit("/", 1)[-1])]
@@ -93,4 +102,4 @@ def new_files(bookmark: Bookmark, current: dict[str, str]) -> tuple[list[str], b
         LOG.warning("bronze of `%s` was rebuilt since the last run of `%s`: reprocessing all "
                     "%d files", bookmark.table, bookmark.job, len(current))
         return sorted(current), True
-    return sorted(k for k in current if not bookmark.is_processed(k)), False
+    return sorted(k for k, etag in current.items() if not bookmark.is_processed(k, etag)), False

@@ -130,7 +130,8 @@ def _call(b: _Binding, name: str, job: str, procedure: str, next_: str) -> dict[
                  "Sql": sql, "Parameters": [{"name": "run_id", "value.$": "$.run_id"}]}
     return {
         f"Load{name}": _glue_job(b, job, {"--run_id.$": "$.run_id", "--call_procedure": "false",
-                                          **_paths(b.settings)}, f"Merge{name}", "$.job"),
+                                          "--full.$": "$.full", **_paths(b.settings)},
+                                 f"Merge{name}", "$.job"),
         f"Merge{name}": _task(b, "execute_statement",
                               "arn:aws:states:::aws-sdk:redshiftdata:executeStatement",
                               statement, f"Describe{name}", "$.statement"),
@@ -163,9 +164,15 @@ def render(settings: Settings, target: str) -> dict[str, Any]:
     dms = (f"arn:aws:dms:{b.region}:{b.account}:task:shoplake-cdc"
            )
     states: dict[str, Any] = {
+        "Defaults": {"Type": "Choice", "Comment": "An input without `full` (a rule or a "
+                     "script of an older version) runs as it did: change-only.",
+                     "Choices": [{"Variable": "$.full", "IsPresent": True, "Next": "Start"}],
+                     "Default": "NotFull"},
+        "NotFull": {"Type": "Pass", "Result": "false", "ResultPath": "$.full", "Next": "Start"},
         "Start": {"Type": "Pass", "Comment": "The run's id is the execution's name.",
                   "Parameters": {"run_id.$": "$$.Execution.Name", "trigger.$": "$.trigger",
-                                 "debounce_s.$": "$.debounce_s", "tables.$": "$.tables"},
+                                 "debounce_s.$": "$.debounce_s", "tables.$": "$.tables",
+                                 "full.$": "$.full"},
                   "Next": "Debounce"},
         "Debounce": {"Type": "Wait", "SecondsPath": "$.debounce_s", "Next": "Guard"},
         "Guard": {"Type": "Task", "Comment": "Runs never overlap: the oldest goes on.",
@@ -266,17 +273,24 @@ def render(settings: Settings, target: str) -> dict[str, Any]:
             "ResultPath": "$.failure", "Next": "NotifyFailure"}
     return {"Comment": f"shoplake pipeline run ({target} binding): CDC sync, crawl, "
                        "bronze_to_silver per table, SCD2 dims, facts, quality.",
-            "StartAt": "Start", "TimeoutSeconds": o.task_timeout_s * 4, "States": states}
+            "StartAt": "Defaults", "TimeoutSeconds": o.task_timeout_s * 4, "States": states}
 
 
 def render_json(settings: Settings, target: str) -> str:
     return json.dumps(render(settings, target), indent=2, sort_keys=False)
 
 
+def _flag(value: bool) -> str:
+    """A Glue argument's boolean (arguments are strings)."""
+    return "true" if value else "false"
+
+
 def execution_input(trigger: str, debounce_s: int = 0,
-                    tables: tuple[str, ...] = TABLES) -> dict[str, Any]:
-    """What a run is started with (by `shoplake run`, the schedule, an arrival)."""
-    return {"trigger": trigger, "debounce_s": debounce_s, "tables": list(tables)}
+                    tables: tuple[str, ...] = TABLES, full: bool = False) -> dict[str, Any]:
+    """What a run is started with (by `shoplake run`, the schedule, an arrival). `full`:
+    the load jobs copy the full state into staging (`shoplake run --full`)."""
+    return {"trigger": trigger, "debounce_s": debounce_s, "tables": list(tables),
+            "full": _flag(full)}
 
 
 # -- structure checks (used by tests and by `statemachine render --check`) -------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import first_line
-from pipeline.orchestration.asl import DIMS, FACTS, TABLES, _paths, statement_sql
+from pipeline.orchestration.asl import DIMS, FACTS, TABLES, _flag, _paths, statement_sql
 from pipeline.orchestration.steps import run_step
 from pipeline.progress import Progress, SilentProgress
 
@@ -30,69 +30,73 @@ class RunReport:
     run_id: str = ""
     warnings: list[tuple[str, str]] = field(default_factory=list)
     """(step, warning) as the steps reported them (see `history.Run.warnings`)."""
+    full: bool = False
+    """`--full`: the load jobs copy the full state into staging (not the changed keys)."""
 
 
-def _cdc_sync(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
-    synced = run_step(settings, "wait_for_cdc_sync", {"run_id": run_id}, progress)
+def _cdc_sync(settings: Settings, progress: Progress, run: RunReport) -> dict[str, Any]:
+    synced = run_step(settings, "wait_for_cdc_sync", {"run_id": run.run_id}, progress)
     if synced["follower"]:
         return synced
-    return run_step(settings, "replicate_now", {"run_id": run_id}, progress)
+    return run_step(settings, "replicate_now", {"run_id": run.run_id}, progress)
 
 
-def _crawl(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
-    return run_step(settings, "start_crawler", {"Name": "shoplake-bronze", "run_id": run_id},
-                    progress)
+def _crawl(settings: Settings, progress: Progress, run: RunReport) -> dict[str, Any]:
+    return run_step(settings, "start_crawler", {"Name": "shoplake-bronze",
+                                                "run_id": run.run_id}, progress)
 
 
-def _per_table(settings: Settings, progress: Progress, run_id: str, job: str
+def _per_table(settings: Settings, progress: Progress, run: RunReport, job: str
                ) -> dict[str, Any]:
     """Glue job `job` for every table side by side, as a Map state runs it."""
     def one(table: str) -> dict[str, Any]:
         return run_step(settings, "glue_job", {"JobName": job, "Arguments": {
-            "--table": table, "--run_id": run_id, **_paths(settings)}}, progress)
+            "--table": table, "--run_id": run.run_id, **_paths(settings)}}, progress)
 
     with ThreadPoolExecutor(max_workers=len(TABLES)) as pool:
         return {r["table"]: r for r in pool.map(one, TABLES)}
 
 
-def _transform(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
-    return _per_table(settings, progress, run_id, "bronze_to_silver")
+def _transform(settings: Settings, progress: Progress, run: RunReport) -> dict[str, Any]:
+    return _per_table(settings, progress, run, "bronze_to_silver")
 
 
-def _load(settings: Settings, progress: Progress, run_id: str, job: str,
+def _load(settings: Settings, progress: Progress, run: RunReport, job: str,
           procedure: str) -> dict[str, Any]:
+    run_id = run.run_id
     staged = run_step(settings, "glue_job", {"JobName": job, "Arguments": {
-        "--run_id": run_id, "--call_procedure": "false", **_paths(settings)}}, progress)
+        "--run_id": run_id, "--call_procedure": "false", "--full": _flag(run.full),
+        **_paths(settings)}}, progress)
     merged = run_step(settings, "execute_statement", {
         "Sql": statement_sql(procedure), "Parameters": [{"name": "run_id", "value": run_id}]},
         progress)
     return {**staged, "warnings": (staged.get("warnings") or []) + (merged.get("warnings") or [])}
 
 
-def _dims(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
-    return {job: _load(settings, progress, run_id, job, procedure)
+def _dims(settings: Settings, progress: Progress, run: RunReport) -> dict[str, Any]:
+    return {job: _load(settings, progress, run, job, procedure)
             for _, job, procedure in DIMS}
 
 
-def _facts(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
-    return {job: _load(settings, progress, run_id, job, procedure)
+def _facts(settings: Settings, progress: Progress, run: RunReport) -> dict[str, Any]:
+    return {job: _load(settings, progress, run, job, procedure)
             for _, job, procedure in FACTS}
 
 
-def _reconcile(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
+def _reconcile(settings: Settings, progress: Progress, run: RunReport) -> dict[str, Any]:
     from pipeline.warehouse.reconcile import reconcile_run
 
-    report = reconcile_run(settings, progress, run_id=run_id)
+    report = reconcile_run(settings, progress, run_id=run.run_id)
     return {"ok": report.ok, "reconcile": report.kind, "why": report.why, "days": report.days,
             "differences": len(report.differences) + sum(report.row_counts.values()),
             "held": len(report.held), "report": report}
 
 
-def _maintain(settings: Settings, progress: Progress, run_id: str) -> dict[str, Any]:
-    return _per_table(settings, progress, run_id, "maintain_silver")
+def _maintain(settings: Settings, progress: Progress, run: RunReport) -> dict[str, Any]:
+    return _per_table(settings, progress, run, "maintain_silver")
 
 
-Step = Callable[[Settings, Progress, str], dict[str, Any]]
+Step = Callable[[Settings, Progress, RunReport], dict[str, Any]]
 
 STEPS: list[tuple[str, Step]] = [
     ("WaitForCdcSync", _cdc_sync),  # and ReplicateNow when no follower runs
@@ -108,14 +112,14 @@ STEPS: list[tuple[str, Step]] = [
 
 def run_pipeline(settings: Settings, progress: Progress | None = None,
                  reconcile: bool = True, wait_s: float | None = None,
-                 run_id: str | None = None) -> RunReport:
+                 run_id: str | None = None, full: bool = False) -> RunReport:
     """Every step in order, holding the run lease (see `lease.run_lease`) throughout."""
     from pipeline.orchestration.lease import run_lease
     from pipeline.orchestration.runs import new_run_id
 
     progress = progress or SilentProgress()
     began = time.monotonic()
-    report = RunReport(run_id=run_id or new_run_id())
+    report = RunReport(run_id=run_id or new_run_id(), full=full)
     with run_lease(settings, "shoplake run --local", wait_s, progress):
         _run_steps(settings, progress, reconcile, report)
     if reconcile:
@@ -131,7 +135,7 @@ def _run_steps(settings: Settings, progress: Progress, reconcile: bool,
             continue
         progress.start(f"step:{name}", name)
         try:
-            report.steps[name] = step(settings, progress, report.run_id)
+            report.steps[name] = step(settings, progress, report)
             report.warnings += [(f"{name}/{job}", w)
                                 for job, out in report.steps[name].items()
                                 if isinstance(out, dict) for w in out.get("warnings") or []]

@@ -28,14 +28,15 @@ def new_run_id() -> str:
     return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-def start_run(settings: Settings, trigger: str = "manual", run_id: str | None = None) -> str:
-    """Start an execution; its ARN."""
+def start_run(settings: Settings, trigger: str = "manual", run_id: str | None = None,
+              full: bool = False) -> str:
+    """Start an execution; its ARN. `full`: staging takes the full state (`run --full`)."""
     ensure_answering(settings)  # never a start_execution that lands after we gave up
     sfn = aws_client(settings, "stepfunctions")
     try:
         return sfn.start_execution(
             stateMachineArn=state_machine_arn(settings), name=run_id or new_run_id(),
-            input=json.dumps(asl.execution_input(trigger)))["executionArn"]
+            input=json.dumps(asl.execution_input(trigger, full=full)))["executionArn"]
     except ClientError as exc:
         if exc.response["Error"]["Code"] == "StateMachineDoesNotExist":
             raise TerminalError(f"the state machine `{settings.orchestration.state_machine}` "

@@ -141,7 +141,7 @@ def glue_job(settings: Settings, task: dict[str, Any], progress: Progress) -> di
             out["phases"] = metrics["seconds"]  # read, plan, commit, held_and_log, properties
         out["rows_in"], out["rows_out"] = metrics.get("changes"), metrics.get("rows")
     if "staged" in metrics:
-        out["staged"] = [{k: s[k] for k in ("staging", "rows", "copied", "mode", "keys")
+        out["staged"] = [{k: s[k] for k in ("staging", "rows", "copied", "mode", "keys", "why")
                           if k in s} for s in metrics["staged"]]
         out["rows_out"] = sum(s["rows"] for s in metrics["staged"])
     if metrics.get("warnings"):

@@ -130,6 +130,23 @@ def test_a_run_through_the_state_machine_reconciles(seeded: Settings,
         assert counts["bronze"] >= counts["source"], (table, counts)
 
 
+def test_run_full_copies_the_full_state_into_staging(seeded: Settings,
+                                                    cli_env: dict[str, str]) -> None:
+    """`shoplake run --full` through the state machine: every load job copies silver's
+    full state (not the changed keys) and says why; gold still reconciles."""
+    simulate(seeded, rate=20, duration=1.0, seed=95)
+    done = shoplake(cli_env, "run", "--full")
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    run_id = next(w for w in out.split() if w.startswith("run-"))
+    run = load_run(seeded, execution_arn(seeded, run_id))
+    staged = [s for n in run.nodes if n.name.startswith("Load") and n.type == "Task"
+              for s in (n.output.get("job") or n.output).get("staged", [])]
+    assert len(staged) == 6, [n.output for n in run.nodes if n.name.startswith("Load")]
+    assert all(s["mode"] == "full" and s["why"] == "requested (--full)" for s in staged), staged
+    _reconciled(seeded)
+
+
 def test_a_transient_failure_is_retried_and_the_run_succeeds(seeded: Settings) -> None:
     simulate(seeded, rate=20, duration=1.0, seed=92)
     # Someone else holds the run lease (a hand-started job, say): the run's first leased

@@ -458,3 +458,40 @@ def test_a_replaced_rejected_file_is_read_again(
     result = crawl_orders(settings, {LOAD: '"e1"', CDC1: '"good"', CDC2: '"e3"'})
     assert result.rejected == () and result.records == 6
     assert catalog.index("orders")[CDC1]["etag"] == '"good"'
+
+
+def test_a_crawl_that_died_between_shard_and_head_counts_each_file_once(
+        catalog: FakeCatalog, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog.schemas = {LOAD: (ORDERS, 3), CDC1: (ORDERS, 2), CDC2: (ORDERS, 5)}
+    crawl_orders(settings, {LOAD: '"e1"', CDC1: '"e2"'})
+    real_put = catalog.put_part
+
+    def dies_at_the_head(settings: Settings, table: str, part: str, value: Any) -> None:
+        if part == "head":
+            raise OSError("killed")
+        real_put(settings, table, part, value)
+
+    monkeypatch.setattr(files, "put_part", dies_at_the_head)
+    bronze = {LOAD: '"e1"', CDC1: '"e2"', CDC2: '"e3"'}
+    with pytest.raises(OSError):
+        crawl_orders(settings, bronze)
+    monkeypatch.setattr(files, "put_part", real_put)
+    result = crawl_orders(settings, bronze)
+    assert (result.records, result.files) == (10, 3)
+
+
+def test_a_removed_rejected_watermark_file_does_not_make_the_crawler_read_all_again(
+        catalog: FakeCatalog, settings: Settings) -> None:
+    catalog.schemas = {LOAD: (ORDERS, 3), CDC1: (ORDERS, 2), CDC2: ([("colour", "string")], 1)}
+    crawl_orders(settings, {LOAD: '"e1"', CDC1: '"e2"', CDC2: '"bad"'})
+    crawl_orders(settings, {LOAD: '"e1"', CDC1: '"e2"'})  # the bad file removed
+    catalog.reads.clear()
+    result = crawl_orders(settings, {LOAD: '"e1"', CDC1: '"e2"'})
+    assert catalog.reads == [] and result.rejected == ()
+
+
+def test_a_key_behind_the_crawler_is_named_not_waited_for() -> None:
+    entries = {LOAD: {"etag": '"e1"'}, CDC2: {"etag": '"e3"'}}
+    keys = [LOAD, CDC1, CDC2, "shop/orders/.keep", "shop/orders/export.csv"]
+    assert files.behind_the_crawler(keys, entries, CDC2) == [CDC1, "shop/orders/.keep"]
+    assert files.behind_the_crawler(keys, entries, "") == []

@@ -98,3 +98,22 @@ def test_advance_moves_the_watermark_forward_only() -> None:
 def test_a_new_bookmark_round_trips_through_json() -> None:
     mark = bookmark({LOAD1: '"a"', CDC1: '"c"'})
     assert Bookmark.from_json(json.loads(json.dumps(mark.__dict__))) == mark
+
+
+def test_a_rejected_file_left_out_is_read_again_once_replaced() -> None:
+    """A file rejected without stopping the table (not DMS output) is skipped; the
+    watermark passes it; a replacement (another ETag) is new again, behind the watermark."""
+    mark = bookmark({LOAD1: '"a"'})
+    mark.advance({LOAD1: '"a"', CDC1: '"bad"', CDC2: '"d"'}, [CDC2], skipped=[CDC1])
+    assert (mark.after, mark.skipped) == (CDC2, {CDC1: '"bad"'})
+    assert new_files(mark, {LOAD1: '"a"', CDC1: '"bad"', CDC2: '"d"'}) == ([], False)
+    assert new_files(mark, {LOAD1: '"a"', CDC1: '"good"', CDC2: '"d"'}) == ([CDC1], False)
+    mark.advance({LOAD1: '"a"', CDC1: '"good"', CDC2: '"d"'}, [CDC1])
+    assert mark.skipped == {} and mark.after == CDC2
+
+
+def test_a_skipped_file_that_vanished_is_forgotten() -> None:
+    mark = bookmark({LOAD1: '"a"'})
+    mark.advance({LOAD1: '"a"', CDC1: '"bad"', CDC2: '"d"'}, [CDC2], skipped=[CDC1])
+    mark.advance({LOAD1: '"a"', CDC2: '"d"'}, [])
+    assert mark.skipped == {}

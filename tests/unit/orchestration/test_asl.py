@@ -47,7 +47,9 @@ def test_both_bindings_have_the_same_states_and_shape() -> None:
 
 def test_the_flow_in_order() -> None:
     d = RENDERED["local"]["States"]
-    assert RENDERED["local"]["StartAt"] == "Start"
+    assert RENDERED["local"]["StartAt"] == "Defaults"
+    assert d["Defaults"]["Choices"][0]["Next"] == "Start" and d["Defaults"]["Default"] == "NotFull"
+    assert d["NotFull"]["ResultPath"] == "$.full" and d["NotFull"]["Next"] == "Start"
     assert d["Start"]["Next"] == "Debounce" and d["Debounce"]["Next"] == "Guard"
     assert d["IsOldestRun"]["Default"] == "AlreadyRunning"
     assert d["AlreadyRunning"]["Type"] == "Succeed"
@@ -116,6 +118,21 @@ def test_the_aws_binding_uses_the_real_integrations_with_the_same_parameters() -
             assert ":activity:shoplake-" in state["Resource"], path
             step = state["Resource"].rsplit(":shoplake-", 1)[1]
             assert step in STEPS, path
+
+
+def test_run_full_reaches_every_load_job_and_only_them() -> None:
+    """`shoplake run --full`: the input's flag goes through Start to each load job's
+    `--full` (a Glue argument, so a string), and every trigger's input carries it."""
+    for trigger in ("manual", "schedule", "arrival"):
+        assert asl.execution_input(trigger)["full"] == "false"
+    assert asl.execution_input("manual", full=True)["full"] == "true"
+    for target in asl.TARGETS:
+        definition = RENDERED[target]
+        assert definition["States"]["Start"]["Parameters"]["full.$"] == "$.full"
+        with_full = sorted(path for path, state in tasks(definition).items()
+                           if "--full.$" in (state.get("Parameters") or {}).get("Arguments", {}))
+        assert with_full == ["LoadDims[0]/LoadCustomer", "LoadDims[1]/LoadProduct",
+                             "LoadFacts[0]/LoadFactOrderItems", "LoadFacts[0]/LoadFactOrders"]
 
 
 def _validator() -> Path:
