@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -596,6 +597,29 @@ def _warm_changes(spark: SparkSession, spec: SilverTable, first: int, last: int,
         F.format_string("%035d", F.col("id") + seq_base).alias(SEQ))
 
 
+WARM_PREFIX = "shoplake-warm-"
+"""Local warm-up folders: shoplake-warm-<pid>-<random>, under the system's temp folder."""
+
+
+def _remove_stale_warm_folders() -> None:
+    """The folders of warm-ups whose worker was killed before it could remove its own
+    (kill -9 during the warm-up): those of processes no longer alive."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    for folder in Path(tempfile.gettempdir()).glob(f"{WARM_PREFIX}*-*"):
+        pid = folder.name.removeprefix(WARM_PREFIX).split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass  # alive, another user's
+
+
 def warm_up(spark: SparkSession, settings: Any) -> float:
     """A fresh JVM's first batch took 15-30 s where a warm one takes 2-3 s: class loading,
     Catalyst's rules and the JIT, not the data. Run the job's clean, rebuild and MERGE once
@@ -611,7 +635,9 @@ def warm_up(spark: SparkSession, settings: Any) -> float:
     # A local folder when Spark runs in this process; on a cluster (compose) the executors
     # write the files, so the artifacts bucket.
     local = settings.spark.master.startswith("local")
-    folder = tempfile.mkdtemp(prefix="shoplake-warm-") if local else ""
+    if local:
+        _remove_stale_warm_folders()
+    folder = tempfile.mkdtemp(prefix=f"{WARM_PREFIX}{os.getpid()}-") if local else ""
     bucket, prefix = settings.lake.artifacts_bucket, f"spark-warm-up/{uuid.uuid4().hex}/"
     spark.conf.set(f"spark.sql.catalog.{WARM_CATALOG}", "org.apache.iceberg.spark.SparkCatalog")
     spark.conf.set(f"spark.sql.catalog.{WARM_CATALOG}.type", "hadoop")

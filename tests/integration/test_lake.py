@@ -775,7 +775,9 @@ def test_the_workers_warm_up_leaves_the_lake_as_it_was(lake: Settings) -> None:
     """A worker's warm-up (a clean + rebuild + MERGE on scratch tables) touches no silver
     table and leaves no scratch file behind, on disk or in S3."""
     import glob
+    import os
     import tempfile
+    from pathlib import Path
 
     from pipeline.glue.jobs import job_session
     from pipeline.glue.session import get_spark
@@ -783,11 +785,15 @@ def test_the_workers_warm_up_leaves_the_lake_as_it_was(lake: Settings) -> None:
 
     before = {t: silver.snapshot_id(silver.current_snapshot(lake, t))
               for t in ("customers", "products", "orders", "order_items")}
+    # a worker killed -9 during its warm-up (no such pid) left its folder behind
+    stale = Path(tempfile.gettempdir()) / "shoplake-warm-999999999-x"
+    stale.mkdir(exist_ok=True)
     get_spark(lake)
     seconds = warm_up(job_session(lake), lake)
     assert seconds > 0
     assert {t: silver.snapshot_id(silver.current_snapshot(lake, t)) for t in before} == before
-    assert not glob.glob(f"{tempfile.gettempdir()}/shoplake-warm-*")
+    assert not glob.glob(f"{tempfile.gettempdir()}/shoplake-warm-{os.getpid()}-*")
+    assert not stale.exists(), "the dead worker's folder is removed"
     s3 = aws_client(lake, "s3")
     assert s3.list_objects_v2(Bucket=lake.lake.artifacts_bucket,
                               Prefix="spark-warm-up/").get("KeyCount", 0) == 0
