@@ -28,7 +28,7 @@ from pyspark.sql import types as T
 from pipeline.aws.secrets import pii_salt
 from pipeline.catalog.files import FileIndex, behind_the_crawler, list_table_files
 from pipeline.catalog.store import find_table, get_table
-from pipeline.cdc.format import is_load_file, write_order
+from pipeline.cdc.format import is_load_key, write_order
 from pipeline.errors import TerminalError
 from pipeline.glue import bookmarks, iceberg, silver
 from pipeline.glue.errors import java_line
@@ -478,10 +478,12 @@ def _log_changes(spark: SparkSession, settings: Any, table: str, spec: SilverTab
     rows.writeTo(name).append()
 
 
-def _replace(df: DataFrame, name: str, location: str, props: dict[str, str]) -> None:
+def _replace(df: DataFrame, name: str, location: str | None, props: dict[str, str]) -> None:
     """Create or replace table `name` with `df`'s rows in one commit (the old snapshot stays
-    readable until it lands)."""
-    writer = df.writeTo(name).using("iceberg").tableProperty("location", location)
+    readable until it lands); at `location`, or where its catalog puts it (None)."""
+    writer = df.writeTo(name).using("iceberg")
+    if location is not None:
+        writer = writer.tableProperty("location", location)
     for key, value in {**iceberg.TABLE_PROPERTIES,
                        **{silver.PROPERTY + k: v for k, v in props.items()}}.items():
         writer = writer.tableProperty(key, value)
@@ -512,7 +514,7 @@ def generation(etags: dict[str, str], processed: list[str]) -> str | None:
     SCD2 dimensions from it; reprocessing the same bronze (`--reset-bookmark`) gives the same.
     None when no full-load file was processed."""
     loads = sorted(f"{k} {etags[k]}" for k in processed
-                   if k in etags and is_load_file(k.rsplit("/", 1)[-1]))
+                   if k in etags and is_load_key(k))
     if not loads:
         return None
     return hashlib.sha256("\n".join(loads).encode()).hexdigest()[:16]
@@ -657,11 +659,7 @@ def warm_up(spark: SparkSession, settings: Any) -> float:
             valid, _ = clean(_warm_changes(spark, spec, 1, 400, 0), spec, "warm-up",
                              "2026-01-01")
             rows = merge(None, valid.withColumn("_run_id", F.lit("warm-up")), spec)
-            writer = rows.repartitionByRange(2, key).sortWithinPartitions(key) \
-                .writeTo(name).using("iceberg")
-            for prop, value in iceberg.TABLE_PROPERTIES.items():
-                writer = writer.tableProperty(prop, value)
-            writer.createOrReplace()
+            _replace(rows.repartitionByRange(2, key).sortWithinPartitions(key), name, None, {})
             valid, _ = clean(_warm_changes(spark, spec, 300, 500, 1000), spec, "warm-up",
                              "2026-01-01")
             batch = latest_changes(valid.withColumn("_run_id", F.lit("warm-up")), spec)

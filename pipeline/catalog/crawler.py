@@ -14,9 +14,16 @@ import pyarrow.parquet as pq
 
 from pipeline.aws.clients import aws_client
 from pipeline.aws.s3 import list_folders
-from pipeline.catalog.files import FileIndex, drop_parts, is_load_key, list_table_files
+from pipeline.catalog.files import FileIndex, drop_parts, list_table_files
 from pipeline.catalog.store import find_table, put_table
-from pipeline.cdc.format import OP_COLUMN, SEQ_COLUMN, is_cdc_file, is_dms_file, write_order
+from pipeline.cdc.format import (
+    OP_COLUMN,
+    SEQ_COLUMN,
+    is_cdc_file,
+    is_dms_file,
+    is_load_key,
+    write_order,
+)
 from pipeline.config import Settings
 from pipeline.errors import first_line
 from pipeline.progress import Progress, SilentProgress

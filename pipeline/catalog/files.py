@@ -3,12 +3,13 @@
 Bronze gains a change file per table each time the CDC flushes, for as long as the lake
 lives, so nothing a run reads may hold every file ever written:
 
-- A table's files are listed in two bounded parts: its full-load files (`LOAD...`, as many
-  as the snapshot has) and the files after a watermark, the newest change file already
-  seen. S3 lists in key order and the CDC names change files by time, strictly increasing
+- A table's files are listed from a watermark, the newest change file already seen. S3
+  lists in key order and the CDC names change files by time, strictly increasing
   (`cdc.format.next_cdc_name`), so `ListObjectsV2(StartAfter=watermark)` is exactly what
-  came since. The watermark file itself is checked with a HEAD: if it vanished or changed,
-  bronze was rebuilt (`shoplake cdc reset`, LocalStack forgetting its buckets).
+  came since, followed by the full-load files (`LOAD...`, as many as the snapshot has),
+  whose `L` sorts after the digits. The watermark file itself is checked with a HEAD: if
+  it vanished or changed, bronze was rebuilt (`shoplake cdc reset`, LocalStack forgetting
+  its buckets).
 - The index is a small head (the full-load files, the files it rejected until they are
   replaced or removed, the watermark, the schema folded so far, row and file counts) and a
   shard a day of change files (`.../cdc/20261207.json`, the day of the file's name). The
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.aws.s3 import delete_keys, get_json, head_etag, list_objects, put_json
-from pipeline.cdc.format import is_cdc_file, is_load_file, write_order
+from pipeline.cdc.format import is_cdc_key, is_load_key, write_order
 from pipeline.config import Settings
 
 LOG = logging.getLogger(__name__)
@@ -38,24 +39,9 @@ FORMAT = 2
 """The index's layout; an index in another (the single object of every file's entry that
 came before) is not trusted: the crawler reads the table's files again, once."""
 
-LOAD_PREFIX = "LOAD"
-
-
-def _name(key: str) -> str:
-    return key.rsplit("/", 1)[-1]
-
-
-def is_load_key(key: str) -> bool:
-    return is_load_file(_name(key))
-
-
-def is_cdc_key(key: str) -> bool:
-    return is_cdc_file(_name(key))
-
-
 def day_of(key: str) -> str:
     """The shard of a change file: the day in its name (20261207-1134010000.parquet)."""
-    return _name(key)[:8]
+    return key.rsplit("/", 1)[-1][:8]
 
 
 def list_table_files(settings: Settings, schema: str, table: str, after: str = "",
@@ -63,12 +49,10 @@ def list_table_files(settings: Settings, schema: str, table: str, after: str = "
     """key -> ETag of the table's full-load files and of every file after `after` (all of
     them when `after` is empty), plus those of `also` that still exist."""
     bucket = settings.lake.bronze_bucket
-    prefix = f"{schema}/{table}/"
-    if not after:
-        found = list_objects(settings, bucket, prefix)
-    else:
-        found = list_objects(settings, bucket, prefix + LOAD_PREFIX)
-        found.update(list_objects(settings, bucket, prefix, start_after=after))
+    # One listing: after a change file (20261207-...) come the later ones and then every
+    # full-load file, since `L` sorts after the digits.
+    found = list_objects(settings, bucket, f"{schema}/{table}/",
+                         start_after=after if is_cdc_key(after) else "")
     for key in also:
         if key and key not in found and (etag := head_etag(settings, bucket, key)):
             found[key] = etag

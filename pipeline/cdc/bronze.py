@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from pipeline.aws.clients import aws_client
 from pipeline.aws.s3 import delete_keys, get_json, list_folders, list_objects, put_json
-from pipeline.cdc.format import is_cdc_file
+from pipeline.cdc.format import is_cdc_key
 from pipeline.cdc.source import BinlogPosition
 from pipeline.config import Settings
 
@@ -68,7 +68,7 @@ class Bronze:
                  for k in list_objects(self.settings, self.bucket, folder,
                                        start_after=f"{folder}{last_stem}" if last_stem else "")]
         doomed = [k for k in after
-                  if is_cdc_file(k.rsplit("/", 1)[-1])
+                  if is_cdc_key(k)
                   and k.rsplit("/", 1)[-1].rsplit(".", 1)[0] > last_stem]
         delete_keys(self.settings, self.bucket, doomed)
         if doomed:

@@ -53,6 +53,16 @@ def is_dms_file(name: str) -> bool:
     return ext in EXTENSIONS.values() and (is_load_file(name) or is_cdc_file(name))
 
 
+def is_load_key(key: str) -> bool:
+    """A full-load file's S3 key (`shop/orders/LOAD00000001.parquet`)."""
+    return is_load_file(key.rsplit("/", 1)[-1])
+
+
+def is_cdc_key(key: str) -> bool:
+    """A change file's S3 key (`shop/orders/20261126-1134010000.parquet`)."""
+    return is_cdc_file(key.rsplit("/", 1)[-1])
+
+
 def write_order(key: str) -> tuple[int, str]:
     """The order DMS wrote a table's files in: the full load, then CDC files by name."""
     name = key.rsplit("/", 1)[-1]

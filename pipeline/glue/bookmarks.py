@@ -19,7 +19,7 @@ from typing import Any
 
 from pipeline.aws.clients import aws_client
 from pipeline.aws.s3 import get_json, put_json
-from pipeline.cdc.format import is_cdc_file, write_order
+from pipeline.cdc.format import is_cdc_key, write_order
 from pipeline.config import Settings
 
 LOG = logging.getLogger(__name__)
@@ -48,8 +48,7 @@ class Bookmark:
             return etag is None or etag == self.skipped[key]
         if key in self.loads or key == self.after:
             return True
-        name = key.rsplit("/", 1)[-1]
-        return bool(self.after) and is_cdc_file(name) and write_order(key) < write_order(
+        return bool(self.after) and is_cdc_key(key) and write_order(key) < write_order(
             self.after)
 
     def advance(self, current: dict[str, str], keys: Sequence[str],
@@ -58,8 +57,8 @@ class Bookmark:
         self.skipped = {k: current[k] for k in (*self.skipped, *skipped)
                         if k in current and k not in keys}
         self.loads = {k: current[k] for k in current
-                      if (k in self.loads or k in keys) and not is_cdc_file(k.rsplit("/", 1)[-1])}
-        changes = [k for k in keys if is_cdc_file(k.rsplit("/", 1)[-1])]
+                      if (k in self.loads or k in keys) and not is_cdc_key(k)}
+        changes = [k for k in keys if is_cdc_key(k)]
         if changes:
             newest = max(changes, key=write_order)
             if not self.after or write_order(newest) > write_order(self.after):
