@@ -125,6 +125,10 @@ class MySQLSettings:
     server_id: int = setting("Binlog server id of the source.", 1, **SERVER_ID)
     secret_name: str = setting("Secrets Manager secret holding the app user's credentials.",
                                "shoplake/mysql")
+    seed_dir: str = setting("Folder of the seed's data (schema.sql, profiles/); empty uses "
+                            "the project's seed/.", "", "/opt/shoplake/seed")
+    seed_profile: str = setting("Generator profile for `seed` and `simulate`: a name in "
+                                "<seed_dir>/profiles, or a path to a .toml file.", "default")
 
 
 @dataclass(frozen=True)

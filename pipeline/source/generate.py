@@ -22,6 +22,18 @@ from typing import Any
 from faker import Faker
 
 from pipeline.source import MAX_SCALE
+from pipeline.source.profile import (
+    NEXT_STATUSES,
+    PLATFORMS,
+    STATUSES,
+    Category,
+    Country,
+    Profile,
+    load_profile,
+)
+
+__all__ = ["COLUMNS", "NEXT_STATUSES", "PLATFORMS", "STATUSES", "TABLES", "Category",
+           "Country", "Dataset", "Pools", "Profile", "generate"]
 
 TABLES = ("customers", "products", "orders", "order_items")
 """Tables of `shop`, parents before children (the order to load them in)."""
@@ -36,156 +48,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 """Columns of each table, in the order the generated tuples carry them."""
 
-BASE_COUNTS = {"customers": 10_000, "products": 1_000, "orders": 100_000}
-"""Rows at scale 1; order items follow from the orders (~2.5 each)."""
+PROFILE: Profile = load_profile()
+"""The default profile (seed/profiles/default.toml); `generate` and the simulator take another."""
 
-HISTORY_MONTHS = 13
-"""How far back before the anchor the orders go."""
-
-ITEMS_PER_ORDER_WEIGHTS = {1: 30, 2: 25, 3: 20, 4: 13, 5: 12}
-"""How many distinct products an order holds (mean ~2.5)."""
-
-STATUSES = ("placed", "paid", "shipped", "delivered", "cancelled", "returned")
-"""Order lifecycle values (CHECK-ed in schema.sql)."""
-
-NEXT_STATUSES: dict[str, tuple[str, ...]] = {
-    "placed": ("paid", "cancelled"),
-    "paid": ("shipped", "cancelled"),
-    "shipped": ("delivered",),
-    "delivered": ("returned",),
-}
-"""Valid moves of an order's status; cancelled and returned are final."""
-
-PLATFORM_WEIGHTS = {"Website": 50, "Mobile": 38, "In-store": 12}
-"""Where orders are placed (CHECK-ed in schema.sql), with their share."""
-
-PAYMENT_WEIGHTS: dict[str, dict[str, int]] = {
-    "Website": {"Credit Card": 45, "PayPal": 22, "Debit Card": 15, "Apple Pay": 5,
-                "Google Pay": 5, "Bank Transfer": 8},
-    "Mobile": {"Credit Card": 35, "Apple Pay": 22, "Google Pay": 15, "PayPal": 18,
-               "Debit Card": 10},
-    "In-store": {"Credit Card": 40, "Debit Card": 30, "Cash": 20, "Apple Pay": 6,
-                 "Google Pay": 4},
-}
-"""Payment methods per platform, with their share."""
-
-QUANTITY_WEIGHTS = {1: 72, 2: 18, 3: 6, 4: 2.5, 5: 1.5}
-"""Units bought of one product in one order."""
-
-MONTH_WEIGHTS = {1: 0.85, 2: 0.8, 3: 0.9, 4: 0.9, 5: 0.95, 6: 0.95, 7: 0.95, 8: 1.0, 9: 1.0,
-                 10: 1.05, 11: 1.5, 12: 1.8}
-"""Relative order volume per calendar month: the November/December peak."""
-
-ORDER_HOUR_WEIGHTS = (1, 0.6, 0.4, 0.3, 0.3, 0.4, 0.8, 1.5, 2.5, 3, 3.2, 3.4, 3.8, 3.6, 3.3,
-                      3.2, 3.4, 3.8, 4.4, 5, 5.2, 4.6, 3.4, 2)
-"""Relative order volume per hour of day (UTC), evenings busiest."""
-
-STATUS_BY_AGE: tuple[tuple[float, dict[str, int]], ...] = (
-    (6, {"placed": 70, "paid": 25, "cancelled": 5}),
-    (48, {"placed": 15, "paid": 40, "shipped": 40, "cancelled": 5}),
-    (7 * 24, {"paid": 5, "shipped": 50, "delivered": 40, "cancelled": 5}),
-    (30 * 24, {"shipped": 5, "delivered": 83, "cancelled": 6, "returned": 6}),
-    (math.inf, {"delivered": 88, "cancelled": 6, "returned": 6}),
-)
-"""Status mix by the order's age in hours (up to the first bound it is under)."""
-
-STATUS_DELAY_HOURS: dict[str, tuple[float, float]] = {
-    "placed": (0, 0), "paid": (0.02, 2), "shipped": (12, 60), "delivered": (48, 192),
-    "cancelled": (0.2, 48), "returned": (240, 720),
-}
-"""Hours from order_ts to the last status change (the order's updated_at), per status."""
-
-
-@dataclass(frozen=True)
-class Country:
-    locale: str
-    calling_code: str
-    weight: float
-    cities: tuple[str, ...]
-    """Largest first: customers favour the first ones."""
-
-
-COUNTRIES: dict[str, Country] = {
-    "United States": Country("en_US", "+1", 38, (
-        "New York", "Los Angeles", "Chicago", "Houston", "Phoenix", "Philadelphia",
-        "San Antonio", "San Diego", "Dallas", "Austin", "Seattle", "Denver", "Boston",
-        "Miami", "Atlanta", "Portland")),
-    "United Kingdom": Country("en_GB", "+44", 12, (
-        "London", "Birmingham", "Manchester", "Leeds", "Glasgow", "Liverpool", "Bristol",
-        "Edinburgh", "Sheffield", "Cardiff")),
-    "Germany": Country("de_DE", "+49", 10, (
-        "Berlin", "Hamburg", "Munich", "Cologne", "Frankfurt", "Stuttgart", "Düsseldorf",
-        "Leipzig", "Dresden")),
-    "France": Country("fr_FR", "+33", 8, (
-        "Paris", "Marseille", "Lyon", "Toulouse", "Nice", "Nantes", "Strasbourg",
-        "Bordeaux", "Lille")),
-    "Canada": Country("en_CA", "+1", 7, (
-        "Toronto", "Montreal", "Vancouver", "Calgary", "Edmonton", "Ottawa", "Winnipeg",
-        "Quebec City")),
-    "Australia": Country("en_AU", "+61", 5, (
-        "Sydney", "Melbourne", "Brisbane", "Perth", "Adelaide", "Canberra")),
-    "Spain": Country("es_ES", "+34", 5, (
-        "Madrid", "Barcelona", "Valencia", "Seville", "Zaragoza", "Málaga", "Bilbao")),
-    "Italy": Country("it_IT", "+39", 4, (
-        "Rome", "Milan", "Naples", "Turin", "Palermo", "Bologna", "Florence")),
-    "Netherlands": Country("nl_NL", "+31", 4, (
-        "Amsterdam", "Rotterdam", "The Hague", "Utrecht", "Eindhoven")),
-    "Brazil": Country("pt_BR", "+55", 4, (
-        "São Paulo", "Rio de Janeiro", "Brasília", "Salvador", "Fortaleza", "Belo Horizonte")),
-    "India": Country("en_IN", "+91", 3, (
-        "Mumbai", "Delhi", "Bengaluru", "Hyderabad", "Chennai", "Kolkata", "Pune")),
-}
-"""Where customers live: Faker locale for names, phone prefix, share, real cities."""
-
-EMAIL_FORMATS = ("{f}.{l}", "{f}{l}", "{i}{l}", "{f}_{l}", "{f}.{l}{n}", "{l}.{f}", "{f}{n}")
-"""Local parts of e-mail addresses ({f}irst, {l}ast, {i}nitial, {n}umber)."""
-
-
-@dataclass(frozen=True)
-class Category:
-    share: float
-    price_lo: float
-    price_hi: float
-    colored: bool
-    nouns: tuple[str, ...]
-
-
-CATEGORIES: dict[str, Category] = {
-    "Electronics": Category(16, 15, 1500, True, (
-        "Wireless Headphones", "Bluetooth Speaker", "Smartwatch", "Tablet", "Laptop",
-        "4K Monitor", "USB-C Charger", "Power Bank", "Action Camera", "Earbuds", "Keyboard",
-        "Gaming Mouse")),
-    "Home & Kitchen": Category(15, 8, 400, True, (
-        "Coffee Maker", "Blender", "Chef's Knife", "Cookware Set", "Air Fryer", "Toaster",
-        "Throw Blanket", "Table Lamp", "Cutting Board", "Storage Jars", "Kettle")),
-    "Clothing": Category(18, 10, 180, True, (
-        "T-Shirt", "Hoodie", "Denim Jacket", "Sneakers", "Rain Jacket", "Chinos", "Dress",
-        "Wool Sweater", "Running Shorts", "Scarf", "Baseball Cap")),
-    "Sports & Outdoors": Category(9, 10, 600, True, (
-        "Yoga Mat", "Tent", "Hiking Backpack", "Water Bottle", "Dumbbell Set", "Bike Helmet",
-        "Sleeping Bag", "Tennis Racket", "Camping Stove")),
-    "Books": Category(12, 6, 60, False, (
-        "Cookbook", "Mystery Novel", "Travel Guide", "Science Fiction Novel", "Biography",
-        "Children's Book", "Poetry Collection", "History of Europe", "Python Handbook")),
-    "Beauty": Category(10, 5, 120, False, (
-        "Face Serum", "Moisturizer", "Shampoo", "Perfume", "Lip Balm", "Sunscreen SPF 50",
-        "Hair Dryer", "Nail Polish Set")),
-    "Toys & Games": Category(8, 8, 150, True, (
-        "Building Blocks", "Board Game", "Puzzle 1000 Pieces", "Plush Bear", "RC Car",
-        "Card Game", "Doll House", "Science Kit")),
-    "Grocery": Category(7, 2, 45, False, (
-        "Ground Coffee", "Green Tea", "Olive Oil", "Dark Chocolate", "Granola", "Honey",
-        "Pasta", "Hot Sauce", "Mixed Nuts")),
-    "Garden": Category(5, 5, 350, True, (
-        "Garden Hose", "Pruning Shears", "Planter", "Lawn Mower", "Seed Kit", "Bird Feeder",
-        "Outdoor Lights")),
-}
-"""Product categories: share of the catalogue, price range, whether names get a colour."""
-
-PRODUCT_ADJECTIVES = ("Classic", "Premium", "Essential", "Eco", "Pro", "Compact", "Deluxe",
-                      "Everyday", "Ultra", "Smart", "Vintage", "Organic", "Lightweight",
-                      "Heritage", "Urban")
-"""Words between a product's brand and its noun."""
+BASE_COUNTS = PROFILE.base_counts
+"""Rows at scale 1 in the default profile; order items follow from the orders (~2.5 each)."""
 
 CENT = Decimal("0.01")
 
@@ -236,19 +103,22 @@ def months_before(ts: datetime, months: int) -> datetime:
     return ts.replace(year=year, month=month, day=min(ts.day, days_in_month))
 
 
-def generate(scale: float = 1.0, seed: int = 42, anchor: datetime | None = None) -> Dataset:
-    """All rows of `shop` for `scale` (fractions allowed), reproducible for `seed` and `anchor`."""
+def generate(scale: float = 1.0, seed: int = 42, anchor: datetime | None = None,
+             profile: Profile | None = None) -> Dataset:
+    """All rows of `shop` for `scale` (fractions allowed), reproducible for `seed`, `anchor`
+    and `profile` (default: seed/profiles/default.toml)."""
     if not 0 < scale <= MAX_SCALE:
         raise ValueError(f"scale must be above 0 and at most {MAX_SCALE}, got {scale}")
+    p = profile or PROFILE
     anchor = _naive_utc(anchor or default_anchor())
-    data = Dataset(anchor=anchor, start=months_before(anchor, HISTORY_MONTHS))
-    pools = Pools.build(seed)
-    n_customers = max(1, round(BASE_COUNTS["customers"] * scale))
-    n_products = max(max(ITEMS_PER_ORDER_WEIGHTS), round(BASE_COUNTS["products"] * scale))
-    n_orders = max(1, round(BASE_COUNTS["orders"] * scale))
-    _customers(data, pools, random.Random(f"{seed}:customers"), n_customers)
-    _products(data, pools, random.Random(f"{seed}:products"), n_products)
-    _orders(data, random.Random(f"{seed}:orders"), n_orders)
+    data = Dataset(anchor=anchor, start=months_before(anchor, p.history_months))
+    pools = Pools.build(seed, profile=p)
+    n_customers = max(1, round(p.base_counts["customers"] * scale))
+    n_products = max(max(p.items_per_order), round(p.base_counts["products"] * scale))
+    n_orders = max(1, round(p.base_counts["orders"] * scale))
+    _customers(data, pools, random.Random(f"{seed}:customers"), n_customers, p)
+    _products(data, pools, random.Random(f"{seed}:products"), n_products, p)
+    _orders(data, random.Random(f"{seed}:orders"), n_orders, p)
     return data
 
 
@@ -267,9 +137,9 @@ class Pools:
     colors: list[str]
 
     @classmethod
-    def build(cls, seed: int, size: int = 120) -> Pools:
+    def build(cls, seed: int, size: int = 120, profile: Profile | None = None) -> Pools:
         first, last, domains = {}, {}, {}
-        for i, (country, spec) in enumerate(sorted(COUNTRIES.items())):
+        for i, (country, spec) in enumerate(sorted((profile or PROFILE).countries.items())):
             fake = Faker(spec.locale)
             fake.seed_instance(seed * 1000 + i)
             first[country] = _unique(fake.first_name() for _ in range(size))
@@ -310,9 +180,9 @@ def _cumulative(weights: Sequence[float]) -> list[float]:
     return out
 
 
-def _customers(data: Dataset, pools: Pools, rng: random.Random, n: int) -> None:
-    countries = sorted(COUNTRIES)
-    country_cum = _cumulative([COUNTRIES[c].weight for c in countries])
+def _customers(data: Dataset, pools: Pools, rng: random.Random, n: int, p: Profile) -> None:
+    countries = sorted(p.countries)
+    country_cum = _cumulative([p.countries[c].weight for c in countries])
     # Most customers signed up before the order history starts, the rest during it; the first
     # one always predates it so every order has someone to belong to.
     created = sorted(
@@ -323,10 +193,11 @@ def _customers(data: Dataset, pools: Pools, rng: random.Random, n: int) -> None:
     taken: set[str] = set()
     for cid, created_at in enumerate(created, start=1):
         country = rng.choices(countries, cum_weights=country_cum)[0]
-        spec = COUNTRIES[country]
+        spec = p.countries[country]
         first = rng.choice(pools.first_names[country])
         last = rng.choice(pools.last_names[country])
-        email = unique_email(rng, first, last, rng.choice(pools.email_domains[country]), taken)
+        email = unique_email(rng, first, last, rng.choice(pools.email_domains[country]), taken,
+                             p.email_formats)
         phone = None if rng.random() < 0.03 else phone_number(rng, spec.calling_code)
         city = spec.cities[min(int(rng.expovariate(0.35)), len(spec.cities) - 1)]
         moved = rng.random() < 0.2
@@ -336,10 +207,10 @@ def _customers(data: Dataset, pools: Pools, rng: random.Random, n: int) -> None:
 
 
 def unique_email(rng: random.Random, first: str, last: str, domain: str,
-                 taken: set[str]) -> str:
+                 taken: set[str], formats: Sequence[str] = PROFILE.email_formats) -> str:
     """A plausible address for the name, numbered until it is not in `taken` (then added)."""
     f, la = _ascii(first) or "user", _ascii(last) or "mail"
-    local = rng.choice(EMAIL_FORMATS).format(f=f, l=la, i=f[0], n=rng.randint(1, 99))
+    local = rng.choice(formats).format(f=f, l=la, i=f[0], n=rng.randint(1, 99))
     email, k = f"{local}@{domain}", 1
     while email in taken:
         k += 1
@@ -360,13 +231,13 @@ def price_point(rng: random.Random, lo: float, hi: float) -> Decimal:
     return max(whole - off, Decimal("0.49")).quantize(CENT)
 
 
-def _products(data: Dataset, pools: Pools, rng: random.Random, n: int) -> None:
-    categories = list(CATEGORIES)
-    category_cum = _cumulative([CATEGORIES[c].share for c in categories])
+def _products(data: Dataset, pools: Pools, rng: random.Random, n: int, p: Profile) -> None:
+    categories = list(p.categories)
+    category_cum = _cumulative([p.categories[c].share for c in categories])
     for pid in range(1, n + 1):
         category = rng.choices(categories, cum_weights=category_cum)[0]
-        spec = CATEGORIES[category]
-        name = (f"{rng.choice(pools.brands)} {rng.choice(PRODUCT_ADJECTIVES)} "
+        spec = p.categories[category]
+        name = (f"{rng.choice(pools.brands)} {rng.choice(p.adjectives)} "
                 f"{rng.choice(spec.nouns)}")
         if spec.colored and rng.random() < 0.6:
             name += f", {rng.choice(pools.colors)}"
@@ -384,7 +255,7 @@ def _products(data: Dataset, pools: Pools, rng: random.Random, n: int) -> None:
         data.products.append((pid, name, category, price, int(active), updated_at))
 
 
-def _order_times(data: Dataset, rng: random.Random, n: int) -> list[datetime]:
+def _order_times(data: Dataset, rng: random.Random, n: int, p: Profile) -> list[datetime]:
     """Order timestamps, sorted: seasonal by month, busier at weekends and in the evening."""
     days = []
     day = data.start.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -392,10 +263,10 @@ def _order_times(data: Dataset, rng: random.Random, n: int) -> list[datetime]:
         days.append(day)
         day += timedelta(days=1)
     span = max(len(days) - 1, 1)
-    weights = [MONTH_WEIGHTS[d.month] * (1.15 if d.weekday() >= 5 else 1.0) * (1 + 0.2 * i / span)
-               for i, d in enumerate(days)]
+    weights = [p.month[d.month] * (p.weekend_factor if d.weekday() >= 5 else 1.0)
+               * (1 + p.growth * i / span) for i, d in enumerate(days)]
     chosen = rng.choices(days, cum_weights=_cumulative(weights), k=n)
-    hour_cum = _cumulative(ORDER_HOUR_WEIGHTS)
+    hour_cum = _cumulative(p.hour_of_day)
     times = []
     for d in chosen:
         hour = rng.choices(range(24), cum_weights=hour_cum)[0]
@@ -404,14 +275,14 @@ def _order_times(data: Dataset, rng: random.Random, n: int) -> list[datetime]:
     return sorted(times)
 
 
-def order_status(rng: random.Random, age: timedelta) -> str:
+def order_status(rng: random.Random, age: timedelta, p: Profile = PROFILE) -> str:
     """A status that fits an order placed `age` ago (recent: in flight; old: mostly done)."""
     hours = age.total_seconds() / 3600
-    mix = next(mix for bound, mix in STATUS_BY_AGE if hours < bound)
+    mix = next(mix for bound, mix in p.status_by_age if hours < bound)
     return rng.choices(list(mix), weights=list(mix.values()))[0]
 
 
-def _orders(data: Dataset, rng: random.Random, n: int) -> None:
+def _orders(data: Dataset, rng: random.Random, n: int, p: Profile) -> None:
     created = [c[6] for c in data.customers]
     activity = _cumulative([rng.lognormvariate(0, 0.7) for _ in data.customers])
     product_ids = [p[0] for p in data.products]
@@ -421,19 +292,19 @@ def _orders(data: Dataset, rng: random.Random, n: int) -> None:
     # with the catalogue so the top tenth sells about half at every scale.
     offset = max(2, len(ranks) / 100)
     popularity = _cumulative([1 / (r + offset) for r in ranks])
-    sizes, size_weights = list(ITEMS_PER_ORDER_WEIGHTS), list(ITEMS_PER_ORDER_WEIGHTS.values())
-    quantities, quantity_weights = list(QUANTITY_WEIGHTS), list(QUANTITY_WEIGHTS.values())
-    platforms, platform_weights = list(PLATFORM_WEIGHTS), list(PLATFORM_WEIGHTS.values())
+    sizes, size_weights = list(p.items_per_order), list(p.items_per_order.values())
+    quantities, quantity_weights = list(p.quantity), list(p.quantity.values())
+    platforms, platform_weights = list(p.platforms), list(p.platforms.values())
     item_id = 0
-    for oid, ts in enumerate(_order_times(data, rng, n), start=1):
+    for oid, ts in enumerate(_order_times(data, rng, n, p), start=1):
         eligible = bisect.bisect_right(created, ts)
         pick = rng.random() * activity[eligible - 1]
         customer_id = bisect.bisect_left(activity, pick, 0, eligible - 1) + 1
-        status = order_status(rng, data.anchor - ts)
-        delay = timedelta(hours=rng.uniform(*STATUS_DELAY_HOURS[status]))
+        status = order_status(rng, data.anchor - ts, p)
+        delay = timedelta(hours=rng.uniform(*p.status_delay_hours[status]))
         updated_at = max(ts, min(ts + delay, data.anchor - timedelta(seconds=1)))
         platform = rng.choices(platforms, weights=platform_weights)[0]
-        methods = PAYMENT_WEIGHTS[platform]
+        methods = p.payments[platform]
         payment = rng.choices(list(methods), weights=list(methods.values()))[0]
         data.orders.append((oid, customer_id, status, platform, payment, ts, updated_at))
         chosen: list[int] = []

@@ -23,11 +23,9 @@ from pipeline.progress import Progress, SilentProgress
 from pipeline.source.db import connect as connect_creds
 from pipeline.source.db import connect_app, translated
 from pipeline.source.generate import COLUMNS, TABLES, Dataset, generate
+from pipeline.source.profile import load_profile, schema_file
 
 LOG = logging.getLogger(__name__)
-
-SCHEMA_FILE = Path(__file__).with_name("schema.sql")
-"""DDL of the four tables; idempotent (CREATE TABLE IF NOT EXISTS)."""
 
 BATCH_ROWS = 5_000
 """Rows per INSERT transaction: big enough to be fast, small enough for CDC to stream."""
@@ -38,17 +36,18 @@ def connect(settings: Settings, *, autocommit: bool = False) -> pymysql.connecti
     return connect_app(settings, autocommit=autocommit)
 
 
-def schema_statements() -> list[str]:
-    """The statements of schema.sql: `--` comment lines dropped, split at line-ending `;`."""
-    lines = [ln for ln in SCHEMA_FILE.read_text().splitlines()
+def schema_statements(path: Path | None = None) -> list[str]:
+    """The statements of seed/schema.sql (the four tables' DDL, idempotent: CREATE TABLE IF
+    NOT EXISTS): `--` comment lines dropped, split at line-ending `;`."""
+    lines = [ln for ln in (path or schema_file()).read_text(encoding="utf-8").splitlines()
              if not ln.lstrip().startswith("--")]
     return [s.strip() for s in re.split(r";\s*$", "\n".join(lines), flags=re.M) if s.strip()]
 
 
-def create_schema(conn: pymysql.connections.Connection) -> None:
+def create_schema(conn: pymysql.connections.Connection, path: Path | None = None) -> None:
     """Create the tables that do not exist yet (DDL commits implicitly)."""
     with conn.cursor() as cur:
-        for statement in schema_statements():
+        for statement in schema_statements(path):
             cur.execute(statement)
 
 
@@ -59,10 +58,10 @@ def drop_schema(conn: pymysql.connections.Connection) -> None:
             cur.execute(f"DROP TABLE IF EXISTS `{table}`")
 
 
-def reset_schema(conn: pymysql.connections.Connection) -> None:
+def reset_schema(conn: pymysql.connections.Connection, path: Path | None = None) -> None:
     """Empty tables with fresh AUTO_INCREMENT counters and the current schema.sql."""
     drop_schema(conn)
-    create_schema(conn)
+    create_schema(conn, path)
 
 
 def table_counts(conn: pymysql.connections.Connection) -> dict[str, int]:
@@ -131,16 +130,19 @@ def seed(settings: Settings, scale: float = 1.0, seed: int = 42, reset: bool = F
 def _seed(conn: pymysql.connections.Connection, settings: Settings, scale: float, seed: int,
           reset: bool, progress: Progress, anchor: datetime | None) -> dict[str, int]:
     """The body of `seed`, inside its error translation."""
-    create_schema(conn)
+    schema = schema_file(settings)
+    profile = load_profile(settings)
+    create_schema(conn, schema)
     existing = table_counts(conn)
     if any(existing.values()) and not reset:
         raise SourceNotEmptyError(settings.mysql.database, existing)
     # Generate first: a failure here (memory, a bad anchor) leaves the source as it was.
-    progress.start("seed:generate", f"generating rows (scale {scale}, seed {seed})")
-    data: Dataset = generate(scale, seed, anchor)
+    progress.start("seed:generate",
+                   f"generating rows (scale {scale}, seed {seed}, profile `{profile.name}`)")
+    data: Dataset = generate(scale, seed, anchor, profile)
     progress.finish("seed:generate", message=", ".join(
         f"{t} {n}" for t, n in data.counts().items()))
     if reset:
         LOG.info("dropping and recreating the `shop` tables (they held %s)", existing)
-        reset_schema(conn)
+        reset_schema(conn, schema)
     return {table: insert_rows(conn, table, data.rows(table), progress) for table in TABLES}

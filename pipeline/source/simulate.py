@@ -24,42 +24,26 @@ from pipeline.errors import TerminalError
 from pipeline.progress import Progress, SilentProgress
 from pipeline.source.db import translate
 from pipeline.source.generate import (
-    COUNTRIES,
     NEXT_STATUSES,
-    PAYMENT_WEIGHTS,
-    PLATFORM_WEIGHTS,
+    PROFILE,
     TABLES,
     Pools,
     phone_number,
     unique_email,
 )
 from pipeline.source.load import connect
+from pipeline.source.profile import Profile, load_profile
 
 LOG = logging.getLogger(__name__)
 
 Connection = pymysql.connections.Connection
 Cursor = pymysql.cursors.Cursor
 
-KINDS: dict[str, float] = {
-    "new_order": 40,
-    "status_change": 30,
-    "new_customer": 8,
-    "address_change": 8,
-    "price_change": 6,
-    "delete_order": 1.5,
-    "delete_customer": 0.5,
-}
-"""Kinds of transaction and their relative frequency."""
+KINDS = PROFILE.kinds
+"""Kinds of transaction and their relative frequency in the default profile."""
 
 IN_FLIGHT = ("placed", "paid", "shipped")
 """Statuses that usually move next; `delivered` only rarely turns into `returned`."""
-
-STATUS_MOVE_WEIGHTS = {"paid": 90, "shipped": 92, "delivered": 100, "cancelled": 9,
-                       "returned": 100}
-"""Relative weight of each target status among the valid moves of an order."""
-
-RECENT_WINDOW = 2_000
-"""Status moves and deletes mostly pick among the newest this-many orders."""
 
 LOCK_CONFLICTS = (1205, 1213)
 """Lock wait timeout and deadlock: the transaction is rolled back and counted as `aborted`."""
@@ -68,15 +52,17 @@ LOCK_CONFLICTS = (1205, 1213)
 class Simulator:
     """One connection and one random sequence; `step()` runs one transaction."""
 
-    def __init__(self, conn: Connection, rng: random.Random, pools: Pools) -> None:
+    def __init__(self, conn: Connection, rng: random.Random, pools: Pools,
+                 profile: Profile | None = None) -> None:
         self.conn, self.rng, self.pools = conn, rng, pools
+        self.profile = p = profile or PROFILE
         self.handlers: dict[str, Callable[[Cursor], bool]] = {
             "new_order": self.new_order, "status_change": self.status_change,
             "new_customer": self.new_customer, "address_change": self.address_change,
             "price_change": self.price_change, "delete_order": self.delete_order,
             "delete_customer": self.delete_customer,
         }
-        self._kinds, self._weights = list(KINDS), list(KINDS.values())
+        self._kinds, self._weights = list(p.kinds), list(p.kinds.values())
 
     def step(self) -> str:
         """Run one transaction and return its kind (a fallback kind when the drawn one had
@@ -133,16 +119,18 @@ class Simulator:
 
     # -- the kinds -----------------------------------------------------------------------
     def new_customer(self, cur: Cursor) -> bool:
-        country = self.rng.choices(list(COUNTRIES), weights=[c.weight for c in
-                                                             COUNTRIES.values()])[0]
-        spec = COUNTRIES[country]
+        countries = self.profile.countries
+        country = self.rng.choices(list(countries),
+                                   weights=[c.weight for c in countries.values()])[0]
+        spec = countries[country]
         first = self.rng.choice(self.pools.first_names[country])
         last = self.rng.choice(self.pools.last_names[country])
         domain = self.rng.choice(self.pools.email_domains[country])
         for _ in range(10):
             # The table already holds addresses like the generator's, so a number goes in
             # front of the `@`; a clash fails only this statement and draws again.
-            email = unique_email(self.rng, first, last, domain, set())
+            email = unique_email(self.rng, first, last, domain, set(),
+                                 self.profile.email_formats)
             email = email.replace("@", f"{self.rng.randint(100, 99_999)}@")
             try:
                 cur.execute("INSERT INTO customers (name, email, phone, city, country) "
@@ -166,9 +154,9 @@ class Simulator:
                 return False
             cur.execute("SELECT price FROM products WHERE id = %s", (product_id,))
             items[product_id] = cur.fetchone()[0]
-        platform = self.rng.choices(list(PLATFORM_WEIGHTS),
-                                    weights=list(PLATFORM_WEIGHTS.values()))[0]
-        methods = PAYMENT_WEIGHTS[platform]
+        platforms = self.profile.platforms
+        platform = self.rng.choices(list(platforms), weights=list(platforms.values()))[0]
+        methods = self.profile.payments[platform]
         payment = self.rng.choices(list(methods), weights=list(methods.values()))[0]
         cur.execute("INSERT INTO orders (customer_id, status, platform, payment_method, order_ts) "
                     "VALUES (%s, 'placed', %s, %s, CURRENT_TIMESTAMP(6))",
@@ -184,14 +172,16 @@ class Simulator:
         # Mostly orders still in flight; now and then a delivered one comes back.
         statuses = ("delivered",) if self.rng.random() < 0.05 else IN_FLIGHT
         where = f"status IN ({', '.join(['%s'] * len(statuses))})"
-        order_id = self._pick_id(cur, "orders", where, statuses, recent=RECENT_WINDOW)
+        order_id = self._pick_id(cur, "orders", where, statuses,
+                                 recent=self.profile.recent_window)
         if order_id is None:
             order_id = self._pick_id(cur, "orders", where, statuses)
         if order_id is None:
             return False
         cur.execute("SELECT status FROM orders WHERE id = %s", (order_id,))
         moves = NEXT_STATUSES[cur.fetchone()[0]]
-        target = self.rng.choices(moves, weights=[STATUS_MOVE_WEIGHTS[m] for m in moves])[0]
+        weights = self.profile.status_move_weights
+        target = self.rng.choices(moves, weights=[weights.get(m, 0) for m in moves])[0]
         cur.execute("UPDATE orders SET status = %s WHERE id = %s", (target, order_id))
         return True
 
@@ -214,9 +204,10 @@ class Simulator:
             return False
         cur.execute("SELECT city, country FROM customers WHERE id = %s", (customer_id,))
         city, country = cur.fetchone()
-        if self.rng.random() < 0.3 or country not in COUNTRIES:
-            country = self.rng.choice(list(COUNTRIES))
-        choices = [c for c in COUNTRIES[country].cities if c != city]
+        countries = self.profile.countries
+        if self.rng.random() < 0.3 or country not in countries:
+            country = self.rng.choice(list(countries))
+        choices = [c for c in countries[country].cities if c != city]
         cur.execute("UPDATE customers SET city = %s, country = %s WHERE id = %s",
                     (self.rng.choice(choices), country, customer_id))
         return True
@@ -251,7 +242,8 @@ def simulate(settings: Settings, rate: float, duration: float | None = None,
     progress = progress or SilentProgress()
     stop_event = stop_event or threading.Event()
     rng = random.Random(seed)
-    pools = Pools.build(seed if seed is not None else rng.randrange(1 << 30))
+    profile = load_profile(settings)
+    pools = Pools.build(seed if seed is not None else rng.randrange(1 << 30), profile=profile)
     counts: Counter[str] = Counter()
     conn = connect(settings)
     try:
@@ -265,7 +257,7 @@ def simulate(settings: Settings, rate: float, duration: float | None = None,
     origin, done, last_report = began, 0, began  # transaction n is due at origin + n / rate
     ok = False
     try:
-        sim = Simulator(conn, rng, pools)
+        sim = Simulator(conn, rng, pools, profile)
         while not stop_event.is_set():
             now = time.monotonic()
             if duration is not None and now - began >= duration:

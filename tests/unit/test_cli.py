@@ -85,3 +85,10 @@ def test_a_float_setting_must_be_finite(capsys, monkeypatch, var: str, value: st
     assert main(["config", "show"]) == 1
     err = capsys.readouterr().err
     assert f"must be a finite number, got `{value}` (from env {var})" in err
+
+
+def test_a_named_scale_not_in_the_profile_is_a_usage_error(capsys) -> None:
+    assert main(["seed", "--scale", "huge"]) == 2
+    err = capsys.readouterr().err
+    assert "'--scale': `huge` is neither a number nor a named size" in err
+    assert "demo, dev, large, tiny" in err and "unexpected error" not in err

@@ -12,8 +12,7 @@ import pytest
 from pipeline.source.generate import (
     COLUMNS,
     NEXT_STATUSES,
-    PAYMENT_WEIGHTS,
-    PLATFORM_WEIGHTS,
+    PROFILE,
     STATUSES,
     TABLES,
     Dataset,
@@ -122,7 +121,7 @@ def test_status_depends_on_age(data: Dataset) -> None:
     for _, _, status, platform, payment, ts, updated_at in data.orders:
         assert ts <= updated_at < ANCHOR
         assert (updated_at == ts) == (status == "placed")
-        assert platform in PLATFORM_WEIGHTS and payment in PAYMENT_WEIGHTS[platform]
+        assert platform in PROFILE.platforms and payment in PROFILE.payments[platform]
     assert set(NEXT_STATUSES) | {"cancelled", "returned"} == set(STATUSES)
 
 

@@ -1,5 +1,5 @@
 -- The OLTP source `shop` (stands in for RDS MySQL).
--- Runs unchanged on MariaDB 10.11 (native stack) and MySQL 8.4 (compose). seed/load.py drops
+-- Runs unchanged on MariaDB 10.11 (native stack) and MySQL 8.4 (compose). pipeline/source/load.py drops
 -- comment lines and splits the rest on semicolons at line ends: one statement per semicolon.
 --
 -- Choices the CDC service relies on:
