@@ -144,6 +144,8 @@ class PostgresSettings:
                            "/usr/lib/postgresql.", "")
     secret_name: str = setting("Secrets Manager secret holding the warehouse credentials.",
                                "shoplake/warehouse")
+    workgroup: str = setting("Redshift Serverless workgroup on AWS (the state machine's "
+                             "Redshift Data API calls name it).", "shoplake")
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,9 @@ class CdcSettings:
                                              "(DMS IncludeOpForFullLoad).", True)
     csv_null_value: str = setting("How NULL is written in CSV files (DMS CsvNullValue).", "\\N")
     exclude_tables: str = setting("Comma-separated tables of the source not to replicate.", "")
+    task_name: str = setting("Identifier of the DMS replication task on AWS (the state "
+                             "machine's WaitForCdcSync and ReplicateNow name it).",
+                             "shoplake-cdc")
     sync_timeout_s: float = setting("How long `cdc --once` waits for a running follower to "
                                     "catch up.", 120.0, minimum=0)
 
@@ -270,6 +275,8 @@ class GlueSettings:
 
     database: str = setting("Catalog database the crawler writes bronze tables to.",
                             "shop_bronze")
+    crawler: str = setting("Name of the Glue crawler of bronze (the state machine's "
+                           "StartCrawler; on AWS, the crawler resource).", "shoplake-bronze")
     pii_salt_secret: str = setting("Secrets Manager secret with the salt for hashing PII.",
                                    "shoplake/pii-salt")
 

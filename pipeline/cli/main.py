@@ -13,6 +13,7 @@ from pipeline.cli.cdc import cdc_group
 from pipeline.cli.common import ERR, CliContext
 from pipeline.cli.config import config_group
 from pipeline.cli.dashboards import dashboard_group
+from pipeline.cli.deploy import deploy_group
 from pipeline.cli.glue import crawl_cmd, job_group, lake_group, quarantine_cmd
 from pipeline.cli.orchestration import (
     runs_group,
@@ -90,6 +91,7 @@ cli.add_command(statemachine_group)
 cli.add_command(runs_group)
 cli.add_command(schedule_group)
 cli.add_command(dashboard_group)
+cli.add_command(deploy_group)
 
 
 def use_utc() -> None:

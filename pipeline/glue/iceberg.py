@@ -163,13 +163,30 @@ def attach(spark: SparkSession, settings: Settings) -> None:
 
 
 def catalog_conf(settings: Settings) -> dict[str, str]:
-    """Spark settings for catalog `lake.catalog_name` (Iceberg's SparkCatalog over a
+    """Spark settings for catalog `lake.catalog_name` here (Iceberg's SparkCatalog over a
     JdbcCatalog); creates the catalog database on first use."""
     creds = catalog_login(settings)
     ensure_database(settings, creds)
+    return catalog_binding(settings, "local", creds)
+
+
+def catalog_binding(settings: Settings, target: str,
+                    creds: DbCredentials | None = None) -> dict[str, str]:
+    """The one place silver's Iceberg catalog differs between AWS and here: on AWS the Glue
+    Data Catalog with S3FileIO (`shoplake deploy render` puts these in each Glue job's
+    `--conf`), locally a JdbcCatalog in PostgreSQL with Hadoop's S3A (`creds`: its login)."""
     prefix = f"spark.sql.catalog.{settings.lake.catalog_name}"
-    return {
-        prefix: "org.apache.iceberg.spark.SparkCatalog",
+    common = {prefix: "org.apache.iceberg.spark.SparkCatalog",
+              # Workers in other JVMs commit too: always read the catalog's current metadata.
+              f"{prefix}.cache-enabled": "false"}
+    if target == "aws":
+        return common | {
+            f"{prefix}.catalog-impl": "org.apache.iceberg.aws.glue.GlueCatalog",
+            f"{prefix}.warehouse": f"s3://{settings.lake.silver_bucket}",
+            f"{prefix}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO"}
+    if creds is None:
+        raise ValueError("the local catalog binding needs the catalog database's login")
+    return common | {
         f"{prefix}.catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
         f"{prefix}.uri": jdbc_url(creds, settings.lake.catalog_database),
         f"{prefix}.jdbc.user": creds.username,
@@ -177,8 +194,6 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
         f"{prefix}.warehouse": warehouse_location(settings),
         f"{prefix}.io-impl": "org.apache.iceberg.hadoop.HadoopFileIO",
         f"{prefix}.jdbc.schema-version": "V1",
-        # Workers in other JVMs commit too: always read the catalog's current metadata.
-        f"{prefix}.cache-enabled": "false",
     }
 
 

@@ -37,18 +37,43 @@ FACTS = tuple((x.step, x.job, x.procedure) for x in LOADS if x.kind == "fact")
 class _Binding:
     """Resources and the few values that differ between AWS and the local stand-ins."""
 
-    def __init__(self, settings: Settings, target: str) -> None:
+    def __init__(self, settings: Settings, target: str, placeholders: bool = False) -> None:
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got `{target}`")
         self.settings, self.target = settings, target
         o = settings.orchestration
         self.region, self.account = settings.localstack.region, o.account_id
         self.local = target == "local"
+        self.placeholders = placeholders
+        """CloudFormation's DefinitionSubstitutions fill `${Name}` in: the template's
+        resources (activities, jobs, crawler, DMS task, workgroup) give the values."""
+
+    def _sub(self, key: str, value: str) -> str:
+        return f"${{{key}}}" if self.placeholders else value
 
     def activity(self, step: str) -> str:
         o = self.settings.orchestration
-        return (f"arn:aws:states:{self.region}:{self.account}:activity:"
-                f"{o.activity_prefix}{step}")
+        return self._sub(substitution("Activity", step),
+                         f"arn:aws:states:{self.region}:{self.account}:activity:"
+                         f"{o.activity_prefix}{step}")
+
+    def job(self, name: str) -> str:
+        return name if self.local else self._sub(substitution("Job", name), name)
+
+    @property
+    def crawler(self) -> str:
+        name = self.settings.glue.crawler
+        return name if self.local else self._sub("Crawler", name)
+
+    @property
+    def dms_task(self) -> str:
+        arn = f"arn:aws:dms:{self.region}:{self.account}:task:{self.settings.cdc.task_name}"
+        return arn if self.local else self._sub("DmsTaskArn", arn)
+
+    @property
+    def workgroup(self) -> str:
+        name = self.settings.postgres.workgroup
+        return name if self.local else self._sub("Workgroup", name)
 
     def resource(self, step: str, aws: str) -> str:
         return self.activity(step) if self.local else aws
@@ -58,6 +83,12 @@ class _Binding:
         """How long a polling loop waits before asking again (locally the work is done
         when the start task returns, so the loop passes through without waiting)."""
         return 1 if self.local else 30
+
+
+def substitution(kind: str, name: str) -> str:
+    """A DefinitionSubstitutions key (letters and digits): `Job` + `bronze_to_silver` ->
+    `JobBronzeToSilver`; also the logical id of the template's resource."""
+    return kind + "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
 
 
 def _retry(settings: Settings) -> list[dict[str, Any]]:
@@ -93,14 +124,18 @@ def _task(b: _Binding, step: str, aws: str, parameters: dict[str, Any], next_: s
 def _glue_job(b: _Binding, job: str, arguments: dict[str, Any], next_: str | None,
               result_path: str | None, catch: str | None = None) -> dict[str, Any]:
     return _task(b, "glue_job", "arn:aws:states:::glue:startJobRun.sync",
-                 {"JobName": job, "Arguments": arguments}, next_, result_path, catch=catch)
+                 {"JobName": b.job(job), "Arguments": arguments}, next_, result_path,
+                 catch=catch)
 
 
-def _paths(settings: Settings) -> dict[str, str]:
+def glue_paths(settings: Settings) -> dict[str, str]:
+    """The lake's Glue arguments every job gets: where bronze and silver are, and the
+    catalog database. s3a:// in both bindings (Glue 5.0 maps s3a to EMRFS, as EMR does)."""
     schema = settings.mysql.database
     return {"--bronze_path": f"s3a://{settings.lake.bronze_bucket}/{schema}",
             "--silver_path": f"s3a://{settings.lake.silver_bucket}/{schema}",
             "--catalog_database": settings.glue.database}
+
 
 
 def _table_map(b: _Binding, name: str, comment: str, task: str, job: str, next_: str
@@ -113,7 +148,8 @@ def _table_map(b: _Binding, name: str, comment: str, task: str, job: str, next_:
         "ItemProcessor": {
             "ProcessorConfig": {"Mode": "INLINE"}, "StartAt": task,
             "States": {task: _glue_job(b, job, {"--table.$": "$.table", "--run_id.$": "$.run_id",
-                                                **_paths(b.settings)}, None, "$.job")}},
+                                                **glue_paths(b.settings)},
+                                     None, "$.job")}},
         "ResultPath": None, "Catch": _catch(name), "Next": next_}
 
 
@@ -126,11 +162,12 @@ def _call(b: _Binding, name: str, job: str, procedure: str, next_: str) -> dict[
     """Stage with a Glue job, CALL the procedure, poll the statement until it is done."""
     sql = statement_sql(procedure)
     # The Redshift Data API's own named parameters carry the run id into the CALL.
-    statement = {"WorkgroupName": "shoplake", "Database": b.settings.postgres.database,
+    statement = {"WorkgroupName": b.workgroup, "Database": b.settings.postgres.database,
                  "Sql": sql, "Parameters": [{"name": "run_id", "value.$": "$.run_id"}]}
     return {
         f"Load{name}": _glue_job(b, job, {"--run_id.$": "$.run_id", "--call_procedure": "false",
-                                          "--full.$": "$.full", **_paths(b.settings)},
+                                          "--full.$": "$.full",
+                                          **glue_paths(b.settings)},
                                  f"Merge{name}", "$.job"),
         f"Merge{name}": _task(b, "execute_statement",
                               "arn:aws:states:::aws-sdk:redshiftdata:executeStatement",
@@ -156,13 +193,13 @@ def _branch(b: _Binding, name: str, job: str, procedure: str) -> dict[str, Any]:
     return {"StartAt": f"Load{name}", "States": states}
 
 
-def render(settings: Settings, target: str) -> dict[str, Any]:
-    """The state machine definition for `target` (`aws` or `local`)."""
-    b = _Binding(settings, target)
+def render(settings: Settings, target: str, placeholders: bool = False) -> dict[str, Any]:
+    """The state machine definition for `target` (`aws` or `local`); `placeholders` leaves
+    `${Name}` for CloudFormation's DefinitionSubstitutions (`shoplake deploy render`)."""
+    b = _Binding(settings, target, placeholders)
     o = settings.orchestration
-    crawler = {"Name": "shoplake-bronze"}
-    dms = (f"arn:aws:dms:{b.region}:{b.account}:task:shoplake-cdc"
-           )
+    crawler = {"Name": b.crawler}
+    dms = b.dms_task
     states: dict[str, Any] = {
         "Defaults": {"Type": "Choice", "Comment": "An input without `full` (a rule or a "
                      "script of an older version) runs as it did: change-only.",
@@ -276,8 +313,8 @@ def render(settings: Settings, target: str) -> dict[str, Any]:
             "StartAt": "Defaults", "TimeoutSeconds": o.task_timeout_s * 4, "States": states}
 
 
-def render_json(settings: Settings, target: str) -> str:
-    return json.dumps(render(settings, target), indent=2, sort_keys=False)
+def render_json(settings: Settings, target: str, placeholders: bool = False) -> str:
+    return json.dumps(render(settings, target, placeholders), indent=2, sort_keys=False)
 
 
 def _flag(value: bool) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import first_line
-from pipeline.orchestration.asl import DIMS, FACTS, TABLES, _flag, _paths, statement_sql
+from pipeline.orchestration.asl import DIMS, FACTS, TABLES, _flag, glue_paths, statement_sql
 from pipeline.orchestration.steps import run_step
 from pipeline.progress import Progress, SilentProgress
 
@@ -42,7 +42,7 @@ def _cdc_sync(settings: Settings, progress: Progress, run: RunReport) -> dict[st
 
 
 def _crawl(settings: Settings, progress: Progress, run: RunReport) -> dict[str, Any]:
-    return run_step(settings, "start_crawler", {"Name": "shoplake-bronze",
+    return run_step(settings, "start_crawler", {"Name": settings.glue.crawler,
                                                 "run_id": run.run_id}, progress)
 
 
@@ -51,7 +51,7 @@ def _per_table(settings: Settings, progress: Progress, run: RunReport, job: str
     """Glue job `job` for every table side by side, as a Map state runs it."""
     def one(table: str) -> dict[str, Any]:
         return run_step(settings, "glue_job", {"JobName": job, "Arguments": {
-            "--table": table, "--run_id": run.run_id, **_paths(settings)}}, progress)
+            "--table": table, "--run_id": run.run_id, **glue_paths(settings)}}, progress)
 
     with ThreadPoolExecutor(max_workers=len(TABLES)) as pool:
         return {r["table"]: r for r in pool.map(one, TABLES)}
@@ -66,7 +66,7 @@ def _load(settings: Settings, progress: Progress, run: RunReport, job: str,
     run_id = run.run_id
     staged = run_step(settings, "glue_job", {"JobName": job, "Arguments": {
         "--run_id": run_id, "--call_procedure": "false", "--full": _flag(run.full),
-        **_paths(settings)}}, progress)
+        **glue_paths(settings)}}, progress)
     merged = run_step(settings, "execute_statement", {
         "Sql": statement_sql(procedure), "Parameters": [{"name": "run_id", "value": run_id}]},
         progress)

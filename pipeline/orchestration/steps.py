@@ -104,7 +104,7 @@ def start_crawler(settings: Settings, task: dict[str, Any], progress: Progress
 
     began = time.monotonic()
     results = crawl(settings, progress)
-    return {"Crawler": task.get("Name", "shoplake-bronze"), "tables": len(results),
+    return {"Crawler": task.get("Name", settings.glue.crawler), "tables": len(results),
             "schema_changes": sum(r.changed for r in results),
             "files": sum(r.files for r in results),
             "rejected": sum(len(r.rejected) for r in results),
@@ -114,7 +114,7 @@ def start_crawler(settings: Settings, task: dict[str, Any], progress: Progress
 def get_crawler(settings: Settings, task: dict[str, Any], progress: Progress
                 ) -> dict[str, Any]:
     """glue:getCrawler's answer: the crawl ran inside start_crawler, so it is READY."""
-    return {"Crawler": {"Name": task.get("Name", "shoplake-bronze"), "State": "READY",
+    return {"Crawler": {"Name": task.get("Name", settings.glue.crawler), "State": "READY",
                         "LastCrawl": {"Status": "SUCCEEDED"}}}
 
 
