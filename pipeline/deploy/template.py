@@ -30,6 +30,7 @@ from pipeline.config import Settings
 from pipeline.glue.iceberg import catalog_binding
 from pipeline.glue.jobs import JOBS
 from pipeline.orchestration import asl
+from pipeline.orchestration.names import activity_name
 from pipeline.orchestration.steps import PYTHON_JOBS, STEPS
 from pipeline.source.generate import TABLES
 
@@ -119,8 +120,7 @@ def state_machine_activities(settings: Settings) -> list[str]:
     """The steps whose activity the local binding's tasks name (every step has an
     activity, as `stack up` provisions them; the Python shell jobs run through glue_job)."""
     text = asl.render_json(settings, "local")
-    prefix = settings.orchestration.activity_prefix
-    return [s for s in STEPS if f':activity:{prefix}{s}"' in text]
+    return [s for s in STEPS if f':activity:{activity_name(settings, s)}"' in text]
 
 
 def job_script(name: str) -> str:
@@ -250,7 +250,7 @@ def _secrets(settings: Settings) -> Json:
 
 
 def _orchestration(settings: Settings) -> Json:
-    from pipeline.orchestration.provision import FAILURE_RULE
+    from pipeline.orchestration.names import FAILURE_RULE
     from pipeline.orchestration.schedule import ARRIVAL_RULE, ON_ARRIVAL, SCHEDULE_RULE, stored
 
     o = settings.orchestration
@@ -259,7 +259,7 @@ def _orchestration(settings: Settings) -> Json:
     for step in STEPS:
         out[logical("Activity", step)] = {
             "Type": "AWS::StepFunctions::Activity", "Condition": LOCAL_ONLY,
-            "Properties": {"Name": f"{o.activity_prefix}{step}"}}
+            "Properties": {"Name": activity_name(settings, step)}}
     jobs = state_machine_jobs(settings)
     out["StateMachineAws"] = {
         "Type": "AWS::StepFunctions::StateMachine", "Condition": AWS_ONLY,

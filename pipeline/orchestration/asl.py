@@ -25,6 +25,7 @@ import json
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.orchestration.names import activity_name
 from pipeline.warehouse.model import LOADS, SCHEMA
 
 TARGETS = ("aws", "local")
@@ -52,10 +53,9 @@ class _Binding:
         return f"${{{key}}}" if self.placeholders else value
 
     def activity(self, step: str) -> str:
-        o = self.settings.orchestration
         return self._sub(substitution("Activity", step),
                          f"arn:aws:states:{self.region}:{self.account}:activity:"
-                         f"{o.activity_prefix}{step}")
+                         f"{activity_name(self.settings, step)}")
 
     def job(self, name: str) -> str:
         return name if self.local else self._sub(substitution("Job", name), name)

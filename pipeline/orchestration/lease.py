@@ -156,7 +156,7 @@ def running_execution(settings: Settings) -> Holder | None:
     be making progress either, and the lease alone decides.
     """
     from pipeline.aws.clients import aws_client
-    from pipeline.orchestration.provision import state_machine_arn
+    from pipeline.orchestration.names import state_machine_arn
 
     try:
         listed = aws_client(settings, "stepfunctions").list_executions(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import Settings
@@ -84,8 +85,19 @@ def require_workers(settings: Settings) -> list[WorkerState]:
     return alive(found)
 
 
+def status_file(settings: Settings, name: str) -> Path:
+    """Where worker `name` writes its status (what it serves, when it last polled)."""
+    return settings.state_dir / "run" / f"{name}.status.json"
+
+
+def read_status(settings: Settings, name: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(status_file(settings, name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _native_workers(settings: Settings) -> list[WorkerState]:
-    from pipeline.orchestration.worker import read_status
     from pipeline.stack.manager import process_of
     from pipeline.stack.workers import worker_services
 

@@ -14,23 +14,13 @@ from pipeline.aws.clients import aws_client
 from pipeline.aws.provision import Provisioned
 from pipeline.config import Settings
 from pipeline.orchestration import asl
+from pipeline.orchestration.names import FAILURE_RULE, activity_name, role_arn, state_machine_arn
 from pipeline.orchestration.steps import STEPS
 
 LOG = logging.getLogger(__name__)
 
-FAILURE_RULE = "shoplake-run-failed"
-"""EventBridge rule matching the state machine's RunFailed events."""
-
-
-def role_arn(settings: Settings) -> str:
-    o = settings.orchestration
-    return f"arn:aws:iam::{o.account_id}:role/{o.role_name}"
-
-
-def state_machine_arn(settings: Settings) -> str:
-    o = settings.orchestration
-    return (f"arn:aws:states:{settings.localstack.region}:{o.account_id}:stateMachine:"
-            f"{o.state_machine}")
+__all__ = ["FAILURE_RULE", "provision_orchestration", "queue_url", "role_arn",
+           "state_machine_arn"]
 
 
 def queue_url(settings: Settings) -> str:
@@ -47,7 +37,7 @@ def provision_orchestration(settings: Settings) -> list[Provisioned]:
 
 def _activity(settings: Settings, step: str) -> Provisioned:
     sfn = aws_client(settings, "stepfunctions")
-    name = f"{settings.orchestration.activity_prefix}{step}"
+    name = activity_name(settings, step)
     existing = {a["name"] for p in sfn.get_paginator("list_activities").paginate()
                 for a in p["activities"]}
     if name in existing:

@@ -20,7 +20,7 @@ from pipeline.aws.clients import aws_client, ensure_answering
 from pipeline.config import Settings
 from pipeline.errors import TerminalError
 from pipeline.orchestration import asl, history
-from pipeline.orchestration.provision import state_machine_arn
+from pipeline.orchestration.names import state_machine_arn
 from pipeline.orchestration.report import load_run, write_report
 
 

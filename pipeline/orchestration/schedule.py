@@ -27,7 +27,7 @@ from pipeline.aws.clients import aws_client, ensure_answering
 from pipeline.config import Settings
 from pipeline.orchestration import asl
 from pipeline.orchestration.cron import ScheduleError, check
-from pipeline.orchestration.provision import role_arn, state_machine_arn
+from pipeline.orchestration.names import role_arn, state_machine_arn
 
 LOG = logging.getLogger(__name__)
 
