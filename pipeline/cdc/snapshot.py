@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import pymysql.cursors
 
 from pipeline.cdc.bronze import Bronze, Checkpoint
+from pipeline.cdc.dialect import Dialect
 from pipeline.cdc.format import (
     OP_COLUMN,
     SEQ_COLUMN,
@@ -28,7 +29,7 @@ from pipeline.cdc.format import (
     format_ts,
     load_file_name,
 )
-from pipeline.cdc.source import BinlogPosition, TableInfo, current_position, is_mariadb
+from pipeline.cdc.source import BinlogPosition, TableInfo, current_position
 from pipeline.config import CdcSettings
 from pipeline.errors import first_line
 from pipeline.progress import Progress
@@ -40,7 +41,7 @@ def open_snapshot(conn: pymysql.connections.Connection) -> BinlogPosition:
     """Start a consistent-snapshot transaction on `conn`; return its binlog position."""
     with conn.cursor() as cur:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        if is_mariadb(conn):
+        if not Dialect.of(conn).snapshot_locks:
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
             cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
             status = dict(cur.fetchall())

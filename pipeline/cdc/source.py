@@ -9,6 +9,7 @@ from functools import total_ordering
 import pymysql
 
 from pipeline.aws.secrets import DbCredentials
+from pipeline.cdc.dialect import Dialect
 from pipeline.cdc.errors import NoPrimaryKeyError, UnsupportedColumnError
 from pipeline.source.db import connect
 
@@ -65,7 +66,7 @@ class TableInfo:
 
 
 def is_mariadb(conn: pymysql.connections.Connection) -> bool:
-    return "mariadb" in conn.get_server_info().lower()
+    return Dialect.of(conn).mariadb
 
 
 def discover_tables(conn: pymysql.connections.Connection, schema: str,
@@ -113,12 +114,10 @@ def validate(table: TableInfo) -> None:
 
 
 def current_position(conn: pymysql.connections.Connection) -> BinlogPosition:
-    """Where the binlog ends now (SHOW MASTER STATUS; SHOW BINARY LOG STATUS on MySQL 8.4)."""
+    """Where the binlog ends now (SHOW BINARY LOG STATUS on MySQL 8.4, which removed SHOW
+    MASTER STATUS; see pipeline/cdc/dialect.py)."""
     with conn.cursor() as cur:
-        try:
-            cur.execute("SHOW MASTER STATUS")
-        except pymysql.err.ProgrammingError:
-            cur.execute("SHOW BINARY LOG STATUS")
+        cur.execute(Dialect.of(conn).binlog_status_sql)
         row = cur.fetchone()
     if row is None:
         from pipeline.cdc.errors import CdcError

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pymysql
 
+from pipeline.cdc.dialect import Dialect
+from pipeline.config import Settings
 from pipeline.errors import ServiceStartError
 from pipeline.stack.credentials import load_credentials
 from pipeline.stack.service import NativeService, find_binary
@@ -93,22 +95,30 @@ class MariaDBService(NativeService):
 
     def bootstrap(self) -> None:
         creds = load_credentials(self.settings)
-        mysql = self.settings.mysql
-        app_pw = creds.mysql_app.reveal()
+        # Natively and in compose alike (there `stack up` in the driver container runs
+        # this as root over TCP): the compose image makes only root and the app user.
         with self._connect_root() as conn, conn.cursor() as cur:
-            cur.execute("ALTER USER 'root'@'localhost' IDENTIFIED BY %s",
-                        (creds.mysql_root.reveal(),))
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{mysql.database}` "
-                        "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-            cur.execute(f"CREATE USER IF NOT EXISTS '{mysql.user}'@'%%' IDENTIFIED BY %s",
-                        (app_pw,))
-            cur.execute(f"ALTER USER '{mysql.user}'@'%%' IDENTIFIED BY %s", (app_pw,))
-            cur.execute(f"GRANT ALL PRIVILEGES ON `{mysql.database}`.* TO '{mysql.user}'@'%'")
-            # The DMS stand-in's login: read the binlog and the source tables, nothing more.
-            cdc_user, cdc_pw = self.settings.cdc.user, creds.mysql_cdc.reveal()
-            cur.execute(f"CREATE USER IF NOT EXISTS '{cdc_user}'@'%%' IDENTIFIED BY %s",
-                        (cdc_pw,))
-            cur.execute(f"ALTER USER '{cdc_user}'@'%%' IDENTIFIED BY %s", (cdc_pw,))
-            cur.execute(f"GRANT REPLICATION SLAVE, REPLICATION CLIENT, RELOAD ON *.* "
-                        f"TO '{cdc_user}'@'%'")
-            cur.execute(f"GRANT SELECT ON `{mysql.database}`.* TO '{cdc_user}'@'%'")
+            for statement, args in bootstrap_statements(
+                    Dialect.of(conn), self.settings, root_pw=creds.mysql_root.reveal(),
+                    app_pw=creds.mysql_app.reveal(), cdc_pw=creds.mysql_cdc.reveal()):
+                cur.execute(statement, args)
+
+
+def bootstrap_statements(dialect: Dialect, settings: Settings, *, root_pw: str, app_pw: str,
+                         cdc_pw: str) -> list[tuple[str, tuple[str, ...] | None]]:
+    """What bootstrapping the source runs, in order (statement, parameters): root's
+    password, the `shop` database, the application login (all of `shop`) and the CDC login
+    (the binlog, the snapshot's lock, read-only `shop`), each for `dialect`."""
+    mysql, cdc_user = settings.mysql, settings.cdc.user
+    # None, not (), where nothing is passed: PyMySQL %-formats whenever args is not None,
+    # and `'%'` in a GRANT is no placeholder.
+    out: list[tuple[str, tuple[str, ...] | None]] = [
+        (f"ALTER USER 'root'@'localhost' {dialect.auth_clause} %s", (root_pw,)),
+        (f"CREATE DATABASE IF NOT EXISTS `{mysql.database}` "
+         f"CHARACTER SET utf8mb4 COLLATE {dialect.collation}", None),
+    ]
+    out += [(sql, (app_pw,)) for sql in dialect.login_statements(mysql.user)]
+    out.append((f"GRANT ALL PRIVILEGES ON `{mysql.database}`.* TO '{mysql.user}'@'%'", None))
+    out += [(sql, (cdc_pw,)) for sql in dialect.login_statements(cdc_user)]
+    out += [(sql, None) for sql in dialect.cdc_grants(cdc_user, mysql.database)]
+    return out

@@ -494,3 +494,13 @@ def test_compose_status_knows_every_service(compose):
     from pipeline.stack.compose import SERVICES
 
     assert set(SERVICES) == set(compose["services"])
+
+
+def test_long_running_services_restart_and_one_shots_do_not(compose):
+    from pipeline.stack.compose import ONE_SHOT
+
+    for name, service in compose["services"].items():
+        if name in (*ONE_SHOT, "etl"):
+            assert "restart" not in service, name  # one-shots end; a restart would loop
+        else:
+            assert service.get("restart") == "unless-stopped", name
