@@ -271,14 +271,23 @@ class SparkSettings:
 
 @dataclass(frozen=True)
 class GlueSettings:
-    """The Glue Data Catalog and job bookmarks, kept in the artifacts bucket."""
+    """The Glue Data Catalog (moto's server standing in: LocalStack community has no Glue)
+    and job bookmarks, kept in the artifacts bucket."""
 
+    host: str = setting("Host of the Glue Data Catalog endpoint (moto server).", "127.0.0.1",
+                        "glue")
+    port: int = setting("Port of the Glue Data Catalog endpoint.", 14570, 5000, **PORT)
     database: str = setting("Catalog database the crawler writes bronze tables to.",
                             "shop_bronze")
     crawler: str = setting("Name of the Glue crawler of bronze (the state machine's "
                            "StartCrawler; on AWS, the crawler resource).", "shoplake-bronze")
     pii_salt_secret: str = setting("Secrets Manager secret with the salt for hashing PII.",
                                    "shoplake/pii-salt")
+
+    @property
+    def endpoint_url(self) -> str:
+        """The Glue API's URL (the crawler registers tables there, the jobs read them)."""
+        return f"http://{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ _OFFSET = int(os.environ.get("SHOPLAKE_TEST_PORT_OFFSET", "0"))
 TEST_PORTS = {"SHOPLAKE_MYSQL_PORT": str(23306 + _OFFSET),
               "SHOPLAKE_POSTGRES_PORT": str(25432 + _OFFSET),
               "SHOPLAKE_LOCALSTACK_PORT": str(24566 + _OFFSET),
+              "SHOPLAKE_GLUE_PORT": str(24570 + _OFFSET),
               "SHOPLAKE_DASHBOARDS_PORT": str(28050 + _OFFSET)}
 
 

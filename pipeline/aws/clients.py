@@ -22,8 +22,20 @@ def aws_client(settings: Settings, service: str, long_poll: bool = False) -> Any
     """A (cached) boto3 client for `service` on the configured LocalStack endpoint;
     `long_poll` for get_activity_task, whose answer may take a minute."""
     ls = settings.localstack
+    if service == "glue":  # LocalStack community has no Glue: the catalog's own endpoint
+        return _glue_client(settings.glue.endpoint_url, ls.region, ls.access_key_id,
+                            ls.secret_access_key.reveal())
     return _client(ls.host, ls.port, ls.region, ls.access_key_id,
                    ls.secret_access_key.reveal(), service, long_poll)
+
+
+@lru_cache(maxsize=8)
+def _glue_client(endpoint: str, region: str, key_id: str, secret: str) -> Any:
+    import boto3
+
+    return boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret,
+                                 region_name=region).client("glue", endpoint_url=endpoint,
+                                                            config=_CONFIG)
 
 
 @lru_cache(maxsize=64)

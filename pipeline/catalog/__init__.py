@@ -2,8 +2,9 @@
 
 `crawl` scans bronze, infers each table's schema from its files' own schemas (Parquet
 footers, CSV headers) and writes Glue-shaped table definitions (TableType, Parameters,
-StorageDescriptor, PartitionKeys) to a catalog kept in the artifacts bucket. A schema
-change gives a new table version and a log line, never a failure.
+StorageDescriptor, PartitionKeys) in the Glue Data Catalog through the Glue API (moto's
+server here, Glue on AWS). A schema change gives a new table version and a log line, never
+a failure.
 """
 
 from __future__ import annotations

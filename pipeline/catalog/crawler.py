@@ -219,7 +219,9 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
             index.csv = index.csv or not key.endswith(".parquet")
     index.columns = [list(c) for c in columns]
     rejected = tuple(sorted((k, v["rejected"]) for k, v in index.rejected().items()))
-    version = int(entry["VersionId"]) if entry else 0
+    # The table's schema version: Glue's own VersionId also counts updates that changed
+    # only the counts (moto ignores SkipArchive), so the crawler keeps its own.
+    version = int((entry.get("Parameters") or {}).get("schemaVersion", 0)) if entry else 0
     if not columns:  # nothing readable yet: no catalog entry rather than an empty schema
         index.save(settings)
         return CrawlResult(table, version, 0, 0, index.objects, False, rejected)
@@ -247,7 +249,8 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
         "UpdateTime": now,
         "VersionId": str(version),
         "Parameters": {"classification": classification, "recordCount": str(index.rows),
-                       "objectCount": str(index.objects), "sourceSchema": schema},
+                       "objectCount": str(index.objects), "sourceSchema": schema,
+                       "schemaVersion": str(version)},
         "StorageDescriptor": {
             "Columns": [{"Name": n, "Type": t} for n, t in columns],
             "Location": f"s3://{bucket}/{schema}/{table}/",
@@ -256,7 +259,7 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
                             else "org.apache.hadoop.mapred.TextInputFormat"),
         },
         "PartitionKeys": [],
-    })
+    }, new_version=changed)
     index.save(settings)
     return CrawlResult(table, version, len(columns), index.rows, index.objects, changed,
                        rejected)

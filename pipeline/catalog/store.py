@@ -1,44 +1,145 @@
-"""Catalog tables as JSON objects in S3, in the shape of Glue's GetTable response."""
+"""Catalog tables through the Glue Data Catalog API (boto3 `glue`): on AWS the real one,
+here moto's server (`glue.endpoint_url`). The crawler registers databases and tables (an
+update keeps the previous version: `get_table_versions`), the jobs resolve bronze tables
+here, `shoplake catalog show` lists them.
+
+An endpoint that does not answer is a transient error naming it (the state machine retries
+it); a table the crawler has not registered is a terminal one saying to crawl.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from pipeline.aws.s3 import get_json, list_objects, put_json
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from pipeline.aws.clients import aws_client
 from pipeline.catalog.files import FileIndex
 from pipeline.config import Settings
-from pipeline.errors import TerminalError
+from pipeline.errors import ServiceUnavailableError, TerminalError
+
+TABLE_INPUT_KEYS = ("Name", "Description", "Owner", "Retention", "StorageDescriptor",
+                    "PartitionKeys", "TableType", "Parameters")
+"""What a TableInput may carry (create_table / update_table); GetTable's answer has more
+(DatabaseName, CreateTime, UpdateTime, VersionId, CatalogId), which Glue itself sets."""
 
 
-def _key(database: str, table: str) -> str:
-    return f"glue/catalog/{database}/{table}.json"
+@contextlib.contextmanager
+def _glue(settings: Settings, what: str) -> Iterator[Any]:
+    try:
+        yield aws_client(settings, "glue")
+    except (EndpointConnectionError, ConnectionError) as exc:
+        raise ServiceUnavailableError(
+            f"the Glue Data Catalog at {settings.glue.endpoint_url} is not reachable "
+            f"({what})", service="glue", port=settings.glue.port,
+            hint="start it with `shoplake stack up` (`shoplake stack status` shows it)"
+        ) from exc
+    except BotoCoreError as exc:
+        if "Connect" in type(exc).__name__ or "timed out" in str(exc):
+            raise ServiceUnavailableError(
+                f"the Glue Data Catalog at {settings.glue.endpoint_url} did not answer "
+                f"({what}): {exc}", service="glue", port=settings.glue.port,
+                hint="`shoplake stack status` shows it; `shoplake stack up` restarts it"
+            ) from exc
+        raise
+
+
+def _not_found(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "EntityNotFoundException"
 
 
 def get_table(settings: Settings, table: str, database: str | None = None) -> dict[str, Any]:
-    """The catalog entry of `table`; raises with a hint when the crawler has not run."""
+    """The catalog entry of `table` (Glue's GetTable `Table`); raises with a hint when the
+    crawler has not registered it."""
     database = database or settings.glue.database
-    entry = get_json(settings, settings.lake.artifacts_bucket, _key(database, table))
+    entry = find_table(settings, table, database)
     if entry is None:
-        raise TerminalError(f"table `{database}.{table}` is not in the catalog",
+        raise TerminalError(f"table `{database}.{table}` is not in the Glue Data Catalog",
                             hint="run `shoplake crawl` after the CDC has written bronze")
     return entry
 
 
 def find_table(settings: Settings, table: str, database: str | None = None
                ) -> dict[str, Any] | None:
-    return get_json(settings, settings.lake.artifacts_bucket,
-                    _key(database or settings.glue.database, table))
+    database = database or settings.glue.database
+    with _glue(settings, f"reading `{database}.{table}`") as glue:
+        try:
+            return glue.get_table(DatabaseName=database, Name=table)["Table"]
+        except ClientError as exc:
+            if _not_found(exc):
+                return None
+            raise
 
 
-def put_table(settings: Settings, entry: dict[str, Any]) -> None:
-    put_json(settings, settings.lake.artifacts_bucket,
-             _key(entry["DatabaseName"], entry["Name"]), entry, indent=1)
+def ensure_database(settings: Settings, database: str | None = None) -> None:
+    database = database or settings.glue.database
+    with _glue(settings, f"creating database `{database}`") as glue:
+        try:
+            glue.create_database(DatabaseInput={
+                "Name": database,
+                "Description": "bronze: the DMS files of the source, as the crawler found them"})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "AlreadyExistsException":
+                raise
+
+
+def put_table(settings: Settings, entry: dict[str, Any], new_version: bool = True) -> None:
+    """Register `entry` (GetTable-shaped): create the table, or update it. Glue keeps the
+    previous definition as a table version when `new_version` (a schema change); an update
+    of the counts alone skips the archive (SkipArchive, which AWS honours and moto
+    ignores)."""
+    database = entry.get("DatabaseName") or settings.glue.database
+    table_input = {k: entry[k] for k in TABLE_INPUT_KEYS if k in entry}
+    with _glue(settings, f"registering `{database}.{entry['Name']}`") as glue:
+        try:
+            glue.update_table(DatabaseName=database, TableInput=table_input,
+                              SkipArchive=not new_version)
+            return
+        except ClientError as exc:
+            if not _not_found(exc):
+                raise
+        ensure_database(settings, database)
+        try:
+            glue.create_table(DatabaseName=database, TableInput=table_input)
+        except ClientError as exc:  # a concurrent crawl created it in between
+            if exc.response.get("Error", {}).get("Code") != "AlreadyExistsException":
+                raise
+            glue.update_table(DatabaseName=database, TableInput=table_input)
 
 
 def list_tables(settings: Settings, database: str | None = None) -> list[dict[str, Any]]:
     database = database or settings.glue.database
-    keys = list_objects(settings, settings.lake.artifacts_bucket, f"glue/catalog/{database}/")
-    return [get_table(settings, k.rsplit("/", 1)[-1][:-5], database) for k in sorted(keys)]
+    out: list[dict[str, Any]] = []
+    with _glue(settings, f"listing `{database}`") as glue:
+        token = None
+        while True:
+            try:
+                page = glue.get_tables(DatabaseName=database,
+                                       **({"NextToken": token} if token else {}))
+            except ClientError as exc:
+                if _not_found(exc):
+                    return []
+                raise
+            out += page.get("TableList", [])
+            token = page.get("NextToken")
+            if not token:
+                break
+    return sorted(out, key=lambda t: t["Name"])
+
+
+def table_versions(settings: Settings, table: str, database: str | None = None) -> list[str]:
+    """The version ids Glue keeps of `table`, oldest first."""
+    database = database or settings.glue.database
+    with _glue(settings, f"reading the versions of `{database}.{table}`") as glue:
+        try:
+            versions = glue.get_table_versions(DatabaseName=database, TableName=table)
+        except ClientError as exc:
+            if _not_found(exc):
+                return []
+            raise
+    return sorted((v["VersionId"] for v in versions.get("TableVersions", [])), key=int)
 
 
 def columns(entry: dict[str, Any]) -> list[tuple[str, str]]:

@@ -212,3 +212,35 @@ def lake_show_cmd(ctx: CliContext, table: str, limit: int, fmt: str) -> int:
                      f"{sum(f['kind'] == 'data' for f in files)} data, "
                      f"{sum(f['kind'] != 'data' for f in files)} delete")
     return 0
+
+
+@click.group("catalog")
+def catalog_group() -> None:
+    """The Glue Data Catalog (moto's server here, Glue on AWS)."""
+
+
+@catalog_group.command("show")
+@click.option("--database", default=None,
+              help="Catalog database [default: glue.database, bronze's].")
+@format_option
+@pass_cli
+def catalog_show_cmd(ctx: CliContext, database: str | None, fmt: str) -> int:
+    """The tables the catalog holds: schema version, Glue versions, columns, location."""
+    from pipeline.catalog.store import list_tables, table_versions
+
+    database = database or ctx.settings.glue.database
+    rows = []
+    for t in list_tables(ctx.settings, database):
+        params = t.get("Parameters") or {}
+        rows.append({"table": t["Name"], "schema_version": params.get("schemaVersion", ""),
+                     "glue_versions": len(table_versions(ctx.settings, t["Name"], database)),
+                     "columns": len(t["StorageDescriptor"]["Columns"]),
+                     "format": params.get("classification", ""),
+                     "records": params.get("recordCount", ""),
+                     "location": t["StorageDescriptor"].get("Location", "")})
+    print_rows(rows, ["table", "schema_version", "glue_versions", "columns", "format",
+                      "records", "location"], fmt,
+               title=f"Glue Data Catalog `{database}` at {ctx.settings.glue.endpoint_url}")
+    if not rows and fmt == "table":
+        OUT.print(f"no tables in `{escape(database)}` yet: `shoplake crawl` registers them")
+    return 0

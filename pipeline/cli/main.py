@@ -14,7 +14,7 @@ from pipeline.cli.common import ERR, CliContext
 from pipeline.cli.config import config_group
 from pipeline.cli.dashboards import dashboard_group
 from pipeline.cli.deploy import deploy_group
-from pipeline.cli.glue import crawl_cmd, job_group, lake_group, quarantine_cmd
+from pipeline.cli.glue import catalog_group, crawl_cmd, job_group, lake_group, quarantine_cmd
 from pipeline.cli.orchestration import (
     runs_group,
     schedule_group,
@@ -82,6 +82,7 @@ cli.add_command(simulate_cmd)
 cli.add_command(warehouse_group)
 cli.add_command(reconcile_cmd)
 cli.add_command(crawl_cmd)
+cli.add_command(catalog_group)
 cli.add_command(job_group)
 cli.add_command(run_cmd)
 cli.add_command(quarantine_cmd)

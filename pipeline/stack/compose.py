@@ -11,9 +11,10 @@ from pipeline.progress import Progress, SilentProgress
 from pipeline.stack.manager import ServiceStatus, native_services
 
 # Compose service name of each stand-in (docker-compose.yml uses the AWS-side names).
-COMPOSE_SERVICE = {"mariadb": "mysql", "postgres": "postgres", "localstack": "localstack"}
+COMPOSE_SERVICE = {"mariadb": "mysql", "postgres": "postgres", "localstack": "localstack",
+                   "glue": "glue"}
 # Every service of docker-compose.yml (tests/unit/test_compose.py keeps the two in step).
-SERVICES = ("init", "mysql", "postgres", "localstack", "driver", "cdc", "spark-master",
+SERVICES = ("init", "mysql", "postgres", "localstack", "glue", "driver", "cdc", "spark-master",
             "spark-worker", "worker", "etl", "dashboards")
 REPLICATED = ("worker",)
 """Services with several containers (`deploy.replicas`): their rows say which one."""

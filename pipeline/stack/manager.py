@@ -51,7 +51,10 @@ class ServiceStatus:
 
 def native_services(settings: Settings) -> list[NativeService]:
     """The stand-ins, in dependency order (databases first, then the AWS endpoints)."""
-    return [MariaDBService(settings), PostgresService(settings), LocalStackService(settings)]
+    from pipeline.stack.glue import GlueCatalogService
+
+    return [MariaDBService(settings), PostgresService(settings), LocalStackService(settings),
+            GlueCatalogService(settings)]
 
 
 def all_services(settings: Settings) -> list[NativeService]:

@@ -30,8 +30,8 @@ DASHBOARDS_HOST_PORT = 28150 + int(os.environ.get("SHOPLAKE_TEST_PORT_OFFSET", "
 
 FILES = (REPO / "docker-compose.yml", REPO / "tests" / "compose" / "standins.yml")
 
-LONG_RUNNING = ("mysql", "postgres", "localstack", "cdc", "spark-master", "spark-worker",
-                "worker", "dashboards")
+LONG_RUNNING = ("mysql", "postgres", "localstack", "glue", "cdc", "spark-master",
+                "spark-worker", "worker", "dashboards")
 """Services that stay up after `up -d` (init and driver run once and exit 0)."""
 
 

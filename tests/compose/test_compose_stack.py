@@ -35,7 +35,7 @@ def test_every_service_is_healthy(compose_stack: ComposeStack):
         mine = {k: v for k, v in states.items() if k.startswith(f"{service}_")}
         assert mine and all(v in ("healthy", "running") for v in mine.values()), (service, states)
     # The services with a healthcheck were really checked by it, not just started.
-    for service in ("mysql", "postgres", "localstack", "dashboards"):
+    for service in ("mysql", "postgres", "localstack", "glue", "dashboards"):
         assert states[f"{service}_1"] == "healthy", states
     assert states["init_1"] == "exited(0)" and states["driver_1"] == "exited(0)"
     assert len([k for k in states if k.startswith("worker_")]) == 2  # deploy.replicas
@@ -80,7 +80,7 @@ def test_stack_status_reports_container_health_through_the_docker_sdk(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads(result.stdout[result.stdout.index("["):])
     by_service = {row["service"]: row for row in rows}
-    assert set(by_service) == {"init", "driver", "mysql", "postgres", "localstack", "cdc",
+    assert set(by_service) == {"init", "driver", "mysql", "postgres", "localstack", "glue", "cdc",
                                "spark-master", "spark-worker", "worker-1", "worker-2",
                                "dashboards"}, sorted(by_service)
     assert all(row["healthy"] for row in rows), rows

@@ -19,6 +19,7 @@ from pipeline import cdc
 from pipeline.aws.clients import aws_client
 from pipeline.aws.secrets import mysql_credentials
 from pipeline.catalog import crawl, get_table
+from pipeline.catalog.store import table_versions
 from pipeline.cdc.bronze import Bronze
 from pipeline.cdc.format import OP_COLUMN, SEQ_COLUMN, encode, next_cdc_name
 from pipeline.config import Settings
@@ -630,7 +631,8 @@ def test_a_job_runs_under_spark_submit_too(lake: Settings, cli_env: dict[str, st
 
 
 def test_schema_change_gives_a_new_catalog_version_not_a_failure(lake: Settings) -> None:
-    version = int(get_table(lake, "customers")["VersionId"])
+    version = int(get_table(lake, "customers")["Parameters"]["schemaVersion"])
+    glue_versions = len(table_versions(lake, "customers"))
     _sql(lake, "ALTER TABLE customers ADD COLUMN loyalty_tier VARCHAR(10) NULL")
     try:
         _sql(lake, "UPDATE customers SET loyalty_tier = 'gold', updated_at = %s WHERE id = 3",
@@ -639,7 +641,9 @@ def test_schema_change_gives_a_new_catalog_version_not_a_failure(lake: Settings)
         results = {r.table: r for r in crawl(lake)}
         assert results["customers"].changed
         entry = get_table(lake, "customers")
-        assert int(entry["VersionId"]) == version + 1
+        assert int(entry["Parameters"]["schemaVersion"]) == version + 1
+        # Glue itself kept the definition before the change as a table version
+        assert len(table_versions(lake, "customers")) > glue_versions
         assert "loyalty_tier" in [c["Name"] for c in entry["StorageDescriptor"]["Columns"]]
         metrics = run_job(lake, "bronze_to_silver", table="customers").metrics
         assert metrics["changes"] >= 1 and metrics["quarantined"] == 0

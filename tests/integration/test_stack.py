@@ -33,7 +33,7 @@ from pipeline.stack.mariadb import MariaDBService
 pytestmark = pytest.mark.integration
 
 
-SERVICES = ["mariadb", "postgres", "localstack", "worker-1", "worker-2", "dashboards"]
+SERVICES = ["mariadb", "postgres", "localstack", "glue", "worker-1", "worker-2", "dashboards"]
 """The servers, then the Step Functions workers (two by default) and the live dashboards."""
 
 
@@ -198,7 +198,8 @@ def test_cli_status_reports_json(stack_settings: Settings, cli_env: dict[str, st
     assert {r["service"]: r["healthy"] for r in rows} == dict.fromkeys(SERVICES, True)
     assert {r["service"]: r["port"] for r in rows} == {
         "mariadb": stack_settings.mysql.port, "postgres": stack_settings.postgres.port,
-        "localstack": stack_settings.localstack.port, "worker-1": 0, "worker-2": 0,
+        "localstack": stack_settings.localstack.port, "glue": stack_settings.glue.port,
+        "worker-1": 0, "worker-2": 0,
         "dashboards": stack_settings.dashboards.port}
 
 
@@ -357,7 +358,7 @@ def test_down_leaves_no_process_behind(stack_settings: Settings) -> None:
     assert leftovers == []
     assert all(not r.healthy and r.state == "stopped" for r in stack.status(stack_settings))
     assert stack.down(stack_settings) == [("worker-1", False), ("worker-2", False),
-                                          ("dashboards", False),
+                                          ("dashboards", False), ("glue", False),
                                           ("localstack", False), ("postgres", False),
                                           ("mariadb", False)]
     # Later test modules share the session's stack: bring it back (data dirs were kept).
@@ -393,7 +394,7 @@ def test_every_service_listens_on_loopback_only(stack_settings: Settings) -> Non
     if not others:
         pytest.skip("this machine has no non-loopback IPv4 address to try")
     ports = {"mariadb": stack_settings.mysql.port, "postgres": stack_settings.postgres.port,
-             "localstack": stack_settings.localstack.port}
+             "localstack": stack_settings.localstack.port, "glue": stack_settings.glue.port}
     for name, port in ports.items():
         assert port_in_use("127.0.0.1", port), f"{name} answers on loopback"
         for address in others:

@@ -50,6 +50,7 @@ NETWORKS = {
     "mysql": {"private"},
     "postgres": {"private"},
     "localstack": {"edge"},
+    "glue": {"edge"},
     "driver": {"private", "edge"},
     "cdc": {"private", "edge"},
     "spark-master": {"private"},
@@ -63,8 +64,9 @@ DEPENDS_ON = {
     "mysql": {"init": "service_completed_successfully"},
     "postgres": {"init": "service_completed_successfully"},
     "localstack": {},
+    "glue": {},
     "driver": {"mysql": "service_healthy", "postgres": "service_healthy",
-               "localstack": "service_healthy"},
+               "localstack": "service_healthy", "glue": "service_healthy"},
     "cdc": {"driver": "service_completed_successfully"},
     "spark-master": {},
     "spark-worker": {"spark-master": "service_started"},
@@ -390,6 +392,10 @@ def test_shoplake_variables_are_defined_and_not_redundant(compose):
 def test_service_commands(compose):
     for name, words in COMMANDS.items():
         assert command_words(compose["services"][name]) == words, name
+    # The Glue Data Catalog: moto's server on the port compose mode's settings name.
+    glue_port = load_settings(environ={"SHOPLAKE_STACK_MODE": "compose"}).glue.port
+    assert command_words(compose["services"]["glue"]) == [
+        "moto_server", "-H", "0.0.0.0", "-p", str(glue_port)]
     spark = {n: command_words(compose["services"][n]) for n in ("spark-master", "spark-worker")}
     assert spark["spark-master"][:2] == ["spark-class", "org.apache.spark.deploy.master.Master"]
     # The worker advertises its address on the master's network (pipeline.glue.network).

@@ -43,14 +43,18 @@ class FakeCatalog:
         self.indexes: dict[str, str] = {}
         self.schemas: dict[str, tuple[list[tuple[str, str]], int]] = {}
         self.reads: list[str] = []
+        self.versions: dict[str, list[bool]] = {}
+        """Per table, whether each put asked Glue to archive a new version."""
 
     def find_table(self, settings: Settings, table: str,
                    database: str | None = None) -> dict[str, Any] | None:
         raw = self.tables.get(table)
         return json.loads(raw) if raw else None
 
-    def put_table(self, settings: Settings, entry: dict[str, Any]) -> None:
+    def put_table(self, settings: Settings, entry: dict[str, Any],
+                  new_version: bool = True) -> None:
         self.tables[entry["Name"]] = json.dumps(entry, default=str)
+        self.versions.setdefault(entry["Name"], []).append(new_version)
 
     def get_part(self, settings: Settings, table: str, part: str) -> Any | None:
         raw = self.indexes.get(f"{table}/{part}")
@@ -264,6 +268,7 @@ def test_second_crawl_of_the_same_files_changes_nothing_and_reads_nothing(
     assert result == CrawlResult("orders", 1, 10, 5, 2, False)
     assert catalog.reads == []
     assert catalog.entry("orders")["VersionId"] == "1"
+    assert catalog.versions["orders"] == [True, False], "no Glue version without a change"
 
 
 def test_a_new_file_with_a_new_column_gives_version_2_and_a_warning(
@@ -277,6 +282,8 @@ def test_a_new_file_with_a_new_column_gives_version_2_and_a_warning(
     assert catalog.reads == [CDC2]
     assert columns_of(catalog.entry("orders")) == ORDERS + [("discount", "decimal(12,2)")]
     assert catalog.entry("orders")["VersionId"] == "2"
+    assert catalog.entry("orders")["Parameters"]["schemaVersion"] == "2"
+    assert catalog.versions["orders"] == [True, True], "a Glue version per schema change"
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("WARNING", "schema of `shop_bronze.orders` changed (version 2): "
                     "added ['discount'], removed none, retyped none")]
