@@ -18,7 +18,10 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 
-PROJECT_SEED = Path(__file__).resolve().parents[2] / "seed"
+_REPO_SEED = Path(__file__).resolve().parents[2] / "seed"
+IMAGE_SEED = Path("/opt/shoplake/seed")
+"""Where the images copy seed/ (a wheel install has no repository beside it)."""
+PROJECT_SEED = _REPO_SEED if _REPO_SEED.is_dir() or not IMAGE_SEED.is_dir() else IMAGE_SEED
 """The repository's seed/ (an editable install, the native stack); images copy it to
 /opt/shoplake/seed and set `mysql.seed_dir`."""
 

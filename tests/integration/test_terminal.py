@@ -113,11 +113,11 @@ def test_stack_up_status_down(own_env: dict[str, str]) -> None:
     assert sum("already running" in line for line in again.lines) >= 3, again.describe()
     status = ok(shoplake(own_env, "stack", "status"))
     rows = [line for line in status.lines if line.startswith("│")]
-    assert len(rows) == 6 and all(" yes " in r and "running" in r for r in rows), \
+    assert len(rows) == 7 and all(" yes " in r and "running" in r for r in rows), \
         status.describe()  # MariaDB, PostgreSQL, LocalStack, two workers, the dashboards
     ok(shoplake(own_env, "stack", "down"), "localstack, postgres, mariadb")
     after = shoplake(own_env, "stack", "status")
-    assert after.exit_code == 1 and sum("stopped" in r for r in after.lines) == 6, \
+    assert after.exit_code == 1 and sum("stopped" in r for r in after.lines) == 7, \
         after.describe()
 
 
