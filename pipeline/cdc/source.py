@@ -65,10 +65,6 @@ class TableInfo:
         return f"{self.schema}.{self.name}"
 
 
-def is_mariadb(conn: pymysql.connections.Connection) -> bool:
-    return Dialect.of(conn).mariadb
-
-
 def discover_tables(conn: pymysql.connections.Connection, schema: str,
                     exclude: set[str]) -> list[TableInfo]:
     """Every base table of `schema` not excluded, validated: a primary key, supported types."""

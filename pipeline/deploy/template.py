@@ -136,14 +136,15 @@ def job_script(name: str) -> str:
 
 def render(settings: Settings) -> Json:
     """The template as a dict (see the module's docstring)."""
+    jobs = state_machine_jobs(settings)
     resources: Json = {}
     resources |= _lake(settings)
     resources |= _secrets(settings)
-    resources |= _orchestration(settings)
+    resources |= _orchestration(settings, jobs)
     resources |= _network(settings)
     resources |= _source(settings)
     resources |= _dms(settings)
-    resources |= _glue(settings)
+    resources |= _glue(settings, jobs)
     resources |= _redshift(settings)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -249,7 +250,18 @@ def _secrets(settings: Settings) -> Json:
     return out
 
 
-def _orchestration(settings: Settings) -> Json:
+def _state_machine(settings: Settings, target: str, substitutions: Json) -> Json:
+    """The state machine in binding `target`, its `${...}` filled by `substitutions`."""
+    return {"Type": "AWS::StepFunctions::StateMachine",
+            "Condition": AWS_ONLY if target == "aws" else LOCAL_ONLY,
+            "Properties": {
+                "StateMachineName": settings.orchestration.state_machine,
+                "StateMachineType": "STANDARD", "RoleArn": att("StateMachineRole", "Arn"),
+                "DefinitionString": asl.render_json(settings, target, placeholders=True),
+                "DefinitionSubstitutions": substitutions}}
+
+
+def _orchestration(settings: Settings, jobs: list[str]) -> Json:
     from pipeline.orchestration.names import FAILURE_RULE
     from pipeline.orchestration.schedule import ARRIVAL_RULE, ON_ARRIVAL, SCHEDULE_RULE, stored
 
@@ -260,25 +272,13 @@ def _orchestration(settings: Settings) -> Json:
         out[logical("Activity", step)] = {
             "Type": "AWS::StepFunctions::Activity", "Condition": LOCAL_ONLY,
             "Properties": {"Name": activity_name(settings, step)}}
-    jobs = state_machine_jobs(settings)
-    out["StateMachineAws"] = {
-        "Type": "AWS::StepFunctions::StateMachine", "Condition": AWS_ONLY,
-        "Properties": {
-            "StateMachineName": o.state_machine, "StateMachineType": "STANDARD",
-            "RoleArn": att("StateMachineRole", "Arn"),
-            "DefinitionString": asl.render_json(settings, "aws", placeholders=True),
-            "DefinitionSubstitutions": {
-                "DmsTaskArn": ref("ReplicationTask"), "Crawler": ref("Crawler"),
-                "Workgroup": {"Fn::GetAtt": ["Workgroup", "Workgroup.WorkgroupName"]},
-                **{logical("Job", j): ref(logical("Job", j)) for j in jobs}}}}
-    out["StateMachineLocal"] = {
-        "Type": "AWS::StepFunctions::StateMachine", "Condition": LOCAL_ONLY,
-        "Properties": {
-            "StateMachineName": o.state_machine, "StateMachineType": "STANDARD",
-            "RoleArn": att("StateMachineRole", "Arn"),
-            "DefinitionString": asl.render_json(settings, "local", placeholders=True),
-            "DefinitionSubstitutions": {logical("Activity", s): ref(logical("Activity", s))
-                                        for s in state_machine_activities(settings)}}}
+    out["StateMachineAws"] = _state_machine(settings, "aws", {
+        "DmsTaskArn": ref("ReplicationTask"), "Crawler": ref("Crawler"),
+        "Workgroup": {"Fn::GetAtt": ["Workgroup", "Workgroup.WorkgroupName"]},
+        **{logical("Job", j): ref(logical("Job", j)) for j in jobs}})
+    out["StateMachineLocal"] = _state_machine(
+        settings, "local", {logical("Activity", s): ref(logical("Activity", s))
+                            for s in state_machine_activities(settings)})
     lake = settings.lake
     out["StateMachineRole"] = {"Type": "AWS::IAM::Role", "Properties": {
         "RoleName": o.role_name,
@@ -517,7 +517,7 @@ def glue_default_arguments(settings: Settings, name: str) -> Json:
     return args
 
 
-def _glue(settings: Settings) -> Json:
+def _glue(settings: Settings, jobs: list[str]) -> Json:
     lake, schema = settings.lake, settings.mysql.database
     artifacts = lake.artifacts_bucket
     out: Json = {
@@ -559,7 +559,7 @@ def _glue(settings: Settings) -> Json:
                        _arn("redshift-serverless", "workgroup/*")),
             ])]}),
     }
-    for name in state_machine_jobs(settings):
+    for name in jobs:
         python_shell = name not in JOBS
         command = ({"Name": "pythonshell", "PythonVersion": "3.9"} if python_shell
                    else {"Name": "glueetl", "PythonVersion": "3"})

@@ -239,4 +239,3 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-read_status = liveness.read_status  # where stack/workers.py and the tests look for it

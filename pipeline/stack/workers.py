@@ -45,7 +45,7 @@ class WorkerService(NativeService):
         return shoplake_child_env(self.settings)
 
     def healthy(self) -> bool:
-        from pipeline.orchestration.worker import read_status
+        from pipeline.orchestration.liveness import read_status
 
         status = read_status(self.settings, self.name)
         return bool(status) and not status.get("stopped") and \
@@ -53,7 +53,7 @@ class WorkerService(NativeService):
 
 
     def stopped_cleanly(self) -> bool:
-        from pipeline.orchestration.worker import read_status
+        from pipeline.orchestration.liveness import read_status
 
         return bool((read_status(self.settings, self.name) or {}).get("stopped"))
 

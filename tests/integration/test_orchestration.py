@@ -24,10 +24,10 @@ from pipeline.aws.clients import aws_client
 from pipeline.config import Settings
 from pipeline.orchestration import asl, history, schedule
 from pipeline.orchestration.lease import run_lease
+from pipeline.orchestration.liveness import read_status
 from pipeline.orchestration.provision import queue_url, state_machine_arn
 from pipeline.orchestration.report import load_run, report_path
 from pipeline.orchestration.runs import execution_arn, follow, new_run_id, recent_runs, start_run
-from pipeline.orchestration.worker import read_status
 from pipeline.source.db import connect_app
 from pipeline.source.load import seed
 from pipeline.source.simulate import simulate
