@@ -57,7 +57,7 @@ from pipeline.glue import bookmarks, silver  # noqa: E402
 from pipeline.glue.jobs import JOBS, SOURCE_TABLES, run_job  # noqa: E402
 from pipeline.glue.session import get_spark  # noqa: E402
 from pipeline.progress import LogProgress  # noqa: E402
-from pipeline.source.generate import BASE_COUNTS, Pools  # noqa: E402
+from pipeline.source.generate import Pools, default_profile  # noqa: E402
 from pipeline.source.load import connect, seed  # noqa: E402
 from pipeline.source.simulate import Simulator  # noqa: E402
 from pipeline.warehouse import apply_ddl, reconcile  # noqa: E402
@@ -414,7 +414,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7, help="seed of the simulator")
     args = parser.parse_args()
     settings = load_settings()
-    changes = args.changes or max(1, round(BASE_COUNTS["orders"] * args.scale / 100))
+    base_orders = default_profile().base_counts["orders"]
+    changes = args.changes or max(1, round(base_orders * args.scale / 100))
     say(f"duckdb {duckdb.__version__}, pyarrow {pa.__version__}, spark master "
         f"{settings.spark.master}, {os.cpu_count()} cpu(s), {load_average()}")
     counts = prepare(settings, args.scale)

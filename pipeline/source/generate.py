@@ -33,7 +33,7 @@ from pipeline.source.profile import (
 )
 
 __all__ = ["COLUMNS", "NEXT_STATUSES", "PLATFORMS", "STATUSES", "TABLES", "Category",
-           "Country", "Dataset", "Pools", "Profile", "generate"]
+           "Country", "Dataset", "Pools", "Profile", "default_profile", "generate"]
 
 TABLES = ("customers", "products", "orders", "order_items")
 """Tables of `shop`, parents before children (the order to load them in)."""
@@ -48,11 +48,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 """Columns of each table, in the order the generated tuples carry them."""
 
-PROFILE: Profile = load_profile()
-"""The default profile (seed/profiles/default.toml); `generate` and the simulator take another."""
 
-BASE_COUNTS = PROFILE.base_counts
-"""Rows at scale 1 in the default profile; order items follow from the orders (~2.5 each)."""
+
+def default_profile() -> Profile:
+    """The default profile (seed/profiles/default.toml), read on first use and cached, so
+    importing this module reads no file; `generate` and the simulator take another."""
+    return load_profile()
 
 CENT = Decimal("0.01")
 
@@ -109,7 +110,7 @@ def generate(scale: float = 1.0, seed: int = 42, anchor: datetime | None = None,
     and `profile` (default: seed/profiles/default.toml)."""
     if not 0 < scale <= MAX_SCALE:
         raise ValueError(f"scale must be above 0 and at most {MAX_SCALE}, got {scale}")
-    p = profile or PROFILE
+    p = profile or default_profile()
     anchor = _naive_utc(anchor or default_anchor())
     data = Dataset(anchor=anchor, start=months_before(anchor, p.history_months))
     pools = Pools.build(seed, profile=p)
@@ -139,7 +140,8 @@ class Pools:
     @classmethod
     def build(cls, seed: int, size: int = 120, profile: Profile | None = None) -> Pools:
         first, last, domains = {}, {}, {}
-        for i, (country, spec) in enumerate(sorted((profile or PROFILE).countries.items())):
+        countries = (profile or default_profile()).countries
+        for i, (country, spec) in enumerate(sorted(countries.items())):
             fake = Faker(spec.locale)
             fake.seed_instance(seed * 1000 + i)
             first[country] = _unique(fake.first_name() for _ in range(size))
@@ -207,9 +209,10 @@ def _customers(data: Dataset, pools: Pools, rng: random.Random, n: int, p: Profi
 
 
 def unique_email(rng: random.Random, first: str, last: str, domain: str,
-                 taken: set[str], formats: Sequence[str] = PROFILE.email_formats) -> str:
+                 taken: set[str], formats: Sequence[str] | None = None) -> str:
     """A plausible address for the name, numbered until it is not in `taken` (then added)."""
     f, la = _ascii(first) or "user", _ascii(last) or "mail"
+    formats = formats or default_profile().email_formats
     local = rng.choice(formats).format(f=f, l=la, i=f[0], n=rng.randint(1, 99))
     email, k = f"{local}@{domain}", 1
     while email in taken:
@@ -275,10 +278,11 @@ def _order_times(data: Dataset, rng: random.Random, n: int, p: Profile) -> list[
     return sorted(times)
 
 
-def order_status(rng: random.Random, age: timedelta, p: Profile = PROFILE) -> str:
+def order_status(rng: random.Random, age: timedelta, p: Profile | None = None) -> str:
     """A status that fits an order placed `age` ago (recent: in flight; old: mostly done)."""
     hours = age.total_seconds() / 3600
-    mix = next(mix for bound, mix in p.status_by_age if hours < bound)
+    ages = (p or default_profile()).status_by_age
+    mix = next(mix for bound, mix in ages if hours < bound)
     return rng.choices(list(mix), weights=list(mix.values()))[0]
 
 

@@ -8,6 +8,7 @@ one-way: nothing in seed/ imports the pipeline.
 from __future__ import annotations
 
 import math
+import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
+from pipeline.source import MAX_SCALE
 
 _REPO_SEED = Path(__file__).resolve().parents[2] / "seed"
 IMAGE_SEED = Path("/opt/shoplake/seed")
@@ -142,7 +144,7 @@ def read_profile(path: Path) -> Profile:
                           ) from exc
     try:
         return _parse(path.stem, raw)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ConfigError(f"seed profile `{path}`: {what}",
                           hint="compare it with seed/profiles/default.toml") from exc
@@ -152,16 +154,45 @@ def _names(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
 
 
-def _weights(raw: Mapping[str, Any], where: str, key: type = str) -> dict[Any, float]:
+def _number(v: Any, where: str, *, low: float = 0.0, above: bool = False,
+            whole: bool = False) -> float:
+    """A finite number >= `low` (> `low` with `above`), whole with `whole`."""
+    ok = not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v) \
+        and (v > low if above else v >= low) and (not whole or float(v).is_integer())
+    if not ok:
+        kind = "a whole number" if whole else "a number"
+        raise ValueError(f"`{where}` must be {kind} {'>' if above else '>='} {low:g}, "
+                         f"got {v!r}")
+    return float(v)
+
+
+def _weights(raw: Any, where: str, key: type = str) -> dict[Any, float]:
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"`{where}` must be a table of weights, got {raw!r}")
     out: dict[Any, float] = {}
     for k, v in raw.items():
         if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0 \
                 or not math.isfinite(v):
             raise ValueError(f"`{where}.{k}` must be a weight (a number >= 0), got {v!r}")
+        if key is int:
+            try:
+                k = int(k)
+            except ValueError:
+                raise ValueError(f"`{where}` keys are whole numbers, got `{k}`") from None
         out[key(k)] = float(v)
     if not out or not any(out.values()):
         raise ValueError(f"`{where}` needs at least one positive weight")
     return out
+
+
+def _strings(raw: Any, where: str, *, least: int = 1) -> tuple[str, ...]:
+    """A list of at least `least` non-empty strings (a bare string is refused, not split
+    into letters)."""
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x.strip() for x in raw):
+        raise ValueError(f"`{where}` must be a list of non-empty strings, got {raw!r}")
+    if len(raw) < least:
+        raise ValueError(f"`{where}` needs at least {least} entr{'y' if least == 1 else 'ies'}")
+    return tuple(raw)
 
 
 def _within(values: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -171,17 +202,83 @@ def _within(values: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> 
                          f"schema does not accept (allowed: {', '.join(allowed)})")
 
 
+EMAIL_FIELDS = ("f", "l", "i", "n")
+"""Fields an e-mail format may use: first name, last name, initial, a number."""
+
+
+def _email_formats(raw: Any) -> tuple[str, ...]:
+    formats = _strings(raw, "customers.email_formats")
+    for fmt in formats:
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(fmt) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"`customers.email_formats` entry {fmt!r}: {exc}") from None
+        bad = sorted(fields - set(EMAIL_FIELDS))
+        if bad or not fields & {"f", "l"}:
+            raise ValueError(f"`customers.email_formats` entry {fmt!r} may use only "
+                             "{f}, {l}, {i} and {n}, and needs {f} or {l}")
+    return formats
+
+
+def _countries(raw: Any) -> dict[str, Country]:
+    from faker.config import AVAILABLE_LOCALES
+
+    if not isinstance(raw, Mapping) or not raw:
+        raise ValueError("`countries` needs at least one country")
+    out = {}
+    for name, spec in raw.items():
+        where = f"countries.{name}"
+        locale = spec["locale"]
+        if locale not in AVAILABLE_LOCALES:
+            raise ValueError(f"`{where}.locale` {locale!r} is not a Faker locale "
+                             "(e.g. en_US, de_DE, pt_BR)")
+        code = spec["calling_code"]
+        if not isinstance(code, str) or not code.startswith("+") or not code[1:].isdigit():
+            raise ValueError(f"`{where}.calling_code` must look like \"+44\", got {code!r}")
+        out[name] = Country(locale, code, _number(spec["weight"], f"{where}.weight"),
+                            _strings(spec["cities"], f"{where}.cities", least=2))
+    if not any(c.weight for c in out.values()):
+        raise ValueError("`countries` needs at least one country with a positive weight")
+    return out
+
+
+def _categories(raw: Any) -> dict[str, Category]:
+    if not isinstance(raw, Mapping) or not raw:
+        raise ValueError("`categories` needs at least one category")
+    out = {}
+    for name, spec in raw.items():
+        where = f"categories.{name}"
+        price = spec["price"]
+        if not isinstance(price, list) or len(price) != 2:
+            raise ValueError(f"`{where}.price` must be [lowest, highest], got {price!r}")
+        lo = _number(price[0], f"{where}.price[0]", above=True)
+        hi = _number(price[1], f"{where}.price[1]", above=True)
+        if lo > hi:
+            raise ValueError(f"`{where}.price` must be [lowest, highest], got {price!r}")
+        if not isinstance(spec["colored"], bool):
+            raise ValueError(f"`{where}.colored` must be true or false")
+        out[name] = Category(_number(spec["share"], f"{where}.share"), lo, hi, spec["colored"],
+                             _strings(spec["nouns"], f"{where}.nouns"))
+    if not any(c.share for c in out.values()):
+        raise ValueError("`categories` needs at least one category with a positive share")
+    return out
+
+
 def _parse(name: str, raw: Mapping[str, Any]) -> Profile:
     orders, sim = raw["orders"], raw["simulator"]
     platforms = _weights(orders["platforms"], "orders.platforms")
     _within(platforms, PLATFORMS, "orders.platforms")
     payments = {p: _weights(m, f"payments.{p}") for p, m in raw["payments"].items()}
-    missing = sorted(set(platforms) - set(payments))
+    missing = sorted(p for p, w in platforms.items() if w and p not in payments)
     if missing:
         raise ValueError(f"`payments` has no methods for platform(s) {', '.join(missing)}")
-    hours = tuple(float(h) for h in orders["hour_of_day"])
-    if len(hours) != 24:
-        raise ValueError(f"`orders.hour_of_day` needs 24 weights, got {len(hours)}")
+    hour_list = orders["hour_of_day"]
+    if not isinstance(hour_list, list) or len(hour_list) != 24:
+        got = len(hour_list) if isinstance(hour_list, list) else repr(hour_list)
+        raise ValueError(f"`orders.hour_of_day` needs 24 weights, got {got}")
+    hours = tuple(_number(h, f"orders.hour_of_day[{i}]") for i, h in enumerate(hour_list))
+    if not any(hours):
+        raise ValueError("`orders.hour_of_day` needs at least one positive weight")
     month = _weights(orders["month"], "orders.month", int)
     if set(month) != set(range(1, 13)):
         raise ValueError("`orders.month` needs a weight for each month 1 to 12")
@@ -189,45 +286,63 @@ def _parse(name: str, raw: Mapping[str, Any]) -> Profile:
     for i, entry in enumerate(orders["status_by_age"]):
         mix = _weights(entry["mix"], f"orders.status_by_age[{i}].mix")
         _within(mix, STATUSES, f"orders.status_by_age[{i}].mix")
-        ages.append((float(entry.get("under_hours", math.inf)), mix))
+        bound = entry.get("under_hours", math.inf)
+        if bound != math.inf:
+            bound = _number(bound, f"orders.status_by_age[{i}].under_hours", above=True)
+            if ages and bound <= ages[-1][0]:
+                raise ValueError("`orders.status_by_age` bounds (`under_hours`) must grow")
+        ages.append((bound, mix))
     if not ages or ages[-1][0] != math.inf:
         raise ValueError("the last `orders.status_by_age` entry must have no `under_hours`")
-    delays = {s: (float(lo), float(hi)) for s, (lo, hi) in orders["status_delay_hours"].items()}
+    delays = {}
+    for s, pair in orders["status_delay_hours"].items():
+        where = f"orders.status_delay_hours.{s}"
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ValueError(f"`{where}` must be [fewest, most] hours, got {pair!r}")
+        lo, hi = _number(pair[0], f"{where}[0]"), _number(pair[1], f"{where}[1]")
+        if lo > hi:
+            raise ValueError(f"`{where}` must be [fewest, most] hours, got {pair!r}")
+        delays[s] = (lo, hi)
     _within(delays, STATUSES, "orders.status_delay_hours")
     if set(delays) != set(STATUSES):
         raise ValueError(f"`orders.status_delay_hours` needs every status: {', '.join(STATUSES)}")
     kinds = _weights(sim["kinds"], "simulator.kinds")
     _within(kinds, SIMULATOR_KINDS, "simulator.kinds")
-    countries = {c: Country(s["locale"], s["calling_code"], float(s["weight"]),
-                            tuple(s["cities"])) for c, s in raw["countries"].items()}
-    if not countries or any(len(c.cities) < 2 for c in countries.values()):
-        raise ValueError("`countries` needs at least one country, each with two cities or more")
-    categories = {c: Category(float(s["share"]), float(s["price"][0]), float(s["price"][1]),
-                              bool(s["colored"]), tuple(s["nouns"]))
-                  for c, s in raw["categories"].items()}
-    if not categories or any(not c.nouns or not 0 < c.price_lo <= c.price_hi
-                             for c in categories.values()):
-        raise ValueError("each of `categories` needs nouns and a price range 0 < lo <= hi")
-    scales = {k: float(v) for k, v in raw["scales"].items()}
-    counts = {k: int(raw["counts"][k]) for k in ("customers", "products", "orders")}
+    scales = {k: _number(v, f"scales.{k}", above=True) for k, v in raw["scales"].items()}
+    big = sorted(k for k, v in scales.items() if v > MAX_SCALE)
+    if big:
+        raise ValueError(f"`scales.{big[0]}` is above the largest scale, {MAX_SCALE}")
+    counts = {k: int(_number(raw["counts"][k], f"counts.{k}", low=1, whole=True))
+              for k in ("customers", "products", "orders")}
     items = _weights(orders["items_per_order"], "orders.items_per_order", int)
     if min(items) < 1:
         raise ValueError("`orders.items_per_order` counts start at 1")
+    quantity = _weights(orders["quantity"], "orders.quantity", int)
+    if min(quantity) < 1:
+        raise ValueError("`orders.quantity` counts start at 1 (the schema CHECKs quantity > 0)")
     moves = _weights(sim["status_move_weights"], "simulator.status_move_weights")
     targets = sorted({t for ts in NEXT_STATUSES.values() for t in ts} - set(moves))
     if targets:
         raise ValueError(f"`simulator.status_move_weights` lacks {', '.join(targets)}")
+    stuck = sorted(s for s, ts in NEXT_STATUSES.items() if not any(moves[t] for t in ts))
+    if stuck:
+        raise ValueError(f"`simulator.status_move_weights` gives `{stuck[0]}` no move: weigh "
+                         f"one of {', '.join(NEXT_STATUSES[stuck[0]])} above 0")
     return Profile(
         name=name, scales=scales, base_counts=counts,
-        history_months=int(orders["history_months"]),
+        history_months=int(_number(orders["history_months"], "orders.history_months", low=1,
+                                   whole=True)),
         items_per_order=items,
-        quantity=_weights(orders["quantity"], "orders.quantity", int),
+        quantity=quantity,
         platforms=platforms, month=month, hour_of_day=hours,
-        weekend_factor=float(orders["weekend_factor"]), growth=float(orders["growth"]),
+        weekend_factor=_number(orders["weekend_factor"], "orders.weekend_factor", above=True),
+        growth=_number(orders["growth"], "orders.growth"),
         status_delay_hours=delays, status_by_age=tuple(ages), payments=payments,
-        email_formats=tuple(raw["customers"]["email_formats"]),
-        countries=countries, adjectives=tuple(raw["products"]["adjectives"]),
-        categories=categories, kinds=kinds,
+        email_formats=_email_formats(raw["customers"]["email_formats"]),
+        countries=_countries(raw["countries"]),
+        adjectives=_strings(raw["products"]["adjectives"], "products.adjectives"),
+        categories=_categories(raw["categories"]), kinds=kinds,
         status_move_weights=moves,
-        recent_window=int(sim["recent_window"]),
+        recent_window=int(_number(sim["recent_window"], "simulator.recent_window", low=1,
+                                  whole=True)),
     )

@@ -25,9 +25,9 @@ from pipeline.progress import Progress, SilentProgress
 from pipeline.source.db import translate
 from pipeline.source.generate import (
     NEXT_STATUSES,
-    PROFILE,
     TABLES,
     Pools,
+    default_profile,
     phone_number,
     unique_email,
 )
@@ -38,9 +38,6 @@ LOG = logging.getLogger(__name__)
 
 Connection = pymysql.connections.Connection
 Cursor = pymysql.cursors.Cursor
-
-KINDS = PROFILE.kinds
-"""Kinds of transaction and their relative frequency in the default profile."""
 
 IN_FLIGHT = ("placed", "paid", "shipped")
 """Statuses that usually move next; `delivered` only rarely turns into `returned`."""
@@ -55,7 +52,7 @@ class Simulator:
     def __init__(self, conn: Connection, rng: random.Random, pools: Pools,
                  profile: Profile | None = None) -> None:
         self.conn, self.rng, self.pools = conn, rng, pools
-        self.profile = p = profile or PROFILE
+        self.profile = p = profile or default_profile()
         self.handlers: dict[str, Callable[[Cursor], bool]] = {
             "new_order": self.new_order, "status_change": self.status_change,
             "new_customer": self.new_customer, "address_change": self.address_change,

@@ -19,9 +19,9 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import SourceNotEmptyError, TerminalError
-from pipeline.source.generate import COLUMNS, TABLES, generate
+from pipeline.source.generate import COLUMNS, TABLES, default_profile, generate
 from pipeline.source.load import connect, drop_schema, reset_schema, seed, table_counts
-from pipeline.source.simulate import KINDS, simulate
+from pipeline.source.simulate import simulate
 
 pytestmark = pytest.mark.integration
 
@@ -140,7 +140,7 @@ def test_simulate_performs_the_transactions_it_reports(stack_settings: Settings,
     took = time.monotonic() - began
     after, counts_after = _snapshot(shop), table_counts(shop)
 
-    assert set(counts) <= set(KINDS) | {"aborted"}
+    assert set(counts) <= set(default_profile().kinds) | {"aborted"}
     assert 50 <= sum(counts.values()) <= 62 and took < 4.5  # paced: ~20/s for 3 s
     assert counts["new_order"] > 0 and counts["status_change"] > 0
     assert counts_after["orders"] == (counts_before["orders"] + counts["new_order"]

@@ -12,11 +12,11 @@ import pytest
 from pipeline.source.generate import (
     COLUMNS,
     NEXT_STATUSES,
-    PROFILE,
     STATUSES,
     TABLES,
     Dataset,
     default_anchor,
+    default_profile,
     generate,
     months_before,
 )
@@ -121,7 +121,8 @@ def test_status_depends_on_age(data: Dataset) -> None:
     for _, _, status, platform, payment, ts, updated_at in data.orders:
         assert ts <= updated_at < ANCHOR
         assert (updated_at == ts) == (status == "placed")
-        assert platform in PROFILE.platforms and payment in PROFILE.payments[platform]
+        profile = default_profile()
+        assert platform in profile.platforms and payment in profile.payments[platform]
     assert set(NEXT_STATUSES) | {"cancelled", "returned"} == set(STATUSES)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError
-from pipeline.source.generate import PROFILE, generate
+from pipeline.source.generate import default_profile, generate
 from pipeline.source.load import schema_statements
 from pipeline.source.profile import (
     PROJECT_SEED,
@@ -51,7 +53,7 @@ def test_nothing_in_pipeline_source_holds_the_profile_as_literals() -> None:
 
 def test_the_default_profile_is_what_generate_uses() -> None:
     profile = load_profile()
-    assert profile == PROFILE and profile.name == "default"
+    assert profile == default_profile() and profile.name == "default"
     assert profile.base_counts == {"customers": 10_000, "products": 1_000, "orders": 100_000}
     assert profile.scale("demo") == 0.1 and profile.scale("2.5") == 2.5
     assert set(profile.platforms) == {"Website", "Mobile", "In-store"}
@@ -97,6 +99,33 @@ def test_a_profile_is_chosen_by_setting_name_or_path(tmp_path, monkeypatch) -> N
      "the last `orders.status_by_age` entry must have no `under_hours`"),
     ("recent_window = 2_000", "", "missing key 'recent_window'"),
     ("[scales]", "[scales", "is not valid TOML"),
+    ("history_months = 13", "history_months = 0", "`orders.history_months` must be a whole"),
+    ("hour_of_day = [1, 0.6,", "hour_of_day = [-1, 0.6,", "`orders.hour_of_day[0]` must be"),
+    ("weight = 38", "weight = -38", "`countries.United States.weight` must be a number >= 0"),
+    ("share = 16", 'share = "a lot"', "`categories.Electronics.share` must be a number"),
+    ("weekend_factor = 1.15", "weekend_factor = 0", "`orders.weekend_factor` must be a number"),
+    ("growth = 0.2", "growth = nan", "`orders.growth` must be a number >= 0"),
+    ('adjectives = ["Classic"', 'adjectives = []\nold = ["Classic"',
+     "`products.adjectives` needs at least 1 entry"),
+    ('email_formats = ["{f}.{l}"', 'email_formats = ["{first}.{l}"',
+     "entry '{first}.{l}' may use only"),
+    ('email_formats = ["{f}.{l}"', 'email_formats = ["{f.{l}"', "email_formats` entry"),
+    ('locale = "en_GB"', 'locale = "en_XX"', "`countries.United Kingdom.locale` 'en_XX' is not"),
+    ('calling_code = "+44"', 'calling_code = 44', "`countries.United Kingdom.calling_code`"),
+    ('cities = ["London", "Birmingham", "Manchester", "Leeds", "Glasgow", "Liverpool", '
+     '"Bristol", "Edinburgh", "Sheffield", "Cardiff"]', 'cities = "London"',
+     "`countries.United Kingdom.cities` must be a list of non-empty strings"),
+    ("quantity = { 1 = 72,", "quantity = { 0 = 1, 1 = 72,", "`orders.quantity` counts start at 1"),
+    ("shipped = 92, delivered = 100", "shipped = 92, delivered = 0", "gives `shipped` no move"),
+    ("recent_window = 2_000", "recent_window = -5", "`simulator.recent_window` must be a whole"),
+    ("tiny = 0.01", "tiny = 0", "`scales.tiny` must be a number > 0"),
+    ("large = 10", "large = 1000", "`scales.large` is above the largest scale, 100"),
+    ("orders = 100_000", "orders = 0.5", "`counts.orders` must be a whole number >= 1"),
+    ("cancelled = [0.2, 48]", "cancelled = [48, 0.2]",
+     "`orders.status_delay_hours.cancelled` must be [fewest, most] hours"),
+    ("under_hours = 48", "under_hours = 3", "bounds (`under_hours`) must grow"),
+    ("price = [15, 1500]", "price = [1500, 15]", "`categories.Electronics.price` must be"),
+    ("[payments.Website]", "[payments.Webshop]", "no methods for platform(s) Website"),
 ])
 def test_a_bad_profile_names_its_file_and_key(tmp_path, old: str, new: str, said: str) -> None:
     path = _copy_default(tmp_path, (old, new))
@@ -104,6 +133,17 @@ def test_a_bad_profile_names_its_file_and_key(tmp_path, old: str, new: str, said
         read_profile(path)
     assert said in str(caught.value) and str(path) in str(caught.value)
     assert caught.value.hint
+
+
+def test_importing_the_generator_reads_no_profile() -> None:
+    """The default profile is read on first use, so a setting can still choose another and
+    a broken default.toml breaks only what draws from it, not every import."""
+    code = ("import pipeline.source.simulate, pipeline.source.load, pipeline.cli.main\n"
+            "from pipeline.source.profile import read_profile\n"
+            "assert read_profile.cache_info().misses == 0, read_profile.cache_info()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_a_missing_profile_lists_the_ones_there(tmp_path) -> None:
