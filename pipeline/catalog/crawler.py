@@ -240,14 +240,10 @@ def _crawl_table(settings: Settings, bucket: str, schema: str, table: str,
                         "retyped %s", settings.glue.database, table, version,
                         added or "none", removed or "none", retyped or "none")
     classification = "csv" if index.csv else "parquet"
-    now = datetime.now(UTC).isoformat()
     put_table(settings, {
         "Name": table,
         "DatabaseName": settings.glue.database,
         "TableType": "EXTERNAL_TABLE",
-        "CreateTime": entry["CreateTime"] if entry else now,
-        "UpdateTime": now,
-        "VersionId": str(version),
         "Parameters": {"classification": classification, "recordCount": str(index.rows),
                        "objectCount": str(index.objects), "sourceSchema": schema,
                        "schemaVersion": str(version)},

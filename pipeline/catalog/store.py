@@ -13,7 +13,14 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
 from pipeline.aws.clients import aws_client
 from pipeline.catalog.files import FileIndex
@@ -26,24 +33,48 @@ TABLE_INPUT_KEYS = ("Name", "Description", "Owner", "Retention", "StorageDescrip
 (DatabaseName, CreateTime, UpdateTime, VersionId, CatalogId), which Glue itself sets."""
 
 
+TRANSIENT_CODES = frozenset({
+    "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
+    "InternalServiceException", "InternalFailure", "ServiceUnavailable",
+    "OperationTimeoutException", "ConcurrentModificationException"})
+"""Glue error codes that mean "ask again later", not "this is wrong"."""
+
+
+def unavailable(settings: Settings, what: str, exc: BaseException
+                ) -> ServiceUnavailableError | None:
+    """The transient error for `exc` when it says the catalog is down, slow, busy or
+    throttling (the state machine retries those); None for any other error."""
+    where = f"the Glue Data Catalog at {settings.glue.endpoint_url}"
+    if isinstance(exc, EndpointConnectionError | ConnectionError):
+        said, hint = (f"{where} is not reachable ({what})",
+                      "start it with `shoplake stack up` (`shoplake stack status` shows it)")
+    elif isinstance(exc, ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError) or (
+            isinstance(exc, BotoCoreError)
+            and ("Connect" in type(exc).__name__ or "timed out" in str(exc))):
+        said, hint = (f"{where} did not answer ({what}): {exc}",
+                      "`shoplake stack status` shows it; `shoplake stack up` restarts it")
+    elif isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if error.get("Code") not in TRANSIENT_CODES and status < 500:
+            return None
+        said, hint = (f"{where} is busy ({what}): {error.get('Code') or status} "
+                      f"{error.get('Message', '')}".rstrip(),
+                      "it passes: the run's step is retried; run again if it was a command")
+    else:
+        return None
+    return ServiceUnavailableError(said, service="glue", port=settings.glue.port, hint=hint)
+
+
 @contextlib.contextmanager
 def _glue(settings: Settings, what: str) -> Iterator[Any]:
     try:
         yield aws_client(settings, "glue")
-    except (EndpointConnectionError, ConnectionError) as exc:
-        raise ServiceUnavailableError(
-            f"the Glue Data Catalog at {settings.glue.endpoint_url} is not reachable "
-            f"({what})", service="glue", port=settings.glue.port,
-            hint="start it with `shoplake stack up` (`shoplake stack status` shows it)"
-        ) from exc
-    except BotoCoreError as exc:
-        if "Connect" in type(exc).__name__ or "timed out" in str(exc):
-            raise ServiceUnavailableError(
-                f"the Glue Data Catalog at {settings.glue.endpoint_url} did not answer "
-                f"({what}): {exc}", service="glue", port=settings.glue.port,
-                hint="`shoplake stack status` shows it; `shoplake stack up` restarts it"
-            ) from exc
-        raise
+    except (BotoCoreError, ClientError, ConnectionError) as exc:
+        error = unavailable(settings, what, exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _not_found(exc: ClientError) -> bool:
@@ -106,7 +137,8 @@ def put_table(settings: Settings, entry: dict[str, Any], new_version: bool = Tru
         except ClientError as exc:  # a concurrent crawl created it in between
             if exc.response.get("Error", {}).get("Code") != "AlreadyExistsException":
                 raise
-            glue.update_table(DatabaseName=database, TableInput=table_input)
+            glue.update_table(DatabaseName=database, TableInput=table_input,
+                              SkipArchive=not new_version)
 
 
 def list_tables(settings: Settings, database: str | None = None) -> list[dict[str, Any]]:
@@ -133,13 +165,16 @@ def table_versions(settings: Settings, table: str, database: str | None = None) 
     """The version ids Glue keeps of `table`, oldest first."""
     database = database or settings.glue.database
     with _glue(settings, f"reading the versions of `{database}.{table}`") as glue:
+        versions: list[str] = []
         try:
-            versions = glue.get_table_versions(DatabaseName=database, TableName=table)
+            for page in glue.get_paginator("get_table_versions").paginate(
+                    DatabaseName=database, TableName=table):
+                versions += [v["VersionId"] for v in page.get("TableVersions", [])]
         except ClientError as exc:
             if _not_found(exc):
                 return []
             raise
-    return sorted((v["VersionId"] for v in versions.get("TableVersions", [])), key=int)
+    return sorted(versions, key=int)
 
 
 def columns(entry: dict[str, Any]) -> list[tuple[str, str]]:
