@@ -1,6 +1,7 @@
-"""Glue Python shell jobs `shoplake_quality_and_reconcile`, `shoplake_check_arrivals` and
+"""Glue jobs `shoplake_quality_and_reconcile`, `shoplake_check_arrivals` and
 `shoplake_write_run_report`: the steps that need no Spark, as `shoplake deploy render` puts
-them on AWS. Locally the workers run the same functions (pipeline.orchestration.steps).
+them on AWS (Glue 5.0 jobs, not Python shell, which stops at Python 3.9 where the shoplake
+wheel needs 3.11). Locally the workers run the same functions (pipeline.orchestration.steps).
 
     python spark_jobs/python_shell.py --JOB_NAME shoplake_check_arrivals --run_id ID
 """

@@ -357,7 +357,7 @@ def _network(settings: Settings) -> Json:
         "VpcId": ref("Vpc"), "VpcEndpointType": "Gateway",
         "ServiceName": sub("com.amazonaws.${AWS::Region}.s3"),
         "RouteTableIds": [ref("PrivateRouteTable")]})
-    for service in ("secretsmanager", "glue", "redshift-data"):
+    for service in ("secretsmanager", "glue", "redshift-data", "logs", "sts"):
         out[logical("Endpoint", service)] = _aws("AWS::EC2::VPCEndpoint", {
             "VpcId": ref("Vpc"), "VpcEndpointType": "Interface", "PrivateDnsEnabled": True,
             "ServiceName": sub(f"com.amazonaws.${{AWS::Region}}.{service}"),
@@ -542,7 +542,9 @@ def _glue(settings: Settings, jobs: list[str]) -> Json:
                                        "Exclusions": ["_shoplake_cdc/**"]}]},
             "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE",
                                    "DeleteBehavior": "LOG"},
-            "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_NEW_FOLDERS_ONLY"}}),
+            # CDC files land in folders crawled before: a new-folders-only crawl would miss
+            # them (and Glue allows it only with a LOG-only schema change policy).
+            "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_EVERYTHING"}}),
         "GlueJobRole": _aws("AWS::IAM::Role", {
             "AssumeRolePolicyDocument": _trust("glue.amazonaws.com"),
             "ManagedPolicyArns": [sub("arn:${AWS::Partition}:iam::aws:policy/service-role/"
@@ -559,34 +561,58 @@ def _glue(settings: Settings, jobs: list[str]) -> Json:
                        _arn("redshift-serverless", "workgroup/*")),
             ])]}),
     }
+    # Glue jobs reach RDS (reconcile reads the source) and the workgroup inside the VPC.
+    out["GlueConnection"] = _aws("AWS::Glue::Connection", {
+        "CatalogId": ref("AWS::AccountId"),
+        "ConnectionInput": {
+            "Name": "shoplake-private", "ConnectionType": "NETWORK",
+            "Description": "shoplake: Glue jobs in the private subnets",
+            "PhysicalConnectionRequirements": {
+                "SubnetId": ref("PrivateSubnet1"),
+                "AvailabilityZone": att("PrivateSubnet1", "AvailabilityZone"),
+                "SecurityGroupIdList": [ref("GlueSecurityGroup")]}}})
     for name in jobs:
-        python_shell = name not in JOBS
-        command = ({"Name": "pythonshell", "PythonVersion": "3.9"} if python_shell
-                   else {"Name": "glueetl", "PythonVersion": "3"})
+        # The steps that need no Spark run as Glue 5.0 jobs too: Python shell stops at
+        # Python 3.9 and the shoplake wheel needs 3.11. Two G.1X workers is Glue's least.
         props: Json = {
             "Name": name, "Role": att("GlueJobRole", "Arn"),
-            "Command": {**command, "ScriptLocation":
+            "Command": {"Name": "glueetl", "PythonVersion": "3", "ScriptLocation":
                         f"s3://{artifacts}/{SCRIPTS_PREFIX}/{job_script(name)}"},
             "DefaultArguments": glue_default_arguments(settings, name),
+            "Connections": {"Connections": [ref("GlueConnection")]},
             "ExecutionProperty": {"MaxConcurrentRuns": len(TABLES)},
             "Timeout": max(1, settings.orchestration.task_timeout_s // 60),
             "MaxRetries": 0,  # the state machine retries
+            "GlueVersion": GLUE_VERSION, "WorkerType": "G.1X", "NumberOfWorkers": 2,
         }
-        if python_shell:
-            props["MaxCapacity"] = 0.0625
-            props["GlueVersion"] = "3.0"
-        else:
-            props |= {"GlueVersion": GLUE_VERSION, "WorkerType": "G.1X", "NumberOfWorkers": 2}
         out[logical("Job", name)] = _aws("AWS::Glue::Job", props)
     return out
 
 
+WAREHOUSE_ADMIN = "admin"
+"""The Redshift Serverless admin: `deploy aws` logs in as it once, through the Data API,
+to create the warehouse owner and the dashboards' reader with their secrets' passwords."""
+
+
 def _redshift(settings: Settings) -> Json:
+    """The namespace's admin password comes from its own generated secret: the owner's
+    secret (SecretWarehouse) names the workgroup's host, so the namespace cannot depend on
+    it, and a ManageAdminPassword secret would hold a second password for the same login."""
     pg = settings.postgres
+    secret = "{{resolve:secretsmanager:${WarehouseAdminSecret}:SecretString:%s}}"
     return {
+        "WarehouseAdminSecret": _aws("AWS::SecretsManager::Secret", {
+            "Name": f"{pg.secret_name}-admin",
+            "Description": "shoplake: the Redshift Serverless admin (used once, by "
+                           "`deploy aws`)",
+            "GenerateSecretString": {
+                "SecretStringTemplate": json.dumps({"username": WAREHOUSE_ADMIN}),
+                "GenerateStringKey": "password", "PasswordLength": 32,
+                "ExcludePunctuation": True, "RequireEachIncludedType": True}}),
         "Namespace": _aws("AWS::RedshiftServerless::Namespace", {
             "NamespaceName": pg.workgroup, "DbName": pg.database,
-            "AdminUsername": pg.user, "ManageAdminPassword": True}),
+            "AdminUsername": sub(secret % "username"),
+            "AdminUserPassword": sub(secret % "password")}),
         "Workgroup": _aws("AWS::RedshiftServerless::Workgroup", {
             "WorkgroupName": pg.workgroup, "NamespaceName": ref("Namespace"),
             "BaseCapacity": 8, "PubliclyAccessible": False,

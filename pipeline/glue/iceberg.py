@@ -145,10 +145,26 @@ STATIC_CONF = {
 """Spark settings fixed when the session starts (they need no service)."""
 
 
+def session_target(spark: SparkSession, settings: Settings) -> str:
+    """`aws` when the session was started with the AWS binding (a Glue job's `--conf`, as
+    `shoplake deploy render` writes it: the Glue Data Catalog), else `local`."""
+    key = f"spark.sql.catalog.{settings.lake.catalog_name}.catalog-impl"
+    aws = catalog_binding(settings, "aws")[key]
+    return "aws" if spark.conf.get(key, "") == aws else "local"
+
+
 def attach(spark: SparkSession, settings: Settings) -> None:
     """Point the session's catalog `lake.catalog_name` at the catalog database (its login
     from Secrets Manager), on first use: a session that never touches silver (unit tests,
-    the crawler) needs neither PostgreSQL nor the secret. Idempotent and cheap."""
+    the crawler) needs neither PostgreSQL nor the secret. Idempotent and cheap.
+
+    On AWS the Glue job was started with the Glue Data Catalog binding: that one stays,
+    and nothing local (the JDBC catalog, its secret) is looked up."""
+    with _LOCK:
+        attached = getattr(spark, "_shoplake_catalog", None)
+        if attached == "aws" or (attached is None and session_target(spark, settings) == "aws"):
+            spark._shoplake_catalog = "aws"
+            return
     conf = catalog_conf(settings)
     key = tuple(sorted(conf.items()))
     with _LOCK:

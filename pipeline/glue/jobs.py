@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, first_line
+from pipeline.glue.arguments import lake_arguments
 from pipeline.glue.session import get_spark
 from pipeline.progress import Progress, SilentProgress
 from pipeline.warehouse.model import LOADS
@@ -86,11 +87,7 @@ def parse_glue_args(argv: Sequence[str]) -> dict[str, str]:
 
 def default_args(settings: Settings, name: str, table: str | None) -> dict[str, str]:
     """The arguments the pipeline passes (as Step Functions would in Parameters.Arguments)."""
-    schema = settings.mysql.database
-    args = {"JOB_NAME": name,
-            "bronze_path": f"s3a://{settings.lake.bronze_bucket}/{schema}",
-            "silver_path": f"s3a://{settings.lake.silver_bucket}/{schema}",
-            "catalog_database": settings.glue.database}
+    args = {"JOB_NAME": name, **lake_arguments(settings)}
     if table:
         args["table"] = table
     return args

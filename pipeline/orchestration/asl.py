@@ -25,6 +25,7 @@ import json
 from typing import Any
 
 from pipeline.config import Settings
+from pipeline.glue.arguments import as_glue, lake_arguments
 from pipeline.orchestration.names import activity_name
 from pipeline.warehouse.model import LOADS, SCHEMA
 
@@ -74,6 +75,17 @@ class _Binding:
     def workgroup(self) -> str:
         name = self.settings.postgres.workgroup
         return name if self.local else self._sub("Workgroup", name)
+
+    def task_input(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """An aws-sdk task's Parameters, plus the run's id for the local worker (which holds
+        the run lease by it); the real APIs reject a parameter they do not know."""
+        return {**parameters, "run_id.$": "$.run_id"} if self.local else parameters
+
+    @property
+    def crawled_at(self) -> str:
+        """When this run's crawl began: the local start_crawler says so in its answer; on
+        AWS startCrawler answers nothing, and getCrawler's LastCrawl has the StartTime."""
+        return "$.crawl.crawled_at" if self.local else "$.crawler.Crawler.LastCrawl.StartTime"
 
     def resource(self, step: str, aws: str) -> str:
         return self.activity(step) if self.local else aws
@@ -129,13 +141,8 @@ def _glue_job(b: _Binding, job: str, arguments: dict[str, Any], next_: str | Non
 
 
 def glue_paths(settings: Settings) -> dict[str, str]:
-    """The lake's Glue arguments every job gets: where bronze and silver are, and the
-    catalog database. s3a:// in both bindings (Glue 5.0 maps s3a to EMRFS, as EMR does)."""
-    schema = settings.mysql.database
-    return {"--bronze_path": f"s3a://{settings.lake.bronze_bucket}/{schema}",
-            "--silver_path": f"s3a://{settings.lake.silver_bucket}/{schema}",
-            "--catalog_database": settings.glue.database}
-
+    """The lake's Glue arguments every job gets (`arguments.lake_arguments`, with `--`)."""
+    return as_glue(lake_arguments(settings))
 
 
 def _table_map(b: _Binding, name: str, comment: str, task: str, job: str, next_: str
@@ -228,8 +235,8 @@ def render(settings: Settings, target: str, placeholders: bool = False) -> dict[
         "WaitForCdcSync": _task(
             b, "wait_for_cdc_sync",
             "arn:aws:states:::aws-sdk:databasemigration:describeReplicationTasks",
-            {"Filters": [{"Name": "replication-task-arn", "Values": [dms]}],
-             "run_id.$": "$.run_id"}, "CdcFollower", "$.cdc", catch="WaitForCdcSync"),
+            b.task_input({"Filters": [{"Name": "replication-task-arn", "Values": [dms]}]}),
+            "CdcFollower", "$.cdc", catch="WaitForCdcSync"),
         "CdcFollower": {"Type": "Choice", "Choices": [
             {"Variable": "$.cdc.follower", "BooleanEquals": True, "Next": "StartCrawler"}
             if b.local else
@@ -238,10 +245,11 @@ def render(settings: Settings, target: str, placeholders: bool = False) -> dict[
         "ReplicateNow": _task(
             b, "replicate_now",
             "arn:aws:states:::aws-sdk:databasemigration:startReplicationTask",
-            {"ReplicationTaskArn": dms, "StartReplicationTaskType": "resume-processing",
-             "run_id.$": "$.run_id"}, "StartCrawler", "$.replicated", catch="ReplicateNow"),
+            b.task_input({"ReplicationTaskArn": dms,
+                          "StartReplicationTaskType": "resume-processing"}),
+            "StartCrawler", "$.replicated", catch="ReplicateNow"),
         "StartCrawler": _task(b, "start_crawler", "arn:aws:states:::aws-sdk:glue:startCrawler",
-                              {**crawler, "run_id.$": "$.run_id"}, "GetCrawler", "$.crawl",
+                              b.task_input(crawler), "GetCrawler", "$.crawl",
                               catch="StartCrawler"),
         "GetCrawler": _task(b, "get_crawler", "arn:aws:states:::aws-sdk:glue:getCrawler",
                             crawler, "CrawlerReady", "$.crawler", catch="GetCrawler"),
@@ -271,7 +279,7 @@ def render(settings: Settings, target: str, placeholders: bool = False) -> dict[
                                "table.", "MaintainSilver", "maintain_silver", "CheckArrivals"),
         "CheckArrivals": _glue_job(b, "shoplake_check_arrivals",
                                    {"--run_id.$": "$.run_id",
-                                    "--crawled_at.$": "States.Format('{}', $.crawl.crawled_at)"},
+                                    "--crawled_at.$": f"States.Format('{{}}', {b.crawled_at})"},
                                    "MoreArrived", "$.arrivals", catch="CheckArrivals"),
         "MoreArrived": {"Type": "Choice", "Choices": [
             {"And": [{"Variable": "$.trigger", "StringEquals": "arrival"},

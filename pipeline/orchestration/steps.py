@@ -230,13 +230,28 @@ def quality_and_reconcile(settings: Settings, task: dict[str, Any], progress: Pr
     return out
 
 
+def _epoch(value: Any) -> float:
+    """Seconds since the epoch from the local crawl's number or Glue's LastCrawl.StartTime
+    (an ISO 8601 timestamp on AWS); nothing given is 0, so every file counts as newer."""
+    if value in (None, ""):
+        return 0.0
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pass
+    from datetime import UTC, datetime
+
+    ts = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
+
+
 def check_arrivals(settings: Settings, task: dict[str, Any], progress: Progress
                    ) -> dict[str, Any]:
     """Whether bronze got files after this run's crawl (`crawled_at`): then the run goes
     round again, so no change waits for another trigger once files stop arriving."""
     from pipeline.aws.clients import aws_client
 
-    since = float(task.get("crawled_at") or 0)
+    since = _epoch(task.get("crawled_at"))
     s3 = aws_client(settings, "s3")
     newer = 0
     for page in s3.get_paginator("list_objects_v2").paginate(

@@ -13,13 +13,22 @@ from pipeline.cli.main import main
 from pipeline.config import load_settings
 from pipeline.deploy import render, to_yaml
 from pipeline.deploy.lint import check_substitutions, lint
-from pipeline.deploy.plan import plan, split_sql, uploads, warehouse_statements
+from pipeline.deploy.plan import (
+    plan,
+    run_statement,
+    split_sql,
+    uploads,
+    user_statements,
+    warehouse_statements,
+)
 from pipeline.deploy.template import (
     AWS_ONLY,
     dms_s3_settings,
     state_machine_jobs,
 )
+from pipeline.errors import TerminalError
 from pipeline.glue.iceberg import catalog_binding
+from pipeline.glue.jobs import JOBS
 from pipeline.orchestration import asl
 
 pytestmark = pytest.mark.unit
@@ -115,8 +124,10 @@ def test_every_job_the_state_machine_starts_is_a_glue_job_with_its_script(templa
         props = job["Properties"]
         assert job["Condition"] == AWS_ONLY
         assert isinstance(props["GlueVersion"], str), "a YAML number is not a GlueVersion"
-        if props["Command"]["Name"] == "glueetl":
-            assert props["GlueVersion"] == "5.0"
+        # Python shell stops at Python 3.9; the shoplake wheel needs Glue 5.0's 3.11.
+        assert props["Command"]["Name"] == "glueetl" and props["GlueVersion"] == "5.0", name
+        assert props["Connections"] == {"Connections": [{"Ref": "GlueConnection"}]}, name
+        if name in JOBS:
             assert props["DefaultArguments"]["--datalake-formats"] == "iceberg"
             assert "GlueCatalog" in props["DefaultArguments"]["--conf"]
         key = props["Command"]["ScriptLocation"].split("/", 3)[3]
@@ -124,6 +135,28 @@ def test_every_job_the_state_machine_starts_is_a_glue_job_with_its_script(templa
     assert [k for _, k in uploads(load_settings(environ={}))] == sorted(
         {j["Properties"]["Command"]["ScriptLocation"].split("/", 3)[3] for j in jobs.values()},
         key=[k for _, k in uploads(load_settings(environ={}))].index)
+
+
+def test_the_crawler_finds_cdc_files_in_old_folders(template) -> None:
+    crawler = template["Resources"]["Crawler"]["Properties"]
+    assert crawler["RecrawlPolicy"] == {"RecrawlBehavior": "CRAWL_EVERYTHING"}
+
+
+def test_the_glue_connection_sits_in_a_private_subnet_with_the_glue_group(template) -> None:
+    conn = template["Resources"]["GlueConnection"]["Properties"]["ConnectionInput"]
+    assert conn["ConnectionType"] == "NETWORK"
+    needs = conn["PhysicalConnectionRequirements"]
+    assert needs["SubnetId"] == {"Ref": "PrivateSubnet1"}
+    assert needs["SecurityGroupIdList"] == [{"Ref": "GlueSecurityGroup"}]
+
+
+def test_the_warehouse_admin_has_one_password_from_its_own_secret(template) -> None:
+    """No ManageAdminPassword (a second secret for the login) and no dependency on the
+    owner's secret, whose host is the workgroup's: that would be a circle."""
+    namespace = template["Resources"]["Namespace"]["Properties"]
+    assert "ManageAdminPassword" not in namespace
+    assert "WarehouseAdminSecret" in namespace["AdminUserPassword"]["Fn::Sub"]
+    assert "SecretWarehouse" not in json.dumps(namespace)
 
 
 def _refs(node, skip_aws_branch: bool = True):
@@ -215,7 +248,10 @@ def test_deploy_aws_dry_run_prints_the_plan_and_touches_nothing(capsys, monkeypa
     assert "CloudFormation stack `shoplake`" in out and "Redshift Data API" in out
     assert "spark_jobs/bronze_to_silver.py -> s3://shoplake-artifacts/scripts/" in out
     assert out.rstrip().endswith("dry run: nothing was changed")
-    assert len(plan(load_settings(environ={}))) == 5
+    steps = plan(load_settings(environ={}))
+    assert len(steps) == 6
+    assert steps[0].what.startswith("create or update the CloudFormation stack"), \
+        "the stack makes the artifacts bucket the uploads go to"
 
 
 def test_deploy_render_writes_the_file(tmp_path, capsys) -> None:
@@ -224,3 +260,41 @@ def test_deploy_render_writes_the_file(tmp_path, capsys) -> None:
     assert yaml.safe_load(out.read_text())["Resources"]["BucketBronze"]
     assert main(["deploy", "render"]) == 0
     assert capsys.readouterr().out.count("AWSTemplateFormatVersion") == 1
+
+
+class _DataApi:
+    """The Redshift Data API's two calls as a script of answers (no account here): what
+    `run_statement` does with each status is the unit under test."""
+
+    def __init__(self, *answers: dict) -> None:
+        self.answers, self.sent = list(answers), []
+
+    def execute_statement(self, **kwargs):
+        self.sent.append(kwargs)
+        return {"Id": "s-1"}
+
+    def describe_statement(self, Id):  # noqa: N803 - the API's own name
+        return self.answers.pop(0)
+
+
+def test_a_data_api_statement_is_waited_for_until_it_finishes() -> None:
+    slept = []
+    api = _DataApi({"Status": "SUBMITTED"}, {"Status": "STARTED"}, {"Status": "FINISHED"})
+    run_statement(api, "x", sleep=slept.append, poll_s=2, Sql="SELECT 1")
+    assert slept == [2, 2] and api.sent == [{"Sql": "SELECT 1"}] and not api.answers
+
+
+def test_a_failed_data_api_statement_stops_the_deploy_and_is_named() -> None:
+    api = _DataApi({"Status": "STARTED"}, {"Status": "FAILED", "Error": "syntax error at X"})
+    with pytest.raises(TerminalError, match=r"procedures.sql #3 .* failed: syntax error at X"):
+        run_statement(api, "procedures.sql #3 (`CREATE`)", sleep=lambda s: None, Sql="x")
+    api = _DataApi(*[{"Status": "STARTED"}] * 5)
+    with pytest.raises(TerminalError, match="still STARTED after 3 s"):
+        run_statement(api, "y", sleep=lambda s: None, poll_s=1, timeout_s=3, Sql="x")
+
+
+def test_the_admin_creates_the_owner_and_the_reader_with_quoted_passwords() -> None:
+    settings = load_settings(environ={})
+    out = user_statements(settings, {"shoplake": "it's", "shoplake_dashboards": "b"})
+    assert out[0] == "CREATE USER shoplake PASSWORD 'it''s' CREATEUSER"
+    assert out[1].startswith(f"CREATE USER {settings.dashboards.reader_user} PASSWORD '")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.aws.secrets import DbCredentials
-from pipeline.config import Secret
+from pipeline.config import Secret, load_settings
 from pipeline.errors import TransientError
 from pipeline.glue.iceberg import CatalogUnreachableError
 
@@ -75,3 +75,47 @@ def test_a_catalog_lost_inside_spark_is_the_transient_catalog_error(monkeypatch)
                                "Connection to 127.0.0.1:15432 refused."))
     assert isinstance(errors.translate(refused, load_settings(), "x"),
                       CatalogUnreachableError)
+
+
+class _Session:
+    """What `attach` touches of a SparkSession: its runtime conf (a dict here)."""
+
+    def __init__(self, conf: dict[str, str]) -> None:
+        self.values = dict(conf)
+        outer = self
+
+        class _Conf:
+            def get(self, key, default=None):
+                return outer.values.get(key, default)
+
+            def set(self, key, value):
+                outer.values[key] = value
+
+        self.conf = _Conf()
+
+
+def test_attach_keeps_the_aws_binding_a_glue_job_started_with(monkeypatch) -> None:
+    """On AWS the job's --conf holds the Glue Data Catalog: attach must not look up the
+    local JDBC catalog (there is no such secret there) nor overwrite the binding."""
+    from pipeline.glue import iceberg
+
+    settings = load_settings(environ={})
+    aws = iceberg.catalog_binding(settings, "aws")
+    looked_up = []
+
+    class LookedUp(Exception):
+        pass
+
+    def login(s):
+        looked_up.append(s)
+        raise LookedUp
+
+    monkeypatch.setattr(iceberg, "catalog_login", login)
+    session = _Session(aws)
+    iceberg.attach(session, settings)
+    iceberg.attach(session, settings)
+    assert session.values == aws and not looked_up
+    assert iceberg.session_target(_Session({}), settings) == "local"
+    with pytest.raises(LookedUp):  # locally: the JDBC catalog's login is looked up
+        iceberg.attach(_Session({}), settings)
+    assert looked_up

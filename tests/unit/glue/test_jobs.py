@@ -120,3 +120,26 @@ def test_each_load_job_stages_every_staging_table_its_procedure_reads() -> None:
         # staged keys, which the dimension's own load writes before the facts run.
         read = set(re.findall(r"\bsales\.(stg_[a-z_]+)\b", body))
         assert read and read <= set(load.staging), (load.job, sorted(read - set(load.staging)))
+
+
+def test_one_rendering_of_the_lake_arguments_for_both_bindings_and_a_hand_run() -> None:
+    """A changed bucket reaches every Glue job the state machine starts, in both bindings,
+    and a job run by hand, from the one function; settings_for reads it back."""
+    from pipeline.glue.arguments import as_glue, lake_arguments
+    from pipeline.glue.jobs import settings_for
+    from pipeline.orchestration import asl
+
+    settings = load_settings(environ={"SHOPLAKE_LAKE_BRONZE_BUCKET": "elsewhere-bronze"})
+    expected = lake_arguments(settings)
+    assert expected["bronze_path"] == "s3a://elsewhere-bronze/shop"
+    for target in asl.TARGETS:
+        spark_jobs = [state["Parameters"] for _, _, state, _ in
+                      asl._walk(asl.render(settings, target)["States"])
+                      if (state.get("Parameters") or {}).get("JobName") in (
+                          "bronze_to_silver", "maintain_silver")]
+        assert len(spark_jobs) == 2, target
+        for job in spark_jobs:
+            assert as_glue(expected).items() <= job["Arguments"].items(), (target, job)
+    hand = default_args(settings, "bronze_to_silver", "orders")
+    assert {k: v for k, v in hand.items() if k in expected} == expected
+    assert settings_for(settings, hand).lake.bronze_bucket == "elsewhere-bronze"
