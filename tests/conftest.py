@@ -70,6 +70,27 @@ def stack_settings(stack_env: dict[str, str]) -> Iterator[Settings]:
         stack.down(settings, purge=True)
 
 
+def fresh_lake(settings: Settings, scale: float = 0.01, seed: int = 42) -> Settings:
+    """The source seeded anew, the CDC's position and bronze forgotten, the warehouse
+    schema dropped and applied again: every pipeline test starts from this."""
+    from pipeline import cdc
+    from pipeline.source.load import seed as seed_source
+    from pipeline.warehouse.schema import apply_ddl
+
+    seed_source(settings, scale=scale, seed=seed, reset=True)
+    cdc.reset(settings)
+    apply_ddl(settings, reset=True)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def lake(request: pytest.FixtureRequest, stack_settings: Settings) -> Settings:
+    """A fresh lake (`fresh_lake`) for the module; `@pytest.mark.lake(scale=..., seed=...)`
+    on the module sets its size and seed (default 0.01 and 42)."""
+    marker = request.node.get_closest_marker("lake")
+    return fresh_lake(stack_settings, **(marker.kwargs if marker else {}))
+
+
 @pytest.fixture()
 def cli_env(stack_env: dict[str, str]) -> dict[str, str]:
     """Environment for running `shoplake` as a subprocess against the test stack."""

@@ -23,18 +23,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline import cdc, stack
+from pipeline import stack
 from pipeline.config import Settings
 from pipeline.glue import silver
 from pipeline.orchestration.local import STEPS
-from pipeline.source.load import seed
 from pipeline.source.simulate import simulate
 from pipeline.stack.localstack import LocalStackService
 from pipeline.stack.manager import process_of
 from pipeline.stack.mariadb import MariaDBService
 from pipeline.stack.postgres import PostgresService
-from pipeline.warehouse import apply_ddl
 from pipeline.warehouse.load import session
+from tests.conftest import fresh_lake
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
 
@@ -82,9 +81,7 @@ class Traffic:
 
 @pytest.fixture(scope="module")
 def traffic(stack_settings: Settings, stack_env: dict[str, str]) -> Iterator[Traffic]:
-    seed(stack_settings, scale=0.01, seed=81, reset=True)
-    cdc.reset(stack_settings)
-    apply_ddl(stack_settings, reset=True)
+    fresh_lake(stack_settings, scale=0.01, seed=81)
     _recover(stack_settings, {**os.environ, **stack_env})
     t = Traffic(stack_settings)
     t.thread.start()

@@ -14,24 +14,15 @@ from pipeline.aws.clients import aws_client
 from pipeline.catalog import get_table
 from pipeline.config import Settings
 from pipeline.source.db import connect_app
-from pipeline.source.load import seed
-from pipeline.warehouse import apply_ddl
 from pipeline.warehouse.load import session
 
-pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow,
+              pytest.mark.lake(scale=0.01, seed=71)]
 
 
 def shoplake(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pipeline.cli.main", *args], env=env,
                           capture_output=True, text=True, timeout=900)
-
-
-@pytest.fixture(scope="module")
-def lake(stack_settings: Settings) -> Settings:
-    seed(stack_settings, scale=0.01, seed=71, reset=True)
-    cdc.reset(stack_settings)
-    apply_ddl(stack_settings, reset=True)
-    return stack_settings
 
 
 def _sql(settings: Settings, *statements: str) -> None:

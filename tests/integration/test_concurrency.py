@@ -18,19 +18,11 @@ from pipeline.glue import silver
 from pipeline.glue.jobs import run_job
 from pipeline.glue.session import get_spark
 from pipeline.source.db import connect_app
-from pipeline.source.load import seed
 from pipeline.source.simulate import simulate
-from pipeline.warehouse import apply_ddl, reconcile
+from pipeline.warehouse import reconcile
 
-pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def lake(stack_settings: Settings) -> Settings:
-    seed(stack_settings, scale=0.02, seed=41, reset=True)
-    cdc.reset(stack_settings)
-    apply_ddl(stack_settings, reset=True)
-    return stack_settings
+pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow,
+              pytest.mark.lake(scale=0.02, seed=41)]
 
 
 def _start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:

@@ -17,14 +17,12 @@ from typing import Any
 
 import pytest
 
-from pipeline import cdc
 from pipeline.config import Settings
 from pipeline.source.db import connect_app
-from pipeline.source.load import seed
-from pipeline.warehouse import apply_ddl
 from pipeline.warehouse.load import session
 
-pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow,
+              pytest.mark.lake(scale=0.01, seed=61)]
 
 
 def shoplake(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -69,14 +67,6 @@ def gold(settings: Settings, sql: str, args: Any = None) -> list[tuple]:
     with session(settings) as conn, conn.cursor() as cur:
         cur.execute(sql, args)
         return list(cur.fetchall())
-
-
-@pytest.fixture(scope="module")
-def lake(stack_settings: Settings) -> Settings:
-    seed(stack_settings, scale=0.01, seed=61, reset=True)
-    cdc.reset(stack_settings)
-    apply_ddl(stack_settings, reset=True)
-    return stack_settings
 
 
 @pytest.fixture()

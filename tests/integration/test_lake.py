@@ -30,7 +30,8 @@ from pipeline.source.simulate import simulate
 from pipeline.warehouse import apply_ddl, reconcile
 from pipeline.warehouse.load import session
 
-pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow,
+              pytest.mark.lake(scale=0.1, seed=21)]
 
 GOLD = {"dim_customer": "customer_sk", "dim_product": "product_sk",
         "fact_orders": "order_id", "fact_order_items": "order_item_id"}
@@ -63,14 +64,6 @@ def sync_and_run(settings: Settings, reset_bookmark: bool = False) -> dict[str, 
     crawl(settings)
     return {name: run_job(settings, name, reset_bookmark=reset_bookmark).metrics
             for name in JOBS}
-
-
-@pytest.fixture(scope="module")
-def lake(stack_settings: Settings) -> Settings:
-    seed(stack_settings, scale=0.1, seed=21, reset=True)
-    cdc.reset(stack_settings)
-    apply_ddl(stack_settings, reset=True)
-    return stack_settings
 
 
 def test_full_run_reconciles_exactly(lake: Settings) -> None:
