@@ -112,6 +112,10 @@ class StackSettings:
                                   minimum=0)
     compose_project: str = setting("Compose project to report in compose mode; empty matches "
                                    "shoplake's services in any project.", "")
+    keep_lake: bool = setting("Mirror the lake (its buckets and the Glue catalog) into the "
+                              "state folder at `stack down` and after every run, and put it "
+                              "back at `stack up`: LocalStack and moto forget it on restart.",
+                              True)
 
 
 @dataclass(frozen=True)

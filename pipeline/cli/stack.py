@@ -92,6 +92,10 @@ def status_cmd(ctx: CliContext, fmt: str) -> int:
             row["pid"] = row["pid"] or "-"
             row["port"] = row["port"] or "-"
     print_rows(data, ["service", "pid", "port", "healthy", "uptime", "state"], fmt)
+    if fmt == "table" and ctx.settings.mode == "native":
+        from pipeline.stack.lake import size_line
+
+        click.echo(size_line(ctx.settings))
     return 0 if rows and all(r.healthy for r in rows) else 1
 
 

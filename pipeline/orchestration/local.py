@@ -121,7 +121,12 @@ def run_pipeline(settings: Settings, progress: Progress | None = None,
     began = time.monotonic()
     report = RunReport(run_id=run_id or new_run_id(), full=full)
     with run_lease(settings, "shoplake run --local", wait_s, progress):
-        _run_steps(settings, progress, reconcile, report)
+        try:
+            _run_steps(settings, progress, reconcile, report)
+        finally:  # still holding the lease: no run writes silver while it is copied
+            from pipeline.stack.lake import save_after_run
+
+            save_after_run(settings, f"run {report.run_id}")
     if reconcile:
         report.reconciled = bool(report.steps["QualityAndReconcile"]["ok"])
     report.seconds = time.monotonic() - began

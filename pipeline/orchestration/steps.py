@@ -275,7 +275,10 @@ def write_run_report(settings: Settings, task: dict[str, Any], progress: Progres
     except Exception as exc:  # noqa: BLE001 - the report is written; health is a bonus
         LOG.warning("pipeline health of run %s not recorded: %s", run.name, first_line(exc))
         recorded = {"not_recorded": first_line(exc)}
-    return {"report": str(path), "health": recorded}
+    from pipeline.stack.lake import save_after_run
+
+    return {"report": str(path), "health": recorded,
+            **save_after_run(settings, f"run {run.name}")}
 
 
 PYTHON_JOBS: dict[str, StepFunc] = {

@@ -257,6 +257,15 @@ def provision_stack(settings: Settings, progress: Progress | None = None) -> lis
     secrets = {name: db.to_secret_json() for name, db in databases.items()}
     secrets[settings.glue.pii_salt_secret] = {"salt": creds.pii_salt.reveal()}
     done = provision(settings, secrets, progress)
+    # The lake LocalStack and moto forgot when they stopped, before anything reads or
+    # writes it (and before the schedule's rules could start a run).
+    if settings.stack.keep_lake and settings.mode == "native":
+        from pipeline.stack import lake
+
+        restored = lake.restore(settings, progress)
+        if restored is not None:
+            done.append(Provisioned("lake", str(lake.mirror_dir(settings)),
+                                    f"restored {restored.describe()}"))
     # What a run needs beside them: the warehouse's schema (as a deployment would create
     # Redshift's), the activities, the state machine and its failure rule, the schedule.
     from pipeline.orchestration import schedule
@@ -307,6 +316,24 @@ def status(settings: Settings) -> list[ServiceStatus]:
     return rows
 
 
+def _save_lake(settings: Settings, progress: Progress) -> None:
+    """The lake into the state folder before LocalStack stops and forgets it; a LocalStack
+    that is not running has nothing to save (the last save stays)."""
+    if not settings.stack.keep_lake or settings.mode != "native":
+        return
+    from pipeline.stack import lake
+
+    if process_of(settings, LocalStackService(settings)).running() is None:
+        return
+    try:
+        lake.save(settings, progress)
+    except Exception as exc:  # noqa: BLE001 - stopping must go on; the last save stays
+        progress.finish("lake:save", ok=False, message=f"not saved: {first_line(exc)}")
+        LOG.warning("the lake was not saved (%s): the next `stack up` puts back the save "
+                    "of %s, and the next run rebuilds what is newer", first_line(exc),
+                    lake.read_manifest(settings).get("saved_at", "never"))
+
+
 def down(settings: Settings, purge: bool = False,
          progress: Progress | None = None) -> list[tuple[str, bool]]:
     """Stop every service (SIGTERM, then SIGKILL); with `purge`, delete data and credentials."""
@@ -338,10 +365,12 @@ def down(settings: Settings, purge: bool = False,
     # First: the workers finish their tasks while the servers still answer.
     with ThreadPoolExecutor(max_workers=len(workers)) as pool:
         results += list(pool.map(stop, workers))
+    if not purge:
+        _save_lake(settings, progress)
     with ThreadPoolExecutor(max_workers=len(services)) as pool:
         results += list(pool.map(stop, services))
     if purge:
-        for sub in ("data", "run", "logs", "credentials", "reports"):
+        for sub in ("data", "run", "logs", "credentials", "reports", "lake"):
             shutil.rmtree(settings.state_dir / sub, ignore_errors=True)
         # A fresh stack must not apply an old schedule again.
         (settings.state_dir / "schedule.json").unlink(missing_ok=True)
