@@ -135,6 +135,14 @@ def record(settings: Settings, run: history.Run, outcome: str | None) -> dict[st
                       if status != "SUCCEEDED" and failed and failed.error else None),
             "failed_state": failed.path if status != "SUCCEEDED" and failed else None}
     rows = [r for r in runs if r["run_id"] != run.name] + [this]
+    # The ledger first: this run's end, then the runs that ended without a report or
+    # that Step Functions forgot; published below with the rest.
+    from pipeline.orchestration import ledger
+
+    ledger.end(settings, run.name, status, trigger=this["trigger"],
+               started_at=this["started_at"], failed_state=this["failed_state"],
+               error=this["error"])
+    ledger.settle(settings, skip=run.name)
 
     def seconds(r: dict[str, Any]) -> float | None:
         return (round((r["stopped_at"] - r["started_at"]).total_seconds(), 1)
@@ -174,5 +182,7 @@ def record(settings: Settings, run: history.Run, outcome: str | None) -> dict[st
                                [(run.name, now, t, reason, n)
                                 for (t, reason), n in sorted(held.items())])
         conn.commit()
-    return {"runs": len(rows), "layers": [k for k, v in layers.items() if v is not None],
+    published = _measured("the run ledger", ledger.publish, settings) or 0
+    return {"runs": max(len(rows), published),
+            "layers": [k for k, v in layers.items() if v is not None],
             "held": sum((held or {}).values()), "newest_change": newest}

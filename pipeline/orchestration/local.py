@@ -120,13 +120,24 @@ def run_pipeline(settings: Settings, progress: Progress | None = None,
     progress = progress or SilentProgress()
     began = time.monotonic()
     report = RunReport(run_id=run_id or new_run_id(), full=full)
-    with run_lease(settings, "shoplake run --local", wait_s, progress):
+    from pipeline.orchestration import ledger
+
+    with run_lease(settings, f"shoplake run --local {report.run_id}", wait_s, progress):
+        ledger.begin(settings, report.run_id, "local", "local")
+        status, failed, error = "FAILED", None, None
         try:
             _run_steps(settings, progress, reconcile, report)
+            status = "SUCCEEDED"
+        except BaseException as exc:
+            failed = next((n for n, _ in STEPS if n not in report.steps), None)
+            error = first_line(exc) or type(exc).__name__
+            raise
         finally:  # still holding the lease: no run writes silver while it is copied
             from pipeline.stack.lake import save_after_run
 
-            save_after_run(settings, f"run {report.run_id}")
+            save_after_run(settings, f"run {report.run_id}", shared=False)
+            ledger.end(settings, report.run_id, status, kind="local", trigger="local",
+                       failed_state=failed, error=error)
     if reconcile:
         report.reconciled = bool(report.steps["QualityAndReconcile"]["ok"])
     report.seconds = time.monotonic() - began

@@ -278,7 +278,7 @@ def write_run_report(settings: Settings, task: dict[str, Any], progress: Progres
     from pipeline.stack.lake import save_after_run
 
     return {"report": str(path), "health": recorded,
-            **save_after_run(settings, f"run {run.name}")}
+            **save_after_run(settings, f"run {run.name}", shared=True)}
 
 
 PYTHON_JOBS: dict[str, StepFunc] = {

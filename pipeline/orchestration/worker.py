@@ -190,6 +190,11 @@ class Worker:
 
     def _execute(self, step: str, task: dict[str, Any], token: str) -> dict[str, Any]:
         progress = TaskProgress(self, token, step)
+        seen_run = task.get("run_id") or (task.get("Arguments") or {}).get("--run_id")
+        if seen_run:  # the ledger counts the run even if it never reaches its report
+            from pipeline.orchestration import ledger
+
+            ledger.seen(self.settings, seen_run, task.get("JobName") or step)
         if step not in LEASED_STEPS:
             return run_step(self.settings, step, task, progress)
         from pipeline.orchestration.lease import run_lease

@@ -279,6 +279,17 @@ def provision_stack(settings: Settings, progress: Progress | None = None) -> lis
         apply_ddl(settings)
         ensure_reader_role(settings, creds.dashboards)
         done += provision_orchestration(settings)
+        # Runs that ended with the stack (or that Step Functions forgot) are counted.
+        from pipeline.orchestration import ledger
+
+        settled = ledger.settle(settings)
+        try:
+            ledger.publish(settings)
+        except Exception as exc:  # noqa: BLE001 - the dashboards catch up at the next run
+            LOG.warning("the run ledger was not published: %s", first_line(exc))
+        if settled:
+            done.append(Provisioned("runs", f"{len(settled)} run(s)",
+                                    "ended with the stack: counted as failed (lost)"))
         try:
             expression = schedule.apply(settings)
         except ScheduleError as exc:
@@ -325,8 +336,12 @@ def _save_lake(settings: Settings, progress: Progress) -> None:
 
     if process_of(settings, LocalStackService(settings)).running() is None:
         return
+    from pipeline.orchestration.lease import run_lease
+
     try:
-        lake.save(settings, progress)
+        # Not under a run that is still writing (`run --local` outlives the workers).
+        with run_lease(settings, "shoplake stack down", wait_s=0):
+            lake.save(settings, progress)
     except Exception as exc:  # noqa: BLE001 - stopping must go on; the last save stays
         progress.finish("lake:save", ok=False, message=f"not saved: {first_line(exc)}")
         LOG.warning("the lake was not saved (%s): the next `stack up` puts back the save "

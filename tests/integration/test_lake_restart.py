@@ -115,3 +115,46 @@ def test_a_crash_loses_only_what_came_after_the_save_and_the_run_rebuilds_it(
     stack.up(lake)
     assert all(_objects(lake).values())
     shoplake(cli_env, "run", "--local")
+
+
+def test_every_run_is_counted_once_however_it_ends(lake: Settings,
+                                                   cli_env: dict[str, str]) -> None:
+    """A run killed together with LocalStack (Step Functions forgets it), a local run
+    killed with SIGKILL, and a warehouse reset in between: each is counted once."""
+    from pipeline.orchestration import ledger
+    from pipeline.warehouse.load import session
+
+    def ledger_row(run_id: str) -> dict | None:
+        return next((r for r in ledger.rows(lake) if r["run_id"] == run_id), None)
+
+    local = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "run", "--local"],
+                             env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not any(r["kind"] == "local" and r["status"] == "RUNNING" for r in ledger.rows(lake)):
+        assert time.monotonic() < deadline and local.poll() is None, "the local run never began"
+        time.sleep(0.2)
+    local.kill()
+    local.wait(timeout=30)
+    local_run = next(r["run_id"] for r in ledger.rows(lake) if r["kind"] == "local"
+                     and r["status"] == "RUNNING")
+    arn = shoplake(cli_env, "run", "--no-follow").strip().splitlines()[-1]
+    machine_run = arn.rsplit(":", 1)[-1]
+    deadline = time.monotonic() + 180
+    while not (ledger_row(machine_run) or {}).get("last_step"):
+        assert time.monotonic() < deadline, "no worker took a task of the run"
+        time.sleep(0.5)
+    _kill_localstack(lake)
+    stack.up(lake)  # settles both: Step Functions forgot one, the other's process is gone
+    for run_id in (machine_run, local_run):
+        row = ledger_row(run_id)
+        assert row["status"] == "FAILED" and row["error"].startswith("lost"), row
+    shoplake(cli_env, "warehouse", "init", "--reset")
+    shoplake(cli_env, "run")  # its report publishes the ledger into the fresh schema
+    with session(lake) as conn, conn.cursor() as cur:
+        cur.execute("SELECT run_id, status FROM sales.pipeline_runs")
+        published = cur.fetchall()
+    ids = [r for r, _ in published]
+    assert len(ids) == len(set(ids))
+    assert {machine_run, local_run} <= set(ids)
+    assert dict(published)[machine_run] == dict(published)[local_run] == "FAILED"
+    assert "SUCCEEDED" in dict(published).values()
