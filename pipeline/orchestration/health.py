@@ -18,15 +18,13 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.errors import first_line
 from pipeline.orchestration import history
+from pipeline.orchestration.names import RECENT_RUNS
 
 LOG = logging.getLogger(__name__)
 
 LAYERS = ("source", "bronze", "silver", "gold")
 """The layers counted, in flow order (the dashboard keeps this order)."""
 
-RECENT_RUNS = 25
-"""Executions read back from Step Functions on each report, so runs that ended without a
-report (aborted, or their report failed) show their final status too."""
 
 
 def _now() -> datetime:

@@ -118,12 +118,17 @@ def seen(settings: Settings, run_id: str, step: str) -> bool:
                   (run_id, now, step, now))
 
 
+_NOW: Any = object()
+
+
 def end(settings: Settings, run_id: str, status: str, *, kind: str = "state machine",
         trigger: str | None = None, started_at: datetime | None = None,
-        stopped_at: datetime | None = None, failed_state: str | None = None,
-        error: str | None = None) -> bool:
-    """A run ended with `status` (its report, or `run --local`) at `stopped_at` (now)."""
+        stopped_at: datetime | None = _NOW, failed_state: str | None = None,
+        error: str | None = None, only_running: bool = False) -> bool:
+    """A run ended with `status` (its report, or `run --local`) at `stopped_at` (now; None:
+    not known). `only_running`: settle a row still RUNNING, never overwrite an outcome."""
     now = _now()
+    stop = now if stopped_at is _NOW else stopped_at
     return _write(settings, f"the end of run {run_id}", f"""
         INSERT INTO {SCHEMA}.run_ledger AS r (run_id, kind, status, trigger, started_at,
             stopped_at, failed_state, error, updated_at)
@@ -133,8 +138,9 @@ def end(settings: Settings, run_id: str, status: str, *, kind: str = "state mach
           trigger = COALESCE(r.trigger, EXCLUDED.trigger),
           started_at = LEAST(r.started_at, EXCLUDED.started_at),
           failed_state = EXCLUDED.failed_state, error = EXCLUDED.error,
-          updated_at = EXCLUDED.updated_at""",
-                  (run_id, kind, status, trigger, started_at or now, stopped_at or now,
+          updated_at = EXCLUDED.updated_at""" + (" WHERE r.status = 'RUNNING'" if only_running
+                                                else ""),
+                  (run_id, kind, status, trigger, started_at or now, stop,
                    failed_state, (error or "")[:1000] or None, now))
 
 
@@ -184,6 +190,7 @@ def settle(settings: Settings, skip: str | None = None) -> list[str]:
     """End the runs still RUNNING here that are not running any more (see the module's
     docstring); `skip` is the run asking (it is still running). The ids settled."""
     settled = []
+    _import_executions(settings, skip)
     try:
         open_runs = [r for r in rows(settings) if r["status"] == "RUNNING"
                      and r["run_id"] != skip]
@@ -195,7 +202,7 @@ def settle(settings: Settings, skip: str | None = None) -> list[str]:
             if run["kind"] == "local":
                 if _local_alive(settings, run["run_id"]):
                     continue
-                status, stopped, error = "FAILED", run["updated_at"], LOST
+                status, stopped, error = "FAILED", None, LOST
             else:
                 described = _execution(settings, run["run_id"])
                 if described is not None and described["status"] == "RUNNING":
@@ -213,11 +220,35 @@ def settle(settings: Settings, skip: str | None = None) -> list[str]:
             LOG.debug("run ledger: %s not settled: %s", run["run_id"], first_line(exc))
             continue
         end(settings, run["run_id"], status, kind=run["kind"], started_at=run["started_at"],
-            stopped_at=stopped, error=error,
+            stopped_at=stopped, error=error, only_running=True,
             failed_state=run["last_step"] if status != "SUCCEEDED" else None)
         LOG.warning("run %s settled as %s: %s", run["run_id"], status, error or "succeeded")
         settled.append(run["run_id"])
     return settled
+
+
+def _import_executions(settings: Settings, skip: str | None) -> None:
+    """Runs Step Functions still knows that no worker wrote down (it never reached a
+    task: workers down, or ended in Debounce): written down now, with their outcome."""
+    from pipeline.orchestration.names import RECENT_RUNS
+    from pipeline.orchestration.runs import executions
+
+    try:
+        known = {r["run_id"] for r in rows(settings)}
+        listed = executions(settings, RECENT_RUNS)
+    except Exception as exc:  # noqa: BLE001 - Step Functions down: nothing to import
+        LOG.debug("run ledger: executions not imported: %s", first_line(exc))
+        return
+    for ex in listed:
+        if ex["skipped"] or ex["name"] in known or ex["name"] == skip:
+            continue
+        start = ex["start"].astimezone(UTC).replace(tzinfo=None)
+        if ex["status"] == "RUNNING":
+            begin(settings, ex["name"], "state machine", ex["trigger"] or None, start)
+        else:
+            stop = ex["stop"].astimezone(UTC).replace(tzinfo=None) if ex["stop"] else None
+            end(settings, ex["name"], ex["status"], trigger=ex["trigger"] or None,
+                started_at=start, stopped_at=stop, error=ex["error"], only_running=True)
 
 
 def publish(settings: Settings) -> int:
@@ -235,8 +266,10 @@ def publish(settings: Settings) -> int:
                 stopped_at, seconds, failed_state, error, recorded_at)
             VALUES %s
             ON CONFLICT (run_id) DO UPDATE SET
-              status = EXCLUDED.status, trigger = COALESCE(EXCLUDED.trigger, r.trigger),
-              started_at = EXCLUDED.started_at,
+              status = CASE WHEN EXCLUDED.status = 'RUNNING' THEN r.status
+                            ELSE EXCLUDED.status END,
+              trigger = COALESCE(EXCLUDED.trigger, r.trigger),
+              started_at = LEAST(EXCLUDED.started_at, r.started_at),
               stopped_at = COALESCE(EXCLUDED.stopped_at, r.stopped_at),
               seconds = COALESCE(EXCLUDED.seconds, r.seconds),
               failed_state = COALESCE(EXCLUDED.failed_state, r.failed_state),

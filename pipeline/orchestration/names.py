@@ -26,3 +26,8 @@ def state_machine_arn(settings: Settings) -> str:
 
 def activity_name(settings: Settings, step: str) -> str:
     return f"{settings.orchestration.activity_prefix}{step}"
+
+
+RECENT_RUNS = 25
+"""Executions read back from Step Functions on each report, so runs that ended without a
+report (aborted, or their report failed) show their final status too."""

@@ -156,7 +156,12 @@ def read_manifest(settings: Settings) -> dict[str, Any]:
         LOG.warning("the lake's manifest %s is unreadable (%s): it is ignored",
                     _manifest_path(settings), exc)
         return {}
-    return manifest if manifest.get("version") == VERSION else {}
+    if manifest.get("version") != VERSION:
+        LOG.warning("the lake's save in %s is of another format (version %s, not %s): it is "
+                    "ignored, and the next save replaces it", mirror_dir(settings),
+                    manifest.get("version", 1), VERSION)
+        return {}
+    return manifest
 
 
 def size_on_disk(settings: Settings) -> tuple[int, int]:

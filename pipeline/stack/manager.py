@@ -289,7 +289,7 @@ def provision_stack(settings: Settings, progress: Progress | None = None) -> lis
             LOG.warning("the run ledger was not published: %s", first_line(exc))
         if settled:
             done.append(Provisioned("runs", f"{len(settled)} run(s)",
-                                    "ended with the stack: counted as failed (lost)"))
+                                    "ended without a report: settled in the run ledger"))
         try:
             expression = schedule.apply(settings)
         except ScheduleError as exc:
