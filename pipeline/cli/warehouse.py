@@ -39,12 +39,7 @@ def init_cmd(ctx: CliContext, reset: bool, wait_s: float | None) -> int:
         OUT.print("dropped schema `sales`")
         from pipeline.orchestration import ledger
 
-        try:  # the run history lives on in the ledger: the dashboards keep counting it
-            ledger.publish(ctx.settings)
-        except Exception as exc:  # noqa: BLE001 - the next report publishes it
-            from rich.markup import escape
-
-            OUT.print(f"[yellow]the run ledger was not published: {escape(str(exc))}[/yellow]")
+        ledger.publish(ctx.settings)  # the run history lives on: the dashboards keep it
     if result.created:
         OUT.print(f"created {len(result.created)} tables: {', '.join(result.created)}")
     if result.existing:

@@ -142,30 +142,11 @@ def record(settings: Settings, run: history.Run, outcome: str | None) -> dict[st
                error=this["error"])
     ledger.settle(settings, skip=run.name)
 
-    def seconds(r: dict[str, Any]) -> float | None:
-        return (round((r["stopped_at"] - r["started_at"]).total_seconds(), 1)
-                if r.get("stopped_at") and r.get("started_at") else None)
-
+    this["newest_change_ts"] = newest
     with session(settings) as conn, conn.cursor() as cur:
         # Runs a later report saw end keep what Step Functions said; a run still RUNNING in
         # Step Functions (this one, as it writes its report) keeps the outcome it reported.
-        execute_values(cur, """
-            INSERT INTO sales.pipeline_runs AS r (run_id, status, trigger, started_at,
-                stopped_at, seconds, failed_state, error, newest_change_ts, recorded_at)
-            VALUES %s
-            ON CONFLICT (run_id) DO UPDATE SET
-              status = CASE WHEN EXCLUDED.status = 'RUNNING' THEN r.status
-                            ELSE EXCLUDED.status END,
-              trigger = COALESCE(EXCLUDED.trigger, r.trigger),
-              stopped_at = COALESCE(EXCLUDED.stopped_at, r.stopped_at),
-              seconds = COALESCE(EXCLUDED.seconds, r.seconds),
-              failed_state = COALESCE(EXCLUDED.failed_state, r.failed_state),
-              error = COALESCE(EXCLUDED.error, r.error),
-              newest_change_ts = COALESCE(EXCLUDED.newest_change_ts, r.newest_change_ts),
-              recorded_at = EXCLUDED.recorded_at""",
-                       [(r["run_id"], r["status"], r.get("trigger"), r["started_at"],
-                         r.get("stopped_at"), seconds(r), r.get("failed_state"), r.get("error"),
-                         newest if r is this else None, now) for r in rows])
+        ledger.write_pipeline_runs(cur, rows, now)
         cur.execute("DELETE FROM sales.pipeline_layer_rows WHERE run_id = %s", (run.name,))
         counts = [(run.name, now, table, layer, n) for layer in LAYERS
                   for table, n in sorted((layers[layer] or {}).items())]
@@ -180,7 +161,7 @@ def record(settings: Settings, run: history.Run, outcome: str | None) -> dict[st
                                [(run.name, now, t, reason, n)
                                 for (t, reason), n in sorted(held.items())])
         conn.commit()
-    published = _measured("the run ledger", ledger.publish, settings) or 0
+    published = ledger.publish(settings)
     return {"runs": max(len(rows), published),
             "layers": [k for k, v in layers.items() if v is not None],
             "held": sum((held or {}).values()), "newest_change": newest}

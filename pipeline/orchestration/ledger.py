@@ -253,33 +253,45 @@ def _import_executions(settings: Settings, skip: str | None) -> None:
 
 def publish(settings: Settings) -> int:
     """Copy the ledger into `sales.pipeline_runs` (what the dashboards read); the rows
-    written. A row there that a report filled keeps its newest change."""
-    ledger = rows(settings)
-    if not ledger:
+    written. Never raises: a ledger not published is a warning, and the next report or
+    `stack up` publishes it."""
+    try:
+        ledger = rows(settings)
+        if not ledger:
+            return 0
+        with _session(settings) as conn, conn.cursor() as cur:
+            write_pipeline_runs(cur, ledger, _now())
+            conn.commit()
+    except Exception as exc:  # noqa: BLE001 - the dashboards catch up at the next publish
+        LOG.warning("the run ledger was not published: %s", first_line(exc))
         return 0
+    return len(ledger)
+
+
+def write_pipeline_runs(cur: Any, runs: list[dict[str, Any]], now: datetime) -> None:
+    """Upsert `runs` (ledger- or report-shaped rows) into `sales.pipeline_runs`: an ended
+    status is never overwritten by RUNNING, the earliest start and a known newest change
+    are kept."""
     from psycopg2.extras import execute_values
 
-    now = _now()
-    with _session(settings) as conn, conn.cursor() as cur:
-        execute_values(cur, """
-            INSERT INTO sales.pipeline_runs AS r (run_id, status, trigger, started_at,
-                stopped_at, seconds, failed_state, error, recorded_at)
-            VALUES %s
-            ON CONFLICT (run_id) DO UPDATE SET
-              status = CASE WHEN EXCLUDED.status = 'RUNNING' THEN r.status
-                            ELSE EXCLUDED.status END,
-              trigger = COALESCE(EXCLUDED.trigger, r.trigger),
-              started_at = LEAST(EXCLUDED.started_at, r.started_at),
-              stopped_at = COALESCE(EXCLUDED.stopped_at, r.stopped_at),
-              seconds = COALESCE(EXCLUDED.seconds, r.seconds),
-              failed_state = COALESCE(EXCLUDED.failed_state, r.failed_state),
-              error = COALESCE(EXCLUDED.error, r.error),
-              recorded_at = EXCLUDED.recorded_at""",
-                       [(r["run_id"], r["status"], r["trigger"], r["started_at"],
-                         r["stopped_at"], _seconds(r), r["failed_state"], r["error"], now)
-                        for r in ledger])
-        conn.commit()
-    return len(ledger)
+    execute_values(cur, """
+        INSERT INTO sales.pipeline_runs AS r (run_id, status, trigger, started_at,
+            stopped_at, seconds, failed_state, error, newest_change_ts, recorded_at)
+        VALUES %s
+        ON CONFLICT (run_id) DO UPDATE SET
+          status = CASE WHEN EXCLUDED.status = 'RUNNING' THEN r.status
+                        ELSE EXCLUDED.status END,
+          trigger = COALESCE(EXCLUDED.trigger, r.trigger),
+          started_at = LEAST(EXCLUDED.started_at, r.started_at),
+          stopped_at = COALESCE(EXCLUDED.stopped_at, r.stopped_at),
+          seconds = COALESCE(EXCLUDED.seconds, r.seconds),
+          failed_state = COALESCE(EXCLUDED.failed_state, r.failed_state),
+          error = COALESCE(EXCLUDED.error, r.error),
+          newest_change_ts = COALESCE(EXCLUDED.newest_change_ts, r.newest_change_ts),
+          recorded_at = EXCLUDED.recorded_at""",
+                   [(r["run_id"], r["status"], r.get("trigger"), r["started_at"],
+                     r.get("stopped_at"), _seconds(r), r.get("failed_state"), r.get("error"),
+                     r.get("newest_change_ts"), now) for r in runs])
 
 
 def _seconds(row: dict[str, Any]) -> float | None:

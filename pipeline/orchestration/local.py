@@ -9,7 +9,6 @@ catches and history: a failing step ends the run.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +20,6 @@ from pipeline.errors import first_line
 from pipeline.orchestration.asl import DIMS, FACTS, TABLES, _flag, glue_paths, statement_sql
 from pipeline.orchestration.steps import run_step
 from pipeline.progress import Progress, SilentProgress
-
-LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -141,10 +138,7 @@ def run_pipeline(settings: Settings, progress: Progress | None = None,
             save_after_run(settings, f"run {report.run_id}", shared=False)
             if ledger.end(settings, report.run_id, status, kind="local", trigger="local",
                           failed_state=failed, error=error):
-                try:  # the dashboards count it now, not at the next report
-                    ledger.publish(settings)
-                except Exception as exc:  # noqa: BLE001 - the next report publishes it
-                    LOG.warning("the run ledger was not published: %s", first_line(exc))
+                ledger.publish(settings)  # the dashboards count it now, not at a report
     if reconcile:
         report.reconciled = bool(report.steps["QualityAndReconcile"]["ok"])
     report.seconds = time.monotonic() - began

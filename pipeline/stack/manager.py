@@ -283,10 +283,7 @@ def provision_stack(settings: Settings, progress: Progress | None = None) -> lis
         from pipeline.orchestration import ledger
 
         settled = ledger.settle(settings)
-        try:
-            ledger.publish(settings)
-        except Exception as exc:  # noqa: BLE001 - the dashboards catch up at the next run
-            LOG.warning("the run ledger was not published: %s", first_line(exc))
+        ledger.publish(settings)
         if settled:
             done.append(Provisioned("runs", f"{len(settled)} run(s)",
                                     "ended without a report: settled in the run ledger"))
