@@ -13,15 +13,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from pipeline.aws import errors as aws_errors
 from pipeline.aws.clients import aws_client
 from pipeline.catalog.files import FileIndex
 from pipeline.config import Settings
@@ -33,11 +27,9 @@ TABLE_INPUT_KEYS = ("Name", "Description", "Owner", "Retention", "StorageDescrip
 (DatabaseName, CreateTime, UpdateTime, VersionId, CatalogId), which Glue itself sets."""
 
 
-TRANSIENT_CODES = frozenset({
-    "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
-    "InternalServiceException", "InternalFailure", "ServiceUnavailable",
-    "OperationTimeoutException", "ConcurrentModificationException"})
-"""Glue error codes that mean "ask again later", not "this is wrong"."""
+TRANSIENT_CODES = aws_errors.TRANSIENT_CODES | {
+    "InternalServiceException", "OperationTimeoutException", "ConcurrentModificationException"}
+"""Error codes that mean "ask again later": AWS's own (pipeline/aws/errors.py) and Glue's."""
 
 
 def unavailable(settings: Settings, what: str, exc: BaseException
@@ -48,7 +40,7 @@ def unavailable(settings: Settings, what: str, exc: BaseException
     if isinstance(exc, EndpointConnectionError | ConnectionError):
         said, hint = (f"{where} is not reachable ({what})",
                       "start it with `shoplake stack up` (`shoplake stack status` shows it)")
-    elif isinstance(exc, ConnectTimeoutError | ReadTimeoutError | ConnectionClosedError) or (
+    elif isinstance(exc, aws_errors.UNREACHABLE) or (
             isinstance(exc, BotoCoreError)
             and ("Connect" in type(exc).__name__ or "timed out" in str(exc))):
         said, hint = (f"{where} did not answer ({what}): {exc}",
