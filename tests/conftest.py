@@ -83,6 +83,17 @@ def fresh_lake(settings: Settings, scale: float = 0.01, seed: int = 42) -> Setti
     return settings
 
 
+def source_sql(settings: Settings, *statements: str) -> None:
+    """Run `statements` on the source as the application user, autocommitted."""
+    from pipeline.source.db import connect_app
+
+    conn = connect_app(settings, autocommit=True)
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+    conn.close()
+
+
 @pytest.fixture(scope="module")
 def lake(request: pytest.FixtureRequest, stack_settings: Settings) -> Settings:
     """A fresh lake (`fresh_lake`) for the module; `@pytest.mark.lake(scale=..., seed=...)`

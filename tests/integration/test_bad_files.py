@@ -13,8 +13,8 @@ from pipeline import cdc
 from pipeline.aws.clients import aws_client
 from pipeline.catalog import get_table
 from pipeline.config import Settings
-from pipeline.source.db import connect_app
 from pipeline.warehouse.load import session
+from tests.conftest import source_sql
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow,
               pytest.mark.lake(scale=0.01, seed=71)]
@@ -25,14 +25,6 @@ def shoplake(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
                           capture_output=True, text=True, timeout=900)
 
 
-def _sql(settings: Settings, *statements: str) -> None:
-    conn = connect_app(settings, autocommit=True)
-    with conn.cursor() as cur:
-        for statement in statements:
-            cur.execute(statement)
-    conn.close()
-
-
 def test_bad_files_are_named_refused_and_block_only_their_table(
         lake: Settings, cli_env: dict[str, str]) -> None:
     first = shoplake(cli_env, "run", "--local")
@@ -41,12 +33,12 @@ def test_bad_files_are_named_refused_and_block_only_their_table(
     bucket = lake.lake.bronze_bucket
     # Two committed change files of `orders`; the first is then damaged (truncated)
     # before any job read it. The second must wait behind it; customers go on.
-    _sql(lake, "UPDATE orders SET status = 'paid' WHERE id = 1")
+    source_sql(lake, "UPDATE orders SET status = 'paid' WHERE id = 1")
     cdc.run(lake, once=True)
     files = sorted(o["Key"] for o in s3.list_objects_v2(
         Bucket=bucket, Prefix="shop/orders/")["Contents"] if "LOAD" not in o["Key"])
     damaged = files[-1]
-    _sql(lake, "UPDATE orders SET status = 'shipped' WHERE id = 1",
+    source_sql(lake, "UPDATE orders SET status = 'shipped' WHERE id = 1",
          "UPDATE customers SET city = 'Porto' WHERE id = 1")
     cdc.run(lake, once=True)
     body = s3.get_object(Bucket=bucket, Key=damaged)["Body"].read()

@@ -16,10 +16,10 @@ from pipeline import cdc, stack
 from pipeline.aws.clients import aws_client
 from pipeline.catalog.store import list_tables
 from pipeline.config import Settings
-from pipeline.source.db import connect_app
 from pipeline.stack import lake as lake_mirror
 from pipeline.stack.localstack import LocalStackService
 from pipeline.stack.manager import process_of
+from tests.conftest import source_sql
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark, pytest.mark.slow,
               pytest.mark.lake(scale=0.01, seed=91)]
@@ -32,14 +32,6 @@ def shoplake(env: dict[str, str], *args: str) -> str:
     assert done.returncode == 0, out
     assert "Traceback" not in out and "unexpected error" not in out, out
     return out
-
-
-def _sql(settings: Settings, *statements: str) -> None:
-    conn = connect_app(settings, autocommit=True)
-    with conn.cursor() as cur:
-        for statement in statements:
-            cur.execute(statement)
-    conn.close()
 
 
 def _objects(settings: Settings) -> dict[str, dict[str, str]]:
@@ -80,7 +72,7 @@ def test_the_lake_survives_a_restart_and_the_next_run_is_incremental(
     assert _objects(lake) == before, "every object back, with its ETag"
     assert [t["Name"] for t in list_tables(lake)] == tables
     loads = _load_files(lake)
-    _sql(lake, "UPDATE customers SET city = 'Porto' WHERE id = 1",
+    source_sql(lake, "UPDATE customers SET city = 'Porto' WHERE id = 1",
          "UPDATE orders SET status = 'cancelled' WHERE id = 2")
     out = shoplake(cli_env, "run", "--local")
     assert _load_files(lake) == loads, "no new full snapshot after the restart"
@@ -95,11 +87,11 @@ def test_a_crash_loses_only_what_came_after_the_save_and_the_run_rebuilds_it(
     saved = lake_mirror.read_manifest(lake)["saved_at"]
     # A run whose end is not saved: silver and its catalog (in PostgreSQL) move past the
     # save; then more changes reach bronze only.
-    _sql(lake, "UPDATE customers SET city = 'Faro' WHERE id = 3",
+    source_sql(lake, "UPDATE customers SET city = 'Faro' WHERE id = 3",
          "DELETE FROM order_items WHERE order_id = 5", "DELETE FROM orders WHERE id = 5")
     shoplake({**cli_env, "SHOPLAKE_STACK_KEEP_LAKE": "false"}, "run", "--local")
     assert lake_mirror.read_manifest(lake)["saved_at"] == saved
-    _sql(lake, "UPDATE products SET price = price + 1 WHERE id = 4")
+    source_sql(lake, "UPDATE products SET price = price + 1 WHERE id = 4")
     cdc.run(lake, once=True)
     _kill_localstack(lake)
     stack.up(lake)  # puts back the save, older than silver's catalog and the checkpoint
